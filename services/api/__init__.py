@@ -1,0 +1,1 @@
+"""paperwire api service."""

@@ -1,0 +1,1 @@
+"""paperwire embedder service."""

@@ -1,0 +1,137 @@
+"""The event contract: stream names and the pydantic model carried on each stream.
+
+Every event has an ``event_id`` (idempotency and log correlation) and a ``schema_version``.
+A consumer that meets a version it does not know dead-letters the event instead of guessing.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from shared.paper import Paper, SourceName
+from shared.subscription import Subscription
+
+
+class Stream(StrEnum):
+    RAW = "papers.raw"
+    PARSED = "papers.parsed"
+    EMBEDDED = "papers.embedded"
+    MATCHES = "matches"
+    DELIVERIES = "deliveries"
+    DELIVERIES_DEAD = "deliveries.dead"
+    FEEDBACK = "feedback"
+    SUBSCRIPTIONS = "subscriptions"
+
+
+def dead_letter_stream(stream: str) -> str:
+    return f"{stream}.dead"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    schema_version: Literal[1] = 1
+    occurred_at: datetime = Field(default_factory=_now)
+
+
+class RawPapers(Event):
+    """One fetched response, verbatim: the parser owns turning it into papers."""
+
+    source: SourceName
+    url: str
+    fetched_at: datetime = Field(default_factory=_now)
+    content_type: str | None = None
+    body: str
+
+
+class PaperParsed(Event):
+    paper: Paper
+    change: Literal["new", "updated", "merged"] = "new"
+
+
+class EmbeddingManifest(BaseModel):
+    """Identifies the vector space: vectors with different manifests are never compared."""
+
+    model_id: str
+    dims: int
+    max_tokens: int
+    precision: str
+    sha256: str
+
+    @property
+    def space(self) -> str:
+        """The key that decides comparability: model, dims and weights, not the runtime precision."""
+        return f"{self.model_id}:{self.dims}"
+
+
+class PaperEmbedded(Event):
+    paper: Paper
+    vector: str = Field(description="base64 of little-endian float16 or float32 values")
+    dtype: Literal["float16", "float32"] = "float16"
+    manifest: EmbeddingManifest
+
+    @classmethod
+    def pack(cls, vector: np.ndarray, dtype: Literal["float16", "float32"] = "float16") -> str:
+        return base64.b64encode(np.asarray(vector, dtype=f"<{'f2' if dtype == 'float16' else 'f4'}").tobytes()).decode()
+
+    def array(self) -> np.ndarray:
+        raw = base64.b64decode(self.vector)
+        return np.frombuffer(raw, dtype="<f2" if self.dtype == "float16" else "<f4").astype(np.float32)
+
+
+class MatchFound(Event):
+    subscription_id: str
+    owner: str
+    paper: Paper
+    score: float
+    reasons: list[str] = Field(default_factory=list, description="why it matched, in plain words")
+    trending_rank: int | None = None
+
+
+DeliveryStatus = Literal["delivered", "failed", "dead", "skipped", "duplicate"]
+
+
+class DeliveryResult(Event):
+    match_event_id: str | None = None
+    subscription_id: str
+    paper_ids: list[str]
+    channel: Literal["email", "slack", "webhook"]
+    target: str
+    status: DeliveryStatus
+    attempts: int = 1
+    status_code: int | None = None
+    error: str | None = None
+
+
+class FeedbackGiven(Event):
+    subscription_id: str
+    paper_id: str
+    label: Literal["like", "dislike"]
+    via: Literal["email", "slack", "api", "web"] = "api"
+
+
+class SubscriptionChanged(Event):
+    subscription_id: str
+    action: Literal["created", "updated", "paused", "deleted"]
+    subscription: Subscription | None = None
+
+
+STREAM_MODELS: dict[Stream, type[Event]] = {
+    Stream.RAW: RawPapers,
+    Stream.PARSED: PaperParsed,
+    Stream.EMBEDDED: PaperEmbedded,
+    Stream.MATCHES: MatchFound,
+    Stream.DELIVERIES: DeliveryResult,
+    Stream.FEEDBACK: FeedbackGiven,
+    Stream.SUBSCRIPTIONS: SubscriptionChanged,
+}

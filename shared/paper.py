@@ -1,0 +1,121 @@
+"""The one Paper model every service speaks, keyed by the versionless arXiv id."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+# New style (since 2007-04): YYMM.NNNN or YYMM.NNNNN; old style: archive[.SUBJ]/YYMMNNN.
+_NEW_ID = r"\d{4}\.\d{4,5}"
+_OLD_ID = r"[a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?/\d{7}"
+ARXIV_ID_RE = re.compile(rf"^(?P<id>{_NEW_ID}|{_OLD_ID})(?:v(?P<version>\d+))?$")
+_URL_PREFIX_RE = re.compile(r"^(?:https?://(?:export\.)?arxiv\.org/(?:abs|pdf)/|arxiv:|oai:arXiv\.org:)", re.I)
+
+AnnounceType = Literal["new", "cross", "replace", "replace-cross"]
+SourceName = Literal["arxiv-api", "arxiv-rss", "arxiv-oai", "hf-daily"]
+
+
+class InvalidArxivId(ValueError):
+    """Raised for a string that is not an arXiv identifier in either style."""
+
+
+def split_arxiv_id(raw: str) -> tuple[str, int | None]:
+    """Return (versionless id, version) for any arXiv id, abs/pdf URL or OAI identifier."""
+    text = _URL_PREFIX_RE.sub("", raw.strip())
+    text = text.removesuffix(".pdf")
+    match = ARXIV_ID_RE.match(text)
+    if not match:
+        raise InvalidArxivId(f"not an arXiv id: {raw!r}")
+    version = match.group("version")
+    return match.group("id"), int(version) if version else None
+
+
+def normalize_arxiv_id(raw: str) -> str:
+    return split_arxiv_id(raw)[0]
+
+
+_WS_RE = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """Collapse whitespace and LaTeX line breaks (``\\\\``, ``\\newline``) into single spaces."""
+    text = re.sub(r"\\\\|\\newline\b", " ", text)
+    return _WS_RE.sub(" ", text).strip()
+
+
+class Author(BaseModel):
+    name: str
+    affiliations: list[str] = Field(default_factory=list)
+
+
+class HuggingFaceInfo(BaseModel):
+    """What Hugging Face Daily Papers adds to a paper: community signal and AI summaries."""
+
+    upvotes: int = 0
+    ai_summary: str | None = None
+    ai_keywords: list[str] = Field(default_factory=list)
+    github_repo: str | None = None
+    github_stars: int | None = None
+    organization: str | None = None
+    daily_date: date | None = None
+
+
+class Paper(BaseModel):
+    id: str = Field(description="versionless arXiv id, e.g. 2401.01234 or hep-th/9901001")
+    version: int | None = None
+    title: str
+    abstract: str = ""
+    authors: list[Author] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list, description="primary category first")
+    submitted: datetime | None = None
+    updated: datetime | None = None
+    announced: date | None = None
+    doi: str | None = None
+    journal_ref: str | None = None
+    comment: str | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+    announce_type: AnnounceType | None = None
+    hf: HuggingFaceInfo | None = None
+    sources: list[SourceName] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _versionless(cls, value: str) -> str:
+        return normalize_arxiv_id(value)
+
+    @property
+    def primary_category(self) -> str | None:
+        return self.categories[0] if self.categories else None
+
+    @property
+    def abs_url(self) -> str:
+        return self.links.get("abs") or f"https://arxiv.org/abs/{self.id}"
+
+    @property
+    def pdf_url(self) -> str:
+        return self.links.get("pdf") or f"https://arxiv.org/pdf/{self.id}"
+
+    def embedding_text(self) -> str:
+        """Title and abstract, the text the embedder sees (it truncates by tokens)."""
+        return f"{self.title}. {self.abstract}".strip() if self.abstract else self.title
+
+
+def merge_papers(known: Paper, new: Paper) -> Paper:
+    """One paper seen from several sources: newest version wins the text, sources and HF data add up."""
+    newer = new if (new.version or 0) >= (known.version or 0) else known
+    older = known if newer is new else new
+    merged = newer.model_dump()
+    for field, value in older.model_dump().items():
+        if merged.get(field) in (None, "", [], {}):
+            merged[field] = value
+    merged["sources"] = sorted(set(known.sources) | set(new.sources))
+    hf_known, hf_new = known.hf, new.hf
+    if hf_known and hf_new:
+        # The latest Hugging Face reading wins: upvotes only move with time.
+        merged["hf"] = hf_known.model_dump() | {
+            k: v for k, v in hf_new.model_dump().items() if v not in (None, [], "")
+        }
+    return Paper.model_validate(merged)

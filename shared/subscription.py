@@ -1,0 +1,148 @@
+"""The one Subscription model: the api validates with it, the classifier scores with it, the notifier reads its channels."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, time
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+from shared.paper import InvalidArxivId, normalize_arxiv_id
+from shared.taxonomy import is_known_category
+
+_EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+_SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class WebhookEndpoint(BaseModel):
+    """A user's HTTP receiver; deliveries are signed with ``secret`` (Standard Webhooks, ``whsec_``)."""
+
+    id: str = Field(default_factory=new_id)
+    url: HttpUrl
+    secret: str = Field(pattern=r"^whsec_[A-Za-z0-9+/=]{16,}$")
+    previous_secret: str | None = Field(default=None, description="still signed during a rotation")
+    enabled: bool = True
+    disabled_reason: str | None = None
+
+
+class Channels(BaseModel):
+    email: str | None = None
+    slack_webhook_url: HttpUrl | None = None
+    webhooks: list[WebhookEndpoint] = Field(default_factory=list)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL_RE.match(value):
+            raise ValueError(f"not an email address: {value!r}")
+        return value
+
+
+class Schedule(BaseModel):
+    mode: Literal["instant", "daily", "weekly"] = "instant"
+    at: time = time(8, 0)
+    timezone: str = "UTC"
+    weekday: int = Field(default=0, ge=0, le=6, description="weekly digests: 0 = Monday")
+    heartbeat: bool = Field(default=False, description="send a one-line note when a period has nothing")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone: {value!r}") from exc
+        return value
+
+
+class Trending(BaseModel):
+    """Hugging Face Daily Papers' top papers by upvotes, optionally narrowed by interests or categories."""
+
+    window: Literal["day", "week"] = "day"
+    top: int = Field(default=10, ge=1, le=100)
+    narrow: bool = Field(default=False, description="only trending papers that also match the interests")
+
+
+class SubscriptionSpec(BaseModel):
+    """What a user says they want; the api accepts exactly this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    interests: list[str] = Field(default_factory=list, max_length=20)
+    keywords: list[str] = Field(default_factory=list, max_length=50, description="boolean queries")
+    categories: list[str] = Field(default_factory=list, max_length=50)
+    exclude_categories: list[str] = Field(default_factory=list, max_length=50)
+    include_cross_lists: bool = True
+    authors: list[str] = Field(default_factory=list, max_length=100)
+    seed_papers: list[str] = Field(default_factory=list, max_length=500)
+    threshold: float = Field(default=0.45, ge=-1.0, le=1.0)
+    top_k: int = Field(default=10, ge=1, le=200)
+    trending: Trending | None = None
+    channels: Channels = Field(default_factory=Channels)
+    schedule: Schedule = Field(default_factory=Schedule)
+    active: bool = True
+
+    @field_validator("interests", "keywords", "authors")
+    @classmethod
+    def _no_blank(cls, values: list[str]) -> list[str]:
+        cleaned = [v.strip() for v in values]
+        if any(not v for v in cleaned):
+            raise ValueError("entries must not be blank")
+        if any(len(v) > 2000 for v in cleaned):
+            raise ValueError("entries must be at most 2000 characters")
+        return cleaned
+
+    @field_validator("categories", "exclude_categories")
+    @classmethod
+    def _known_categories(cls, values: list[str]) -> list[str]:
+        unknown = [v for v in values if not is_known_category(v)]
+        if unknown:
+            raise ValueError(f"unknown arXiv categories: {', '.join(unknown)}")
+        return values
+
+    @field_validator("seed_papers")
+    @classmethod
+    def _arxiv_ids(cls, values: list[str]) -> list[str]:
+        ids, bad = [], []
+        for value in values:
+            try:
+                ids.append(normalize_arxiv_id(value))
+            except InvalidArxivId:
+                bad.append(value)
+        if bad:
+            raise ValueError(f"malformed arXiv ids: {', '.join(map(repr, bad))}")
+        return list(dict.fromkeys(ids))
+
+    @model_validator(mode="after")
+    def _wants_something(self) -> SubscriptionSpec:
+        if not (self.interests or self.seed_papers or self.keywords or self.authors or self.trending):
+            raise ValueError(
+                "a subscription needs interests, seed papers, keywords, authors or trending: all are empty"
+            )
+        return self
+
+
+class Subscription(SubscriptionSpec):
+    """A stored subscription: the spec plus identity, ownership and what the user rated."""
+
+    id: str = Field(default_factory=new_id)
+    owner: str = Field(default="default")
+    liked: list[str] = Field(default_factory=list)
+    disliked: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @field_validator("id", "owner")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG_RE.match(value):
+            raise ValueError("use 1-64 letters, digits, '_', '.' or '-'")
+        return value
