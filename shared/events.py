@@ -28,6 +28,7 @@ class Stream(StrEnum):
     DELIVERIES_DEAD = "deliveries.dead"
     FEEDBACK = "feedback"
     SUBSCRIPTIONS = "subscriptions"
+    FETCH_REQUESTS = "fetch.requests"
 
 
 def dead_letter_stream(stream: str) -> str:
@@ -126,6 +127,26 @@ class SubscriptionChanged(Event):
     subscription: Subscription | None = None
 
 
+class FetchRequested(Event):
+    """Ask the fetcher for specific papers (seed papers, liked papers it has not seen yet)."""
+
+    arxiv_ids: list[str]
+    reason: str = ""
+
+
+# Which service groups consume each stream. Every service creates all of them at id 0 on start,
+# so entries published before a consumer first runs are never skipped.
+CONSUMER_GROUPS: dict[Stream, tuple[str, ...]] = {
+    Stream.RAW: ("parser",),
+    Stream.PARSED: ("embedder",),
+    Stream.EMBEDDED: ("classifier",),
+    Stream.MATCHES: ("notifier",),
+    Stream.FEEDBACK: ("classifier",),
+    Stream.SUBSCRIPTIONS: ("classifier", "notifier"),
+    Stream.FETCH_REQUESTS: ("fetcher",),
+    Stream.DELIVERIES: ("api",),
+}
+
 STREAM_MODELS: dict[Stream, type[Event]] = {
     Stream.RAW: RawPapers,
     Stream.PARSED: PaperParsed,
@@ -134,4 +155,5 @@ STREAM_MODELS: dict[Stream, type[Event]] = {
     Stream.DELIVERIES: DeliveryResult,
     Stream.FEEDBACK: FeedbackGiven,
     Stream.SUBSCRIPTIONS: SubscriptionChanged,
+    Stream.FETCH_REQUESTS: FetchRequested,
 }
