@@ -115,7 +115,5 @@ def merge_papers(known: Paper, new: Paper) -> Paper:
     hf_known, hf_new = known.hf, new.hf
     if hf_known and hf_new:
         # The latest Hugging Face reading wins: upvotes only move with time.
-        merged["hf"] = hf_known.model_dump() | {
-            k: v for k, v in hf_new.model_dump().items() if v not in (None, [], "")
-        }
+        merged["hf"] = hf_known.model_dump() | {k: v for k, v in hf_new.model_dump().items() if v not in (None, [], "")}
     return Paper.model_validate(merged)

@@ -25,6 +25,16 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("PAPERWIRE_CONSUMER_NAME"),
         description="stable per process; default host-pid",
     )
+    public_url: str = Field(
+        default="http://localhost:8000",
+        validation_alias=AliasChoices("PAPERWIRE_PUBLIC_URL"),
+        description="where the api is reached: base of feedback, unsubscribe and feed links",
+    )
+    link_secret: str = Field(
+        default="dev-insecure-link-secret-change-me",
+        validation_alias=AliasChoices("PAPERWIRE_LINK_SECRET"),
+        description="HMAC key of signed links; set it in production",
+    )
     max_attempts: int = Field(default=5, ge=1, description="deliveries before an event is dead-lettered")
     claim_idle_ms: int = Field(default=30_000, ge=100, description="pending longer than this is claimed")
     claim_poll_ms: int = Field(default=1_000, ge=10)

@@ -1,4 +1,4 @@
-"""The one Subscription model: the api validates with it, the classifier scores with it, the notifier reads its channels."""
+"""The one Subscription model: the api validates it, the classifier scores it, the notifier reads its channels."""
 
 from __future__ import annotations
 

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 ARCHIVES_WITHOUT_SUBJECTS = {
-    "gr-qc", "hep-ex", "hep-lat", "hep-ph", "hep-th", "math-ph", "nucl-ex", "nucl-th", "quant-ph",
+    "gr-qc",
+    "hep-ex",
+    "hep-lat",
+    "hep-ph",
+    "hep-th",
+    "math-ph",
+    "nucl-ex",
+    "nucl-th",
+    "quant-ph",
 }
 
 CATEGORIES: frozenset[str] = frozenset(

@@ -1,0 +1,96 @@
+"""Turning a service's router into something that runs: alone (``faststream run``) or all in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from faststream import FastStream
+from faststream.redis import RedisBroker, RedisRouter
+
+from shared.consumer import ensure_groups
+from shared.events import CONSUMER_GROUPS
+from shared.logs import configure_logging
+from shared.retention import trim_forever
+from shared.settings import ServiceSettings
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+Task = Callable[[Any], Awaitable[None]]
+
+
+@dataclass
+class ServiceDef:
+    """What it takes to run one service: its router factory, its settings, its background loops."""
+
+    name: str
+    build_router: Callable[[Any], RedisRouter]
+    settings: ServiceSettings
+    tasks: Sequence[Task] = field(default_factory=tuple)
+
+    def with_redis(self, url: str) -> ServiceDef:
+        return ServiceDef(self.name, self.build_router, self.settings.model_copy(update={"redis_url": url}), self.tasks)
+
+    @property
+    def consumed_streams(self) -> list[str]:
+        return [str(s) for s, groups in CONSUMER_GROUPS.items() if self.name in groups]
+
+
+REGISTRY: dict[str, ServiceDef] = {}
+
+
+def create_service_app(
+    service: str,
+    build_router: Callable[[Any], RedisRouter],
+    settings: ServiceSettings,
+    tasks: Sequence[Task] = (),
+) -> FastStream:
+    """The app ``faststream run services.<name>.app:app`` runs; also registers the service for ``paperwire run``."""
+    definition = ServiceDef(service, build_router, settings, tuple(tasks))
+    REGISTRY[service] = definition
+    return build_app([definition], settings.redis_url or DEFAULT_REDIS_URL)
+
+
+def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | None = None) -> FastStream:
+    """One broker carrying the routers of ``services``; groups ensured first, loops started after."""
+    level = log_level or services[0].settings.log_level
+    broker = RedisBroker(redis_url, logger=structlog.get_logger("faststream"))
+    for definition in services:
+        broker.include_router(definition.with_redis(redis_url).build_router(definition.with_redis(redis_url).settings))
+    app = FastStream(broker, logger=structlog.get_logger("paperwire"))
+    running: list[asyncio.Task[None]] = []
+
+    @app.on_startup
+    async def _prepare() -> None:
+        configure_logging(level)
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            await ensure_groups(client)
+        finally:
+            await client.aclose()
+
+    @app.after_startup
+    async def _start_loops() -> None:
+        for definition in services:
+            settings = definition.with_redis(redis_url).settings
+            for task in definition.tasks:
+                running.append(asyncio.create_task(task(settings), name=f"{definition.name}:{task.__name__}"))
+            if definition.consumed_streams:
+                running.append(
+                    asyncio.create_task(trim_forever(redis_url, definition.consumed_streams, settings.retention_hours))
+                )
+
+    @app.on_shutdown
+    async def _stop_loops() -> None:
+        for task in running:
+            task.cancel()
+        for task in running:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    return app

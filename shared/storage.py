@@ -1,0 +1,142 @@
+"""Redis storage helpers: the few keys several services read or write.
+
+Key layout (all values JSON unless said otherwise):
+- ``paper:{id}``                 the merged Paper
+- ``vectors:{space}``            hash: paper id -> float16 bytes (space = EmbeddingManifest.space)
+- ``subscription:{id}``          a Subscription; ``subscriptions`` set of ids; ``owner:{owner}:subscriptions`` set
+- ``once:{...}``                 idempotency markers (SET NX)
+- ``webhook:{endpoint}:attempts`` list of recent delivery attempts (newest first); ``webhook:{endpoint}:state`` hash
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from shared.paper import Paper, merge_papers
+from shared.subscription import Subscription
+
+PaperChange = Literal["new", "updated", "merged"]
+
+
+class PaperStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def get(self, paper_id: str) -> Paper | None:
+        raw = await self.redis.get(f"paper:{paper_id}")
+        return Paper.model_validate_json(raw) if raw else None
+
+    async def get_many(self, paper_ids: list[str]) -> dict[str, Paper]:
+        if not paper_ids:
+            return {}
+        raws = await self.redis.mget([f"paper:{pid}" for pid in paper_ids])
+        return {pid: Paper.model_validate_json(raw) for pid, raw in zip(paper_ids, raws, strict=True) if raw}
+
+    async def put(self, paper: Paper) -> None:
+        await self.redis.set(f"paper:{paper.id}", paper.model_dump_json())
+
+    async def upsert(self, paper: Paper) -> tuple[Paper, PaperChange | None]:
+        """Merge with what is stored; the change is None when nothing new was learned."""
+        known = await self.get(paper.id)
+        if known is None:
+            await self.put(paper)
+            return paper, "new"
+        merged = merge_papers(known, paper)
+        if merged == known:
+            return known, None
+        await self.put(merged)
+        if (merged.version or 0) > (known.version or 0):
+            return merged, "updated"
+        return merged, "merged"
+
+    async def set_vector(self, space: str, paper_id: str, vector: np.ndarray) -> None:
+        await self.redis.hset(f"vectors:{space}", paper_id, np.asarray(vector, dtype="<f2").tobytes())
+
+    async def get_vectors(self, space: str, paper_ids: list[str]) -> dict[str, np.ndarray]:
+        if not paper_ids:
+            return {}
+        raws = await self.redis.hmget(f"vectors:{space}", paper_ids)
+        return {
+            pid: np.frombuffer(raw, dtype="<f2").astype(np.float32)
+            for pid, raw in zip(paper_ids, raws, strict=True)
+            if raw
+        }
+
+
+class SubscriptionStore:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def get(self, subscription_id: str) -> Subscription | None:
+        raw = await self.redis.get(f"subscription:{subscription_id}")
+        return Subscription.model_validate_json(raw) if raw else None
+
+    async def put(self, subscription: Subscription) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"subscription:{subscription.id}", subscription.model_dump_json())
+            pipe.sadd("subscriptions", subscription.id)
+            pipe.sadd(f"owner:{subscription.owner}:subscriptions", subscription.id)
+            await pipe.execute()
+
+    async def delete(self, subscription_id: str) -> bool:
+        subscription = await self.get(subscription_id)
+        if subscription is None:
+            return False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(f"subscription:{subscription_id}")
+            pipe.srem("subscriptions", subscription_id)
+            pipe.srem(f"owner:{subscription.owner}:subscriptions", subscription_id)
+            await pipe.execute()
+        return True
+
+    async def list(self, owner: str | None = None) -> list[Subscription]:
+        key = f"owner:{owner}:subscriptions" if owner else "subscriptions"
+        ids = sorted(m.decode() if isinstance(m, bytes) else m for m in await self.redis.smembers(key))
+        if not ids:
+            return []
+        raws = await self.redis.mget([f"subscription:{i}" for i in ids])
+        return [Subscription.model_validate_json(raw) for raw in raws if raw]
+
+    async def active(self) -> list[Subscription]:
+        return [s for s in await self.list() if s.active]
+
+
+async def claim_once(redis: aioredis.Redis, key: str, ttl_s: int = 90 * 24 * 3600) -> bool:
+    """True the first time ``key`` is claimed: the idempotency guard for side effects (emails, webhooks)."""
+    return bool(await redis.set(f"once:{key}", "1", nx=True, ex=ttl_s))
+
+
+async def release_once(redis: aioredis.Redis, key: str) -> None:
+    """Undo a claim whose side effect failed, so a retry may try again."""
+    await redis.delete(f"once:{key}")
+
+
+class DeliveryLog:
+    """Attempts and state of webhook endpoints: written by the notifier, shown by the api."""
+
+    keep = 100
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def record_attempt(self, endpoint_id: str, attempt: dict[str, Any]) -> None:
+        key = f"webhook:{endpoint_id}:attempts"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, json.dumps(attempt, default=str))
+            pipe.ltrim(key, 0, self.keep - 1)
+            await pipe.execute()
+
+    async def recent_attempts(self, endpoint_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        raws = await self.redis.lrange(f"webhook:{endpoint_id}:attempts", 0, limit - 1)
+        return [json.loads(raw) for raw in raws]
+
+    async def set_state(self, endpoint_id: str, **fields: str) -> None:
+        await self.redis.hset(f"webhook:{endpoint_id}:state", mapping=fields)
+
+    async def state(self, endpoint_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(f"webhook:{endpoint_id}:state")
+        return {k.decode(): v.decode() for k, v in raw.items()}
