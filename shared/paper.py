@@ -104,13 +104,24 @@ class Paper(BaseModel):
 
 
 def merge_papers(known: Paper, new: Paper) -> Paper:
-    """One paper seen from several sources: newest version wins the text, sources and HF data add up."""
-    newer = new if (new.version or 0) >= (known.version or 0) else known
+    """One paper seen from several sources: newest version wins the text, sources and HF data add up.
+
+    At the same version the known record wins and only gains what it lacked (a second source of the
+    same version must not wipe affiliations or dates the first one had); links add up.
+    """
+    newer = new if (new.version or 0) > (known.version or 0) else known
     older = known if newer is new else new
     merged = newer.model_dump()
     for field, value in older.model_dump().items():
         if merged.get(field) in (None, "", [], {}):
             merged[field] = value
+    merged["links"] = older.links | newer.links
+    if (
+        len(older.authors) == len(newer.authors)
+        and any(a.affiliations for a in older.authors)
+        and not any(a.affiliations for a in newer.authors)
+    ):
+        merged["authors"] = older.model_dump()["authors"]
     merged["sources"] = sorted(set(known.sources) | set(new.sources))
     hf_known, hf_new = known.hf, new.hf
     if hf_known and hf_new:

@@ -1,0 +1,66 @@
+"""Parser service wiring: papers.raw -> parse -> merge with the store -> papers.parsed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from faststream import Context
+from faststream.redis import RedisRouter
+
+from services.parser.errors import ParseError
+from services.parser.ingest import describe, ingest
+from services.parser.parse import parse_document
+from services.parser.settings import ParserSettings
+from shared.consumer import dead_letter, make_router, subscriber
+from shared.events import RawPapers, Stream
+from shared.runtime import DEFAULT_REDIS_URL, create_service_app
+from shared.storage import PaperStore
+
+SERVICE = "parser"
+log = structlog.get_logger("paperwire.parser")
+
+
+def build_router(settings: ParserSettings) -> RedisRouter:
+    router = make_router(SERVICE, settings)
+    parsed = router.publisher(Stream.PARSED)
+    redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+    store = PaperStore(redis)
+
+    @subscriber(router, Stream.RAW, service=SERVICE, settings=settings)
+    async def on_raw(event: RawPapers, message: Any = Context("message")) -> None:
+        try:
+            result = parse_document(event.source, event.body, max_bytes=settings.max_document_bytes)
+        except ParseError as exc:
+            # A bad document fails the same way every time: dead-letter it now instead of retrying.
+            raw = message.raw_message
+            await dead_letter(redis, Stream.RAW, SERVICE, _id(raw), raw.get("data") or {}, str(exc), 1)
+            log.warning("document_rejected", reason=str(exc), **describe(event))
+            return
+        for error in result.errors:
+            log.warning("item_skipped", index=error.index, ident=error.ident, reason=error.reason, **describe(event))
+        if result.no_announcement:
+            log.info("no_announcement", reason=result.no_announcement, **describe(event))
+        report = await ingest(result, store)
+        for parsed_event in report.events:
+            await parsed.publish(parsed_event)
+        log.info(
+            "document_parsed",
+            papers=len(result.papers),
+            published=len(report.events),
+            unchanged=report.unchanged,
+            item_errors=report.item_errors,
+            **describe(event),
+        )
+
+    return router
+
+
+def _id(raw: dict[str, Any]) -> str:
+    ids = raw.get("message_ids") or [b"?"]
+    value = ids[0]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+app = create_service_app(SERVICE, build_router, ParserSettings())
