@@ -1,0 +1,68 @@
+"""Fetcher service wiring: the polling loop (a startup task) and fetch.requests id_list lookups."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+import structlog
+from faststream.redis import RedisBroker, RedisRouter
+
+from services.fetcher.poll import make_fetcher, poll_once
+from services.fetcher.settings import FetcherSettings
+from services.fetcher.sources import arxiv_api
+from shared.consumer import make_router, subscriber
+from shared.events import FetchRequested, RawPapers, Stream
+from shared.runtime import DEFAULT_REDIS_URL, create_service_app
+
+SERVICE = "fetcher"
+log = structlog.get_logger("paperwire.fetcher")
+
+
+def build_router(settings: FetcherSettings) -> RedisRouter:
+    router = make_router(SERVICE, settings)
+    raw = router.publisher(Stream.RAW)
+
+    @subscriber(router, Stream.FETCH_REQUESTS, service=SERVICE, settings=settings)
+    async def on_fetch_request(event: FetchRequested) -> None:
+        redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+        fetcher, limiter = make_fetcher(settings, redis)
+        try:
+            reports = await arxiv_api.fetch_ids(fetcher, limiter, settings.arxiv_api_url, raw.publish, event.arxiv_ids)
+        finally:
+            await fetcher.client.aclose()
+            await redis.aclose()
+        failed = [r.error for r in reports if r.error]
+        if failed:
+            raise RuntimeError(f"id_list lookup failed: {failed[0]}")  # retried, then dead-lettered
+        log.info("ids_fetched", ids=len(event.arxiv_ids), reason=event.reason, pages=sum(r.published for r in reports))
+
+    return router
+
+
+async def poll_forever(settings: FetcherSettings) -> None:
+    """Poll at start (if asked) and every interval; a failed cycle is retried sooner, never dropped."""
+    url = settings.redis_url or DEFAULT_REDIS_URL
+    broker = RedisBroker(url)
+    await broker.connect()
+    redis = aioredis.Redis.from_url(url)
+
+    async def publish(event: RawPapers) -> None:
+        await broker.publish(event, stream=Stream.RAW)
+
+    try:
+        delay = 0.0 if settings.poll_on_start else settings.poll_interval_s
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                report = await poll_once(settings, redis, publish)
+                delay = settings.poll_interval_s if report.ok else settings.retry_failed_after_s
+            except Exception:  # noqa: BLE001 - the loop must outlive any one cycle
+                log.exception("poll_failed")
+                delay = settings.retry_failed_after_s
+    finally:
+        await redis.aclose()
+        await broker.stop()
+
+
+app = create_service_app(SERVICE, build_router, FetcherSettings(), tasks=[poll_forever])

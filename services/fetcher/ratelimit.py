@@ -1,0 +1,82 @@
+"""The arXiv politeness limit, shared through Redis by every fetcher process on every machine.
+
+arXiv asks for at most one request every 3 seconds and one connection at a time, for all of a user's
+machines together. A Redis lock (SET NX PX, released only by its holder) gives "one at a time"; a
+``next allowed`` timestamp, read with Redis' own clock so hosts need not agree on time, gives the
+spacing. ``defer`` pushes that timestamp forward for everyone when arXiv answers 429/503 Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+import structlog
+
+log = structlog.get_logger("paperwire.fetcher.ratelimit")
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+# Set next-allowed to max(current, now + interval) atomically.
+_PUSH = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local target = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('get', KEYS[1]) or '0')
+if target > current then redis.call('set', KEYS[1], target, 'PX', math.max(tonumber(ARGV[1]), 1) + 60000) end
+return target
+"""
+
+
+class SharedRateLimiter:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        name: str = "arxiv",
+        *,
+        min_interval_s: float = 3.0,
+        lock_ttl_s: float = 300.0,
+        poll_s: float = 0.05,
+    ) -> None:
+        self.redis = redis
+        self.lock_key = f"ratelimit:{name}:lock"
+        self.next_key = f"ratelimit:{name}:next"
+        self.min_interval_ms = int(min_interval_s * 1000)
+        self.lock_ttl_ms = int(lock_ttl_s * 1000)
+        self.poll_s = poll_s
+
+    async def _now_ms(self) -> int:
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold the single arXiv connection; returns once this process may send its request."""
+        token = uuid.uuid4().hex
+        waited = 0.0
+        while not await self.redis.set(self.lock_key, token, nx=True, px=self.lock_ttl_ms):
+            await asyncio.sleep(self.poll_s)
+            waited += self.poll_s
+        try:
+            while True:
+                next_allowed = int(await self.redis.get(self.next_key) or 0)
+                delay_ms = next_allowed - await self._now_ms()
+                if delay_ms <= 0:
+                    break
+                await asyncio.sleep(delay_ms / 1000)
+                waited += delay_ms / 1000
+            if waited > 1:
+                log.debug("rate_limited", waited_s=round(waited, 2))
+            yield
+        finally:
+            # Spacing counts from the end of this request, so starts are never closer than the interval.
+            await self.redis.eval(_PUSH, 1, self.next_key, self.min_interval_ms)
+            await self.redis.eval(_RELEASE, 1, self.lock_key, token)
+
+    async def defer(self, seconds: float) -> None:
+        """No process may send before ``seconds`` from now (a 429/503 Retry-After applies to all of us)."""
+        await self.redis.eval(_PUSH, 1, self.next_key, int(seconds * 1000))

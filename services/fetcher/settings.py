@@ -1,0 +1,44 @@
+"""Fetcher settings (env prefix ``FETCHER_``): source URLs, politeness, schedule."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class FetcherSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="FETCHER_", extra="ignore")
+
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_rss_url: str = "https://rss.arxiv.org"
+    oai_url: str = "https://oaipmh.arxiv.org/oai"
+    hf_url: str = "https://huggingface.co/api/daily_papers"
+
+    arxiv_queries: list[str] = Field(default_factory=list, description="search_query strings polled each cycle")
+    rss_categories: list[str] = Field(default_factory=lambda: ["cs.CL", "cs.LG", "cs.AI"], description="[] disables")
+    rss_format: str = Field(default="rss", pattern="^(rss|atom)$")
+    oai_enabled: bool = False
+    oai_set: str = "cs"
+    oai_metadata_prefix: str = Field(default="arXivRaw", pattern="^(arXivRaw|arXiv)$")
+    hf_enabled: bool = True
+    hf_date: date | None = Field(default=None, description="fixed Daily Papers date; default today (UTC)")
+
+    max_results: int = Field(default=100, ge=1, le=30_000, description="papers per query per poll")
+    page_size: int = Field(default=100, ge=1, le=2_000, description="arXiv allows at most 2,000 per page")
+    poll_on_start: bool = True
+    poll_interval_s: float = Field(default=3600.0, gt=0)
+    retry_failed_after_s: float = Field(default=120.0, gt=0, description="a failed source is polled again sooner")
+
+    arxiv_min_interval_s: float = Field(default=3.0, ge=0, description="shared by every fetcher process")
+    user_agent: str = "paperwire/0.1 (+https://github.com/paperwire; mailto:ops@example.org)"
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_retries: int = Field(default=4, ge=0)
+    backoff_base_s: float = Field(default=2.0, ge=0)
+    backoff_max_s: float = Field(default=300.0, ge=0)
+    holidays: list[date] = Field(default_factory=list, description="dates with no arXiv announcement")
