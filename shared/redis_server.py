@@ -101,3 +101,19 @@ def reachable(url: str, timeout: float = 0.5) -> bool:
         return True
     except (redis.RedisError, OSError):
         return False
+
+
+def connect_or_start(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
+    """The embedded Redis already serving ``data_dir`` (another paperwire process), or a new one.
+
+    Returns the URL and the server this call started (None when it joined a running one).
+    """
+    data_dir = Path(data_dir)
+    marker = data_dir / "redis.url"
+    if marker.exists():
+        url = marker.read_text().strip()
+        if reachable(url):
+            return url, None
+    server = EmbeddedRedis(data_dir).start()
+    marker.write_text(server.url)
+    return server.url, server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime, time
@@ -24,12 +25,18 @@ def new_id() -> str:
 class WebhookEndpoint(BaseModel):
     """A user's HTTP receiver; deliveries are signed with ``secret`` (Standard Webhooks, ``whsec_``)."""
 
-    id: str = Field(default_factory=new_id)
+    id: str = Field(default="", description="default: derived from the URL, stable across reloads")
     url: HttpUrl
     secret: str = Field(pattern=r"^whsec_[A-Za-z0-9+/=]{16,}$")
     previous_secret: str | None = Field(default=None, description="still signed during a rotation")
     enabled: bool = True
     disabled_reason: str | None = None
+
+    @model_validator(mode="after")
+    def _stable_id(self) -> WebhookEndpoint:
+        if not self.id:
+            self.id = hashlib.sha256(str(self.url).encode()).hexdigest()[:12]
+        return self
 
 
 class Channels(BaseModel):

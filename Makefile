@@ -1,0 +1,51 @@
+# paperwire: the everyday commands. Every target installs what it needs first (make install).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The exported ONNX model is cached outside the work tree, so fresh clones reuse it.
+export PAPERWIRE_MODEL_DIR ?= $(HOME)/.cache/paperwire/models/all-MiniLM-L6-v2
+
+.PHONY: install run demo test lint format up down model browser clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+model: install
+	$(BIN)/paperwire model export
+
+run: install
+	$(BIN)/paperwire run
+
+demo: install
+	$(BIN)/paperwire demo
+
+# Debian's Chromium for the browser tests (installed when we are root and it is missing).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+
+test: install browser
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+up:
+	docker compose up --build -d
+
+down:
+	docker compose down
+
+clean:
+	rm -rf $(VENV) data

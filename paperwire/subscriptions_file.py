@@ -1,0 +1,67 @@
+"""Subscriptions as configuration: a YAML file of subscriptions, validated, stored and announced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import yaml
+from faststream.redis import RedisBroker
+from pydantic import ValidationError
+
+from shared.events import Stream, SubscriptionChanged
+from shared.storage import SubscriptionStore
+from shared.subscription import Subscription
+
+
+class SubscriptionFileError(ValueError):
+    """The file is not a list of valid subscriptions; the message names the entry and the field."""
+
+
+def read_subscriptions(path: Path) -> list[Subscription]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SubscriptionFileError(f"{path}: not valid YAML: {exc}") from exc
+    if isinstance(data, dict):
+        data = data.get("subscriptions", [])
+    if not isinstance(data, list):
+        raise SubscriptionFileError(f"{path}: expected a list of subscriptions (or a 'subscriptions:' key)")
+    subscriptions = []
+    for index, entry in enumerate(data):
+        try:
+            subscriptions.append(Subscription.model_validate(entry))
+        except ValidationError as exc:
+            name = entry.get("name", "?") if isinstance(entry, dict) else "?"
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(entry)'}: {e['msg']}" for e in exc.errors())
+            raise SubscriptionFileError(f"{path}: subscription #{index + 1} ({name}): {problems}") from exc
+    ids = [s.id for s in subscriptions]
+    if len(ids) != len(set(ids)):
+        raise SubscriptionFileError(f"{path}: duplicate subscription ids")
+    return subscriptions
+
+
+async def load_subscriptions(redis_url: str, subscriptions: list[Subscription]) -> list[str]:
+    """Store each subscription and publish a SubscriptionChanged so running services pick it up."""
+    client = aioredis.Redis.from_url(redis_url)
+    store = SubscriptionStore(client)
+    actions = []
+    try:
+        async with RedisBroker(redis_url) as broker:
+            for subscription in subscriptions:
+                action = "updated" if await store.get(subscription.id) else "created"
+                await store.put(subscription)
+                event = SubscriptionChanged(subscription_id=subscription.id, action=action, subscription=subscription)
+                await broker.publish(event, stream=Stream.SUBSCRIPTIONS)
+                actions.append(f"{action} {subscription.id} ({subscription.name})")
+    finally:
+        await client.aclose()
+    return actions
+
+
+async def list_subscriptions(redis_url: str, owner: str | None = None) -> list[Subscription]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        return await SubscriptionStore(client).list(owner)
+    finally:
+        await client.aclose()
