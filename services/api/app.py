@@ -1,0 +1,132 @@
+"""Api wiring: FastAPI app, its Redis and FastStream broker (publisher, plus the `deliveries` history consumer)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from faststream.redis import RedisBroker, RedisRouter
+from pydantic import BaseModel, ValidationError
+
+from services.api import routes, web
+from services.api.asyncapi import asyncapi_document
+from services.api.deps import ApiContext
+from services.api.forms import error_messages
+from services.api.limits import BodySizeLimit
+from services.api.settings import ApiSettings
+from services.api.store import DeliveryHistory, InvalidOwner
+from services.api.subscriptions import Conflict, NotFound, WebhooksNotAccepted
+from shared.consumer import ensure_groups, make_router, subscriber
+from shared.events import DeliveryResult, Event, Stream
+from shared.logs import configure_logging
+from shared.runtime import DEFAULT_REDIS_URL
+
+SERVICE = "api"
+
+
+def build_router(settings: ApiSettings) -> RedisRouter:
+    """The api's one consumer: it keeps each subscription's recent delivery results for the page and the API."""
+    router = make_router(SERVICE, settings)
+    history = DeliveryHistory(aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL))
+
+    @subscriber(router, Stream.DELIVERIES, service=SERVICE, settings=settings)
+    async def on_delivery(event: DeliveryResult) -> None:
+        await history.record(event.subscription_id, event.model_dump_json())
+
+    return router
+
+
+class Health(BaseModel):
+    status: str
+
+
+def _errors(exc: RequestValidationError | ValidationError) -> list[str]:
+    if isinstance(exc, ValidationError):
+        return error_messages(exc)
+    return [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+
+
+def create_api(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    redis_url = settings.redis_url or DEFAULT_REDIS_URL
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = aioredis.Redis.from_url(redis_url)
+        await ensure_groups(redis)
+        broker = RedisBroker(redis_url)
+        if settings.consume_deliveries:
+            broker.include_router(build_router(settings))
+        await broker.start()
+
+        async def publish(stream: Stream, event: Event) -> Any:
+            return await broker.publish(event, stream=str(stream))
+
+        app.state.ctx = ApiContext(settings=settings, redis=redis, publish=publish)
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="paperwire",
+        version="1",
+        description="Subscriptions, webhook endpoints, feedback links and personal feeds of paperwire.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(routes.router)
+    app.include_router(web.router)
+
+    @app.exception_handler(RequestValidationError)
+    @app.exception_handler(ValidationError)
+    async def _invalid(request: Request, exc: Any) -> JSONResponse:
+        messages = _errors(exc)
+        return JSONResponse({"detail": "; ".join(messages), "errors": messages}, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(WebhooksNotAccepted)
+    @app.exception_handler(InvalidOwner)
+    async def _unprocessable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, tags=["ops"], responses={503: {"model": Health}})
+    async def readyz(request: Request) -> Any:
+        try:
+            await request.app.state.ctx.redis.ping()
+        except Exception:
+            return JSONResponse({"status": "redis unreachable"}, status_code=503)
+        return Health(status="ready")
+
+    @app.get("/asyncapi.json", tags=["ops"])
+    async def asyncapi_json() -> dict[str, Any]:
+        return asyncapi_document(redis_url)
+
+    @app.get("/asyncapi.yaml", tags=["ops"], response_class=PlainTextResponse)
+    async def asyncapi_yaml() -> str:
+        import yaml
+
+        return yaml.safe_dump(asyncapi_document(redis_url), sort_keys=False)
+
+    configure_logging(settings.log_level)
+    return app
+
+
+app = create_api()

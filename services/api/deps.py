@@ -1,0 +1,58 @@
+"""What every route needs: the shared context and the owner behind a bearer token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.api.settings import ApiSettings
+from services.api.store import AuthLimiter, TokenStore
+from services.api.subscriptions import Publish, SubscriptionOps
+
+
+@dataclass
+class ApiContext:
+    settings: ApiSettings
+    redis: aioredis.Redis
+    publish: Publish
+
+    @property
+    def ops(self) -> SubscriptionOps:
+        return SubscriptionOps(self.redis, self.publish)
+
+
+def context(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API token made with `paperwire tokens create`")
+
+
+def client_key(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def current_owner(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    ctx: ApiContext = Depends(context),
+) -> str:
+    """The owner of the bearer token; repeated failures from one client are answered 429 for a while."""
+    limiter = AuthLimiter(ctx.redis, ctx.settings.auth_fail_limit, ctx.settings.auth_fail_window_s)
+    client = client_key(request)
+    wait = await limiter.blocked(client)
+    if wait is not None:
+        raise HTTPException(429, "too many failed token checks: try again later", headers={"Retry-After": str(wait)})
+    owner = await TokenStore(ctx.redis).verify(credentials.credentials) if credentials else None
+    if owner is None:
+        if credentials:
+            await limiter.failed(client)
+        raise HTTPException(
+            401,
+            "authorization: a valid bearer token is required" if credentials else "authorization: header missing",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return owner

@@ -1,0 +1,26 @@
+"""Api settings (env prefix ``API_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class ApiSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="API_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="larger request bodies get 413")
+    auth_fail_limit: int = Field(default=10, ge=1, description="failed token checks per client and window")
+    auth_fail_window_s: int = Field(default=60, ge=1)
+    matches_scan: int = Field(default=5000, ge=10, description="newest entries of `matches` read for a page or feed")
+    feed_size: int = Field(default=50, ge=1, le=500)
+    view_link_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_allow_hosts: list[str] = Field(
+        default_factory=list, description="hosts allowed to resolve to private/loopback addresses (SSRF allow-list)"
+    )
+    consume_deliveries: bool = Field(default=True, description="keep per-subscription delivery history")

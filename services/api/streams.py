@@ -1,0 +1,122 @@
+"""Reading the contract's streams directly: recent matches of a subscription, and replaying dead deliveries.
+
+FastStream stores a message in a stream entry under ``__data__`` in its binary envelope; its own parser
+(``BinaryMessageFormatV1``, which also reads the older JSON envelope) turns it back into the JSON body.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from faststream.redis.parser.binary import BinaryMessageFormatV1
+from pydantic import ValidationError
+
+from shared.events import MatchFound, Stream, dead_letter_stream
+
+DATA_KEY = b"__data__"
+_DEAD_PREFIX = b"dead."
+_REPLAYABLE = {str(s) for s in Stream}
+# Where failed deliveries end: the notifier's dead deliveries, and `matches` entries its handler gave up on.
+DEAD_DELIVERY_STREAMS = (str(Stream.DELIVERIES_DEAD), dead_letter_stream(Stream.MATCHES))
+
+
+def _key(k: Any) -> bytes:
+    return k if isinstance(k, bytes) else str(k).encode()
+
+
+def entry_body(fields: dict[Any, Any]) -> dict[str, Any] | None:
+    """The JSON body FastStream published in a stream entry, or None when it is not one of ours."""
+    fields = {_key(k): v for k, v in fields.items()}
+    data = fields.get(DATA_KEY)
+    if data is None:
+        return None
+    raw = data if isinstance(data, bytes) else str(data).encode()
+    body, _headers = BinaryMessageFormatV1.parse(raw)
+    try:
+        value = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def recent_matches(
+    redis: aioredis.Redis, subscription_id: str, *, limit: int = 50, scan: int = 5000
+) -> list[MatchFound]:
+    """Newest first, one per paper (the newest), reading at most ``scan`` entries of ``matches``."""
+    found: list[MatchFound] = []
+    seen: set[str] = set()
+    last = "+"
+    remaining = scan
+    while remaining > 0 and len(found) < limit:
+        page = await redis.xrevrange(Stream.MATCHES, max=last, min="-", count=min(500, remaining))
+        if not page:
+            break
+        for _entry_id, fields in page:
+            body = entry_body(fields)
+            if not body or body.get("subscription_id") != subscription_id:
+                continue
+            try:
+                match = MatchFound.model_validate(body)
+            except ValidationError:
+                continue
+            if match.paper.id in seen:
+                continue
+            seen.add(match.paper.id)
+            found.append(match)
+            if len(found) >= limit:
+                break
+        remaining -= len(page)
+        last_id = page[-1][0].decode() if isinstance(page[-1][0], bytes) else page[-1][0]
+        last = f"({last_id}"
+    return found
+
+
+@dataclass
+class ReplayReport:
+    replayed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+async def replay_dead(
+    redis: aioredis.Redis,
+    dead_stream: str = Stream.DELIVERIES_DEAD,
+    *,
+    subscription_ids: set[str] | None = None,
+    limit: int = 1000,
+) -> ReplayReport:
+    """Put dead entries back on their source stream (``dead.stream``) and remove them from the dead stream.
+
+    ``subscription_ids`` limits it to entries whose event names one of them (an owner replays only their own).
+    An entry whose source is not a contract stream is left where it is.
+    """
+    report = ReplayReport()
+    for entry_id, fields in await redis.xrange(dead_stream, min="-", max="+", count=limit):
+        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+        fields = {_key(k): v for k, v in fields.items()}
+        source = fields.get(b"dead.stream", b"")
+        source = source.decode() if isinstance(source, bytes) else str(source)
+        if subscription_ids is not None:
+            body = entry_body(fields) or {}
+            if body.get("subscription_id") not in subscription_ids:
+                continue
+        if source not in _REPLAYABLE:
+            report.skipped.append(eid)
+            continue
+        original = {k: v for k, v in fields.items() if not k.startswith(_DEAD_PREFIX)}
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(source, original)
+            pipe.xdel(dead_stream, eid)
+            await pipe.execute()
+        report.replayed.append(eid)
+    return report
+
+
+async def dead_count(redis: aioredis.Redis, subscription_id: str, dead_stream: str = Stream.DELIVERIES_DEAD) -> int:
+    count = 0
+    for _entry_id, fields in await redis.xrange(dead_stream, min="-", max="+", count=1000):
+        if (entry_body(fields) or {}).get("subscription_id") == subscription_id:
+            count += 1
+    return count
