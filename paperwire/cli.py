@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import redis.asyncio as aioredis
 import typer
 
 from shared.logs import configure_logging
@@ -100,9 +101,77 @@ def subscriptions_list(owner: Annotated[str | None, typer.Option(help="only this
     with _redis_url_or_embedded() as redis_url:
         for s in asyncio.run(list_subscriptions(redis_url, owner)):
             state = "active" if s.active else "paused"
-            channels = [c for c, on in (("email", s.channels.email), ("slack", s.channels.slack_webhook_url),
-                                        ("webhook", s.channels.webhooks)) if on]
+            channels = [
+                c
+                for c, on in (
+                    ("email", s.channels.email),
+                    ("slack", s.channels.slack_webhook_url),
+                    ("webhook", s.channels.webhooks),
+                )
+                if on
+            ]
             typer.echo(f"{s.id}\t{s.owner}\t{state}\t{s.schedule.mode}\t{','.join(channels) or '-'}\t{s.name}")
+
+
+dead_app = typer.Typer(help="Dead-lettered events: inspect and replay.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead")
+
+
+@app.command()
+def status() -> None:
+    """Every stream and consumer group: entries, pending, caught up, dead letters."""
+    from shared.status import pipeline_status
+
+    async def rows():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await pipeline_status(client)
+        finally:
+            await client.aclose()
+
+    with _redis_url_or_embedded() as redis_url:
+        typer.echo(f"{'stream':<16} {'group':<11} {'entries':>7} {'pending':>7} {'caught up':>9} {'dead':>5}")
+        for r in asyncio.run(rows()):
+            typer.echo(f"{r.stream:<16} {r.group:<11} {r.length:>7} {r.pending:>7} {str(r.caught_up):>9} {r.dead:>5}")
+
+
+@dead_app.command("list")
+def dead_list(stream: Annotated[str, typer.Argument(help="the source stream, e.g. papers.raw")]) -> None:
+    """The dead letters of STREAM with their errors."""
+
+    async def entries():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await client.xrange(f"{stream}.dead")
+        finally:
+            await client.aclose()
+
+    with _redis_url_or_embedded() as redis_url:
+        for entry_id, fields in asyncio.run(entries()):
+            meta = {k.decode(): v.decode(errors="replace") for k, v in fields.items() if k.startswith(b"dead.")}
+            typer.echo(
+                f"{entry_id.decode()}\t{meta.get('dead.group')}\tattempts={meta.get('dead.attempts')}\t"
+                f"{meta.get('dead.error')}"
+            )
+
+
+@dead_app.command("replay")
+def dead_replay(
+    stream: Annotated[str, typer.Argument(help="the source stream, e.g. papers.raw")],
+    ids: Annotated[list[str] | None, typer.Option("--id", help="only these dead-letter entry ids")] = None,
+) -> None:
+    """Put dead letters back on their stream, e.g. after fixing the cause."""
+    from shared.consumer import replay_dead
+
+    async def replay():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await replay_dead(client, stream, ids)
+        finally:
+            await client.aclose()
+
+    with _redis_url_or_embedded() as redis_url:
+        typer.echo(f"replayed {asyncio.run(replay())} entries onto {stream}")
 
 
 _mount_service_commands()

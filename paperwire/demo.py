@@ -34,8 +34,11 @@ def demo_routes() -> list[Route]:
     api = FIXTURES / "arxiv_api"
     return [
         Route("/api/query", api / "llmpaperradar_q_cat-cs.CL_max2_2026-05-11.xml", {"search_query": "cs.CL"}),
-        Route("/api/query", api / "sotawhat_q_all-transformer_AND_cat-cs.LG_max5_2026-06.xml",
-              {"search_query": "transformer"}),
+        Route(
+            "/api/query",
+            api / "sotawhat_q_all-transformer_AND_cat-cs.LG_max5_2026-06.xml",
+            {"search_query": "transformer"},
+        ),
         Route("/api/daily_papers", FIXTURES / "hf_daily_papers" / "llmpaperradar_hf_daily_papers_2026-05.json"),
     ]
 
@@ -115,14 +118,16 @@ async def run_demo(timeout_s: float = 170.0, data_dir: Path | None = None) -> in
     return 0 if idle and receiver.received else 1
 
 
-async def summarize(redis: aioredis.Redis, receiver: WebhookReceiver, subscriptions: list, data_dir: Path,
-                    requests: list[str]) -> str:
+async def summarize(
+    redis: aioredis.Redis, receiver: WebhookReceiver, subscriptions: list, data_dir: Path, requests: list[str]
+) -> str:
     lines = ["", "== sources (replayed real recordings) =="]
     lines += [f"  GET {r}" for r in requests]
     lines.append("== streams ==")
     for row in await pipeline_status(redis):
-        lines.append(f"  {row.stream:<16} group={row.group:<11} entries={row.length:<4} pending={row.pending} "
-                     f"dead={row.dead}")
+        lines.append(
+            f"  {row.stream:<16} group={row.group:<11} entries={row.length:<4} pending={row.pending} dead={row.dead}"
+        )
     lines.append(f"== webhook: {len(receiver.received)} deliveries to {receiver.url} ==")
     secrets = [e.secret for s in subscriptions for e in s.channels.webhooks]
     try:
@@ -146,8 +151,9 @@ async def summarize(redis: aioredis.Redis, receiver: WebhookReceiver, subscripti
     mails = sorted(outbox.glob("*.eml")) if outbox.exists() else []
     lines.append(f"== email: {len(mails)} messages in outbox {outbox} ==")
     for path in mails:
-        subject = next((ln[9:] for ln in path.read_text(errors="replace").splitlines()
-                        if ln.startswith("Subject: ")), "?")
+        subject = next(
+            (ln[9:] for ln in path.read_text(errors="replace").splitlines() if ln.startswith("Subject: ")), "?"
+        )
         lines.append(f"  {path.name}: {subject}")
     lines.append("== slack: no Slack webhook configured in the example subscription ==")
     return "\n".join(lines)

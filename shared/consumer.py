@@ -225,3 +225,16 @@ def subscriber(
         return claimer(reader(handler))
 
     return register
+
+
+async def replay_dead(redis: aioredis.Redis, stream: str, entry_ids: list[str] | None = None) -> int:
+    """Put dead-lettered entries of ``stream`` back on it (without the ``dead.*`` fields); returns how many."""
+    replayed = 0
+    for entry_id, fields in await redis.xrange(dead_letter_stream(stream)):
+        if entry_ids and _decode(entry_id) not in entry_ids:
+            continue
+        original = {k: v for k, v in fields.items() if not _decode(k).startswith("dead.")}
+        await redis.xadd(stream, original)
+        await redis.xdel(dead_letter_stream(stream), entry_id)
+        replayed += 1
+    return replayed

@@ -167,3 +167,14 @@ async def test_retention_never_trims_unconsumed_entries(redis: aioredis.Redis, p
         assert removed == 0 and remaining == ids
     else:
         assert removed == 4 and remaining == ids[4:]
+
+
+async def test_dead_letters_replay_onto_their_stream(redis: aioredis.Redis) -> None:
+    from shared.consumer import dead_letter, replay_dead
+
+    entry_id = await redis.xadd(STREAM, {"__data__": b"payload"})
+    await dead_letter(redis, STREAM, GROUP, entry_id.decode(), {b"__data__": b"payload"}, "boom", 5)
+    assert await replay_dead(redis, STREAM) == 1
+    assert await redis.xlen(f"{STREAM}.dead") == 0
+    entries = await redis.xrange(STREAM)
+    assert [fields for _, fields in entries] == [{b"__data__": b"payload"}, {b"__data__": b"payload"}]

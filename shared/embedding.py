@@ -1,0 +1,460 @@
+"""The embedding runtime both the embedder and the classifier use: ONNX Runtime + HF tokenizers.
+
+Importable with only numpy, tokenizers and onnxruntime (the benchmark runs on bare GPU hosts), so the
+pydantic ``EmbeddingManifest`` is imported lazily and the on-disk manifest is a plain dataclass.
+
+Text policy (stated once, used everywhere): a paper is embedded as ``"<title>. <abstract>"`` with
+whitespace collapsed, cut to ``max_tokens`` word pieces (the model's own limit, 256 for all-MiniLM-L6-v2)
+including ``[CLS]``/``[SEP]``. Before tokenizing, texts are cut at a word boundary after ``7 * max_tokens``
+characters: the tokenizer then does less work and the token ids are identical (a cut text that
+comes out shorter than ``max_tokens`` is tokenized again in full, so the shortcut never changes a vector).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from shared.events import EmbeddingManifest
+
+log = logging.getLogger("paperwire.embedding")
+
+MANIFEST_NAME = "manifest.json"
+PRECISIONS = ("fp32", "fp16", "int8")
+CHARS_PER_TOKEN_CUT = 7
+MIN_FAITHFUL_COSINE = 0.98
+_WS = re.compile(r"\s+")
+
+
+class ModelError(RuntimeError):
+    """The model directory cannot be used: missing files, hash or manifest mismatch. Refuse to start."""
+
+
+# --------------------------------------------------------------------------------------------- text
+
+
+def compose_text(title: str, abstract: str = "") -> str:
+    """The text a paper is embedded as: title and abstract, whitespace collapsed."""
+    title = _WS.sub(" ", title or "").strip()
+    abstract = _WS.sub(" ", abstract or "").strip()
+    if title and abstract:
+        sep = " " if title[-1] in ".?!:" else ". "
+        return f"{title}{sep}{abstract}"
+    return title or abstract
+
+
+def cut_text(text: str, max_chars: int) -> str:
+    """Cut at the last space before ``max_chars`` so no word is split (word pieces stay identical)."""
+    if len(text) <= max_chars:
+        return text
+    space = text.rfind(" ", 0, max_chars)
+    return text[: space if space > 0 else max_chars]
+
+
+# ------------------------------------------------------------------------------------- manifest
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class ModelFile:
+    file: str
+    sha256: str
+    min_cosine: float | None = None  # measured against the fp32 reference on real abstracts at export
+    mean_cosine: float | None = None
+
+
+@dataclass
+class ModelManifest:
+    """What ``manifest.json`` in a model directory says: identity of the vector space plus file hashes."""
+
+    model_id: str
+    dims: int
+    max_tokens: int
+    tokenizer: ModelFile
+    files: dict[str, ModelFile] = field(default_factory=dict)
+    source_sha256: str = ""
+    exporter_version: int = 1
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ModelManifest:
+        path = Path(model_dir) / MANIFEST_NAME
+        if not path.is_file():
+            raise ModelError(f"no {MANIFEST_NAME} in {model_dir}: run `paperwire model export --out {model_dir}`")
+        try:
+            raw = json.loads(path.read_text())
+            return cls(
+                model_id=raw["model_id"],
+                dims=int(raw["dims"]),
+                max_tokens=int(raw["max_tokens"]),
+                tokenizer=ModelFile(**raw["tokenizer"]),
+                files={k: ModelFile(**v) for k, v in raw.get("files", {}).items()},
+                source_sha256=raw.get("source_sha256", ""),
+                exporter_version=int(raw.get("exporter_version", 1)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"unreadable {path}: {exc!r}") from exc
+
+    def write(self, model_dir: Path) -> None:
+        path = Path(model_dir) / MANIFEST_NAME
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+
+    def faithful(self, precision: str) -> bool:
+        entry = self.files.get(precision)
+        if entry is None:
+            return False
+        return precision != "int8" or (entry.min_cosine is not None and entry.min_cosine >= MIN_FAITHFUL_COSINE)
+
+
+def verify_file(model_dir: Path, entry: ModelFile) -> Path:
+    path = Path(model_dir) / entry.file
+    if not path.is_file():
+        raise ModelError(f"model file {path} named in the manifest is missing")
+    actual = sha256_file(path)
+    if actual != entry.sha256:
+        raise ModelError(
+            f"model/manifest mismatch: {path} has sha256 {actual[:12]}..., the manifest says "
+            f"{entry.sha256[:12]}...; re-export the model (`paperwire model export`)"
+        )
+    return path
+
+
+# ----------------------------------------------------------------------------------- tokenizing
+
+
+def load_tokenizer(path: Path, max_tokens: int) -> Any:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()  # tokenizer.json ships padding/truncation at 128: ours is explicit
+    tok.enable_truncation(max_length=max_tokens)
+    return tok
+
+
+def tokenize(tok: Any, texts: Sequence[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids for texts as (flat int32 ids, int32 lengths): compact to pass between processes."""
+    max_chars = CHARS_PER_TOKEN_CUT * max_tokens
+    cut = [cut_text(t, max_chars) for t in texts]
+    encs = tok.encode_batch_fast(cut) if hasattr(tok, "encode_batch_fast") else tok.encode_batch(cut)
+    ids = [e.ids for e in encs]
+    redo = [i for i, (c, t) in enumerate(zip(cut, texts, strict=True)) if len(ids[i]) < max_tokens and c is not t]
+    if redo:
+        full = tok.encode_batch([texts[i] for i in redo])
+        for i, enc in zip(redo, full, strict=True):
+            ids[i] = enc.ids
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int32, count=len(ids))
+    flat = np.fromiter((t for x in ids for t in x), dtype=np.int32, count=int(lengths.sum()))
+    return flat, lengths
+
+
+def plan_batches(lengths: np.ndarray, token_budget: int, bucket: int = 16) -> list[np.ndarray]:
+    """Length-sorted batches whose padded size (rows x bucketed length) stays within the token budget."""
+    order = np.argsort(-lengths, kind="stable")
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        padded = int(-(-int(lengths[order[start]]) // bucket) * bucket)  # longest first: sets the width
+        rows = max(1, token_budget // max(padded, 1))
+        batches.append(order[start : start + rows])
+        start += rows
+    return batches
+
+
+def pad_batch(flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, idx: np.ndarray, bucket: int):
+    """input_ids / attention_mask / token_type_ids (int64) for rows ``idx``, padded to the bucket."""
+    width = int(-(-int(lengths[idx].max()) // bucket) * bucket)
+    ids = np.zeros((len(idx), width), dtype=np.int64)
+    mask = np.zeros((len(idx), width), dtype=np.int64)
+    for row, i in enumerate(idx):
+        n = lengths[i]
+        ids[row, :n] = flat[offsets[i] : offsets[i] + n]
+        mask[row, :n] = 1
+    return ids, mask, np.zeros_like(ids)
+
+
+# Tokenizer worker processes: each holds one single-threaded tokenizer (scales with cores, no GIL).
+_WORKER_TOK: Any = None
+_WORKER_MAX = 0
+
+
+def _worker_init(path: str, max_tokens: int) -> None:
+    global _WORKER_TOK, _WORKER_MAX
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    _WORKER_TOK = load_tokenizer(Path(path), max_tokens)
+    _WORKER_MAX = max_tokens
+
+
+def _worker_tokenize(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    return tokenize(_WORKER_TOK, texts, _WORKER_MAX)
+
+
+# -------------------------------------------------------------------------------------- runtime
+
+
+def cuda_loadable() -> bool:
+    """True when ONNX Runtime's CUDA provider is present and its libraries load."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return False
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except Exception as exc:  # noqa: BLE001 - any loader failure means: no CUDA here
+            log.info("onnxruntime.preload_dlls failed: %r", exc)
+    return True
+
+
+def _make_session(path: Path, providers: list[Any], threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=providers)
+
+
+@dataclass
+class EmbedStats:
+    texts: int = 0
+    tokens: int = 0
+    batches: int = 0
+
+
+class Embedder:
+    """Tokenize + infer. ``embed`` returns float32, L2-normalised rows in input order."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        info: ModelManifest,
+        precision: str,
+        session: Any,
+        *,
+        max_tokens: int | None = None,
+        token_budget: int | None = None,
+        bucket: int = 16,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.info = info
+        self.precision = precision
+        self.session = session
+        self.provider = session.get_providers()[0]
+        self.on_cuda = self.provider == "CUDAExecutionProvider"
+        self.max_tokens = min(max_tokens or info.max_tokens, info.max_tokens)
+        self.tokenizer_path = self.model_dir / info.tokenizer.file
+        self.tokenizer = load_tokenizer(self.tokenizer_path, self.max_tokens)
+        self.token_budget = token_budget or (256 * 1024 if self.on_cuda else 8 * 1024)
+        self.bucket = bucket
+        self.stats = EmbedStats()
+        self._pool: Executor | None = None
+        self._output = session.get_outputs()[0].name
+
+    @property
+    def dims(self) -> int:
+        return self.info.dims
+
+    @property
+    def manifest(self) -> EmbeddingManifest:
+        """The pydantic manifest carried in events (imported lazily: the bench host has no pydantic)."""
+        from shared.events import EmbeddingManifest
+
+        return EmbeddingManifest(
+            model_id=self.info.model_id,
+            dims=self.info.dims,
+            max_tokens=self.max_tokens,
+            precision=self.precision,
+            sha256=self.info.files[self.precision].sha256,
+        )
+
+    # -- inference on token ids
+    def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        if not self.on_cuda:
+            return self.session.run([self._output], feeds)[0]
+        binding = self.session.io_binding()
+        for name, arr in feeds.items():
+            binding.bind_cpu_input(name, arr)
+        binding.bind_output(self._output, "cuda")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def embed_tokens(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        out = np.empty((len(lengths), self.dims), dtype=np.float32)
+        if len(lengths) == 0:
+            return out
+        offsets = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        for idx in plan_batches(lengths, self.token_budget, self.bucket):
+            out[idx] = self._run(*pad_batch(flat, offsets, lengths, idx, self.bucket))
+            self.stats.batches += 1
+        self.stats.texts += len(lengths)
+        self.stats.tokens += int(lengths.sum())
+        return out
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed_tokens(*tokenize(self.tokenizer, list(texts), self.max_tokens))
+
+    # -- large inputs: tokenizer processes feed a bounded queue while this thread runs the model
+    def start_tokenizer_pool(self, workers: int) -> None:
+        if self._pool is None and workers > 0:
+            import multiprocessing as mp
+
+            self._pool = ProcessPoolExecutor(
+                workers,
+                mp_context=mp.get_context("spawn"),  # never fork a process holding a CUDA context
+                initializer=_worker_init,
+                initargs=(str(self.tokenizer_path), self.max_tokens),
+            )
+            list(self._pool.map(_worker_tokenize, [["warm up"]] * workers))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def _chunks_tokenized(self, texts: Sequence[str], chunk: int, depth: int) -> Iterator[tuple[np.ndarray, ...]]:
+        if self._pool is None:
+            for start in range(0, len(texts), chunk):
+                yield tokenize(self.tokenizer, list(texts[start : start + chunk]), self.max_tokens)
+            return
+        pool = self._pool
+        starts = list(range(0, len(texts), chunk))
+        futures = [pool.submit(_worker_tokenize, list(texts[s : s + chunk])) for s in starts[:depth]]
+        for n in range(len(starts)):
+            result = futures[n].result()
+            if n + depth < len(starts):
+                s = starts[n + depth]
+                futures.append(pool.submit(_worker_tokenize, list(texts[s : s + chunk])))
+            yield result
+
+    def embed_many(self, texts: Sequence[str], chunk: int | None = None) -> np.ndarray:
+        """Embed a large list with tokenization overlapped with inference (pool when started)."""
+        chunk = chunk or max(256, self.token_budget // self.max_tokens)
+        workers = getattr(self._pool, "_max_workers", 1) if self._pool else 1
+        out = np.empty((len(texts), self.dims), dtype=np.float32)
+        ready: queue.Queue = queue.Queue(maxsize=max(2, workers))
+        done = object()
+
+        def produce() -> None:
+            try:
+                for item in self._chunks_tokenized(texts, chunk, depth=max(2, 2 * workers)):
+                    ready.put(item)
+            except BaseException as exc:  # noqa: BLE001 - surfaced in the consumer thread
+                ready.put(exc)
+            ready.put(done)
+
+        producer = threading.Thread(target=produce, name="tokenize", daemon=True)
+        producer.start()
+        pos = 0
+        while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            flat, lengths = item
+            out[pos : pos + len(lengths)] = self.embed_tokens(flat, lengths)
+            pos += len(lengths)
+        producer.join()
+        return out
+
+
+def pick_precision(info: ModelManifest, on_cuda: bool, precision: str = "auto") -> str:
+    """``auto``: fp16 on CUDA; on CPU int8 when the export measured it faithful, else fp32."""
+    if precision != "auto":
+        if precision not in info.files:
+            raise ModelError(f"precision {precision!r} was not exported (have: {', '.join(info.files)})")
+        return precision
+    if on_cuda and "fp16" in info.files:
+        return "fp16"
+    if not on_cuda and info.faithful("int8"):
+        return "int8"
+    if "fp32" in info.files:
+        return "fp32"
+    raise ModelError(f"no usable precision in the manifest (have: {', '.join(info.files)})")
+
+
+def load_embedder(
+    model_dir: str | Path,
+    precision: str = "auto",
+    providers: Iterable[str] | None = None,
+    *,
+    model_id: str | None = None,
+    max_tokens: int | None = None,
+    threads: int | None = None,
+    token_budget: int | None = None,
+    verify: bool = True,
+) -> Embedder:
+    """Load a model directory written by the exporter; refuse with a clear ModelError on any mismatch."""
+    model_dir = Path(model_dir)
+    info = ModelManifest.read(model_dir)
+    if model_id is not None and model_id != info.model_id:
+        raise ModelError(
+            f"model/manifest mismatch: configured model id {model_id!r} but {model_dir} holds {info.model_id!r}"
+        )
+    wanted = list(providers) if providers is not None else ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    use_cuda = "CUDAExecutionProvider" in wanted and cuda_loadable()
+    if "CUDAExecutionProvider" in wanted and not use_cuda:
+        log.warning("CUDA execution provider not available: running ONNX Runtime on CPU")
+    chosen = pick_precision(info, use_cuda, precision)
+    entry = info.files[chosen]
+    path = verify_file(model_dir, entry) if verify else model_dir / entry.file
+    if verify:
+        verify_file(model_dir, info.tokenizer)
+    session = None
+    if use_cuda:
+        session = _try_cuda_session(path, threads)
+        if session is None and precision == "auto" and chosen == "fp16":
+            chosen = pick_precision(info, False, "auto")
+            entry = info.files[chosen]
+            path = verify_file(model_dir, entry) if verify else model_dir / entry.file
+    if session is None:
+        session = _make_session(path, ["CPUExecutionProvider"], threads)
+    _check_dims(session, info)
+    embedder = Embedder(model_dir, info, chosen, session, max_tokens=max_tokens, token_budget=token_budget)
+    log.info(
+        "embedder loaded: model %s, precision %s, provider %s, max tokens %d",
+        info.model_id,
+        chosen,
+        embedder.provider,
+        embedder.max_tokens,
+    )
+    return embedder
+
+
+def _try_cuda_session(path: Path, threads: int | None) -> Any:
+    try:
+        session = _make_session(path, [("CUDAExecutionProvider", {}), "CPUExecutionProvider"], threads)
+    except Exception as exc:  # noqa: BLE001 - a CUDA failure is a fallback, not a crash
+        log.warning("CUDA session failed (%r): running ONNX Runtime on CPU", exc)
+        return None
+    if session.get_providers()[0] != "CUDAExecutionProvider":
+        log.warning("CUDA libraries did not load (see onnxruntime's message): running ONNX Runtime on CPU")
+        return None
+    return session
+
+
+def _check_dims(session: Any, info: ModelManifest) -> None:
+    shape = session.get_outputs()[0].shape
+    if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != info.dims):
+        raise ModelError(f"model/manifest mismatch: the model outputs shape {shape}, the manifest says {info.dims} dims")
