@@ -54,12 +54,18 @@ def _split_and(part: str) -> list[str]:
 def parse_iso(value: str | None) -> datetime | None:
     if not value or not value.strip():
         return None
-    parsed = datetime.fromisoformat(value.strip())
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None  # an unreadable date is a missing date, not a lost paper
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_rfc822(value: str | None) -> datetime | None:
     if not value or not value.strip():
         return None
-    parsed = parsedate_to_datetime(value.strip())
+    try:
+        parsed = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError):
+        return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

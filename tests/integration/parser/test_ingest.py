@@ -1,0 +1,66 @@
+"""Parsed papers against a real Redis PaperStore: new, updated, merged, and nothing for a repeat.
+
+Fixtures share no paper across sources, so the cross-source and new-version cases use variants of
+copies built here at run time (version bumped, HF id pointed at an RSS paper, upvotes changed).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from services.parser.ingest import ingest
+from services.parser.parse import parse_document, unwrap_recording
+from shared.storage import PaperStore
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+
+
+def api_body() -> str:
+    return unwrap_recording((FIXTURES / "arxiv_api/arxivpy_id_astro-ph_0601001_s0_m100_3150dca9dc76.json").read_bytes())
+
+
+async def test_new_then_repeat_then_new_version(redis: aioredis.Redis) -> None:
+    store = PaperStore(redis)
+    first = await ingest(parse_document("arxiv-api", api_body()), store)
+    assert [(e.paper.id, e.change) for e in first.events] == [("astro-ph/0601001", "new")]
+    repeat = await ingest(parse_document("arxiv-api", api_body()), store)
+    assert repeat.events == [] and repeat.unchanged == 1
+    bumped = api_body().replace("astro-ph/0601001v1</id>", "astro-ph/0601001v2</id>")
+    update = await ingest(parse_document("arxiv-api", bumped), store)
+    assert [(e.paper.id, e.change, e.paper.version) for e in update.events] == [("astro-ph/0601001", "updated", 2)]
+    stored = await store.get("astro-ph/0601001")
+    assert stored.version == 2 and stored.authors[0].affiliations == ["Ohio State"]
+
+
+async def test_same_paper_from_rss_and_hf_is_one_paper_and_upvotes_flow(redis: aioredis.Redis) -> None:
+    store = PaperStore(redis)
+    rss = parse_document("arxiv-rss", (FIXTURES / "arxiv_rss/distill_rss2_cs.CL_2026-04.xml").read_bytes())
+    assert len((await ingest(rss, store)).events) == 3
+    items = json.loads((FIXTURES / "hf_daily_papers/llmpaperradar_hf_daily_papers_2026-05.json").read_text())
+    items = items[:1]
+    items[0]["paper"]["id"] = "2604.22002"  # the variant: HF lists the RSS paper
+    hf = await ingest(parse_document("hf-daily", json.dumps(items)), store)
+    (event,) = hf.events
+    assert event.change == "merged"
+    paper = event.paper
+    assert paper.sources == ["arxiv-rss", "hf-daily"]
+    assert paper.announce_type == "new" and paper.categories == ["cs.CL"]  # RSS facts kept
+    assert paper.hf.upvotes == 86 and paper.hf.github_repo == "https://github.com/DCI-Agent/DCI-Agent-Lite"
+    assert paper.version == 1 and paper.title.startswith("When Cow Urine Cures Constipation")
+    # Same list again: nothing new. Upvotes move: a "merged" event carrying the new count (the trending signal).
+    assert (await ingest(parse_document("hf-daily", json.dumps(items)), store)).events == []
+    items[0]["paper"]["upvotes"] = 120
+    (trend,) = (await ingest(parse_document("hf-daily", json.dumps(items)), store)).events
+    assert (
+        trend.change == "merged" and trend.paper.hf.upvotes == 120 and trend.paper.sources == ["arxiv-rss", "hf-daily"]
+    )
+
+
+async def test_weekend_feed_publishes_nothing(redis: aioredis.Redis) -> None:
+    body = (FIXTURES / "arxiv_rss/allnewsai_rss2_cs.CL_weekend_empty_2026-08-01.xml").read_bytes()
+    result = parse_document("arxiv-rss", body)
+    assert (await ingest(result, PaperStore(redis))).events == []
+    assert result.no_announcement

@@ -1,0 +1,45 @@
+"""Hugging Face Daily Papers: upvotes, AI summary and keywords, GitHub repo, organisation."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from services.parser.parse import parse_document
+
+HF = Path(__file__).parents[2] / "fixtures" / "hf_daily_papers"
+
+
+def test_sotawhat_30_items() -> None:
+    result = parse_document("hf-daily", (HF / "sotawhat_hf_daily_papers_2026-06.json").read_bytes())
+    assert len(result.papers) == 30 and not result.errors
+    paper = result.papers[0]
+    assert paper.id == "2606.00467"
+    assert paper.hf is not None and paper.hf.upvotes == 0
+    assert paper.hf.organization == "California institute of technology"
+    assert paper.hf.ai_keywords[:2] == ["zero-shot annotation", "LLM-as-a-judge"]
+    assert paper.hf.ai_summary.startswith("Large language models exhibit limited ability to correct zero-shot errors")
+    assert paper.hf.daily_date == date(2026, 6, 12)
+    assert [a.name for a in paper.authors] == ["Etienne Casanova", "Rafal Kocielnik", "R. Michael Alvarez"]
+    assert paper.sources == ["hf-daily"]
+
+
+def test_llmpaperradar_upvotes_and_repo() -> None:
+    result = parse_document("hf-daily", (HF / "llmpaperradar_hf_daily_papers_2026-05.json").read_bytes())
+    assert [p.id for p in result.papers] == ["2605.05242", "2605.06548", "2605.06130"]
+    first = result.papers[0]
+    assert first.hf.upvotes == 86
+    assert first.hf.github_repo == "https://github.com/DCI-Agent/DCI-Agent-Lite"
+    assert first.hf.organization == "TIGER-Lab"
+    assert result.papers[1].hf.upvotes == 68 and result.papers[1].hf.github_repo is None
+
+
+def test_allnewsai_without_ai_summary() -> None:
+    result = parse_document("hf-daily", (HF / "allnewsai_hf_daily_papers_2026-07.json").read_bytes())
+    first = result.papers[0]
+    assert first.id == "2607.23193"
+    assert first.title == "OmniScope: Modality-Decoupled Token Compression for Omnimodal Large Language Models"
+    assert first.hf.upvotes == 3 and first.hf.github_stars == 3
+    assert first.hf.github_repo == "https://github.com/MAC-AutoML/OmniScope"
+    assert first.hf.ai_summary is None and first.hf.organization is None
+    assert result.papers[1].hf.organization == "Nanyang Technological University"
