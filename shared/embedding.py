@@ -457,4 +457,6 @@ def _try_cuda_session(path: Path, threads: int | None) -> Any:
 def _check_dims(session: Any, info: ModelManifest) -> None:
     shape = session.get_outputs()[0].shape
     if len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != info.dims):
-        raise ModelError(f"model/manifest mismatch: the model outputs shape {shape}, the manifest says {info.dims} dims")
+        raise ModelError(
+            f"model/manifest mismatch: the model outputs shape {shape}, the manifest says {info.dims} dims"
+        )
