@@ -1,0 +1,84 @@
+"""From a match to queued deliveries: instant subscriptions queue a message per target at once, digest
+subscriptions collect matches in Redis until their slot (``notifier:digest:<sub>``, one entry per paper).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import redis.asyncio as aioredis
+import structlog
+
+from services.notifier.jobs import MatchItem, alert_jobs, digest_jobs
+from services.notifier.queue import DeliveryQueue
+from services.notifier.schedule import digest_due
+from shared.events import MatchFound, SubscriptionChanged
+from shared.storage import SubscriptionStore
+from shared.subscription import Subscription
+
+log = structlog.get_logger("paperwire.notifier")
+LAST_DIGEST = "notifier:digest:last"
+
+
+def _buffer(subscription_id: str) -> str:
+    return f"notifier:digest:{subscription_id}"
+
+
+class Intake:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.queue = DeliveryQueue(redis)
+        self.subscriptions = SubscriptionStore(redis)
+
+    async def on_match(self, event: MatchFound) -> int:
+        """Queue or buffer one match; returns how many jobs were queued now (0 for buffered or unknown)."""
+        subscription = await self.subscriptions.get(event.subscription_id)
+        if subscription is None or not subscription.active:
+            log.info("match_ignored", subscription_id=event.subscription_id, reason="unknown or paused")
+            return 0
+        item = MatchItem.from_event(event)
+        if subscription.schedule.mode != "instant":
+            await self._buffer(subscription.id, item)
+            return 0
+        queued = 0
+        for job in alert_jobs(subscription, item):
+            queued += await self.queue.enqueue(job, time.time())
+        return queued
+
+    async def _buffer(self, subscription_id: str, item: MatchItem) -> None:
+        key = _buffer(subscription_id)
+        known = await self.redis.hget(key, item.paper.id)
+        if known and MatchItem.model_validate_json(known).score >= item.score:
+            return
+        await self.redis.hset(key, item.paper.id, item.model_dump_json())
+
+    async def on_subscription(self, event: SubscriptionChanged) -> None:
+        """A deleted or paused subscription drops what it had waiting for its digest."""
+        if event.action in ("deleted", "paused"):
+            await self.redis.delete(_buffer(event.subscription_id))
+            await self.redis.hdel(LAST_DIGEST, event.subscription_id)
+
+    async def buffered(self, subscription_id: str) -> list[MatchItem]:
+        raws = (await self.redis.hgetall(_buffer(subscription_id))).values()
+        return [MatchItem.model_validate_json(raw) for raw in raws]
+
+    async def last_sent(self, subscription: Subscription) -> datetime:
+        raw = await self.redis.hget(LAST_DIGEST, subscription.id)
+        return datetime.fromisoformat(raw.decode()) if raw else subscription.created_at
+
+    async def digest_tick(self, now: datetime) -> int:
+        """Queue every digest whose slot has passed; returns how many jobs were queued."""
+        queued = 0
+        for subscription in await self.subscriptions.active():
+            slot = digest_due(subscription.schedule, await self.last_sent(subscription), now)
+            if slot is None:
+                continue
+            items = await self.buffered(subscription.id)
+            for job in digest_jobs(subscription, items, slot, heartbeat=subscription.schedule.heartbeat):
+                queued += await self.queue.enqueue(job, now.timestamp())
+            if items:
+                await self.redis.hdel(_buffer(subscription.id), *[i.paper.id for i in items])
+            await self.redis.hset(LAST_DIGEST, subscription.id, slot.isoformat())
+            log.info("digest_queued", subscription_id=subscription.id, slot=slot.isoformat(), papers=len(items))
+        return queued

@@ -1,0 +1,128 @@
+"""The delivery queue in Redis: jobs scheduled per target, leased while in flight, retried on a schedule.
+
+Two levels keep one bad endpoint from holding up the others: ``notifier:targets`` orders *targets* by
+their next due time, and each target has its own ``notifier:q:<target>`` of jobs. A worker takes at most
+its free slots from each due target, so a hanging endpoint fills only its own slots. A leased job is
+re-scheduled ``lease_s`` ahead, so a worker that dies mid-send leaves it to be tried again.
+
+Keys: ``notifier:jobs`` (hash id -> job), ``notifier:targets`` (zset), ``notifier:q:<target>`` (zset
+id -> due), ``notifier:throttle`` (hash target -> until), ``notifier:dead`` (hash id -> job).
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from services.notifier.jobs import DeliveryJob
+
+JOBS = "notifier:jobs"
+TARGETS = "notifier:targets"
+THROTTLE = "notifier:throttle"
+DEAD = "notifier:dead"
+
+_LEASE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+return ids
+"""
+
+_REFRESH = """
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return false
+end
+local due = tonumber(first[2])
+local until_ = redis.call('HGET', KEYS[3], ARGV[1])
+if until_ and tonumber(until_) > due then due = tonumber(until_) end
+redis.call('ZADD', KEYS[2], due, ARGV[1])
+return tostring(due)
+"""
+
+
+def _queue(target_key: str) -> str:
+    return f"notifier:q:{target_key}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class DeliveryQueue:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._lease = redis.register_script(_LEASE)
+        self._refresh = redis.register_script(_REFRESH)
+
+    async def refresh(self, target_key: str) -> None:
+        await self._refresh(keys=[_queue(target_key), TARGETS, THROTTLE], args=[target_key])
+
+    async def enqueue(self, job: DeliveryJob, due: float) -> bool:
+        """Add a job unless one with its id is already queued; False for such a duplicate."""
+        if not await self.redis.hsetnx(JOBS, job.id, job.model_dump_json()):
+            return False
+        await self.redis.zadd(_queue(job.target_key), {job.id: due})
+        await self.refresh(job.target_key)
+        return True
+
+    async def reschedule(self, job: DeliveryJob, due: float) -> None:
+        await self.redis.hset(JOBS, job.id, job.model_dump_json())
+        await self.redis.zadd(_queue(job.target_key), {job.id: due})
+        await self.refresh(job.target_key)
+
+    async def complete(self, job: DeliveryJob) -> None:
+        await self.redis.hdel(JOBS, job.id)
+        await self.redis.zrem(_queue(job.target_key), job.id)
+        await self.refresh(job.target_key)
+
+    async def bury(self, job: DeliveryJob) -> None:
+        """Keep a job whose retries are spent where ``deliveries replay`` finds it."""
+        await self.redis.hset(DEAD, job.id, job.model_dump_json())
+        await self.complete(job)
+
+    async def throttle(self, target_key: str, until: float) -> None:
+        await self.redis.hset(THROTTLE, target_key, str(until))
+        await self.refresh(target_key)
+
+    async def unthrottle(self, target_key: str) -> None:
+        if await self.redis.hdel(THROTTLE, target_key):
+            await self.refresh(target_key)
+
+    async def due_targets(self, now: float, limit: int = 200) -> list[str]:
+        return [_text(t) for t in await self.redis.zrangebyscore(TARGETS, "-inf", now, start=0, num=limit)]
+
+    async def postpone_target(self, target_key: str, until: float) -> None:
+        """A target with no free slot here: look at it again later instead of at every tick."""
+        await self.redis.zadd(TARGETS, {target_key: until}, xx=True)
+
+    async def lease(self, target_key: str, now: float, lease_until: float, count: int) -> list[DeliveryJob]:
+        ids = [_text(i) for i in await self._lease(keys=[_queue(target_key)], args=[now, lease_until, count])]
+        await self.refresh(target_key)
+        if not ids:
+            return []
+        raws = await self.redis.hmget(JOBS, ids)
+        jobs = [DeliveryJob.model_validate_json(raw) for raw in raws if raw]
+        orphans = [i for i, raw in zip(ids, raws, strict=True) if not raw]
+        if orphans:
+            await self.redis.zrem(_queue(target_key), *orphans)
+            await self.refresh(target_key)
+        return jobs
+
+    async def pending(self) -> int:
+        return int(await self.redis.hlen(JOBS))
+
+    async def dead_jobs(self) -> list[DeliveryJob]:
+        return [DeliveryJob.model_validate_json(raw) for raw in (await self.redis.hgetall(DEAD)).values()]
+
+    async def replay(self, job_ids: list[str] | None, now: float) -> list[DeliveryJob]:
+        """Put dead jobs (all, or the given ids) back in the queue with a fresh retry budget."""
+        dead = {job.id: job for job in await self.dead_jobs()}
+        chosen = [dead[i] for i in job_ids if i in dead] if job_ids else list(dead.values())
+        replayed = []
+        for job in chosen:
+            fresh = job.model_copy(update={"attempts": 0, "last_error": None, "last_status": None})
+            await self.redis.hdel(JOBS, job.id)
+            await self.enqueue(fresh, now)
+            await self.redis.hdel(DEAD, job.id)
+            replayed.append(fresh)
+        return replayed

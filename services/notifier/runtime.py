@@ -1,0 +1,78 @@
+"""Assembling the worker with its clients: shared by the app's background loops, the benchmark and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import redis.asyncio as aioredis
+import structlog
+from faststream.redis import RedisBroker
+
+from services.notifier.email_render import Links
+from services.notifier.intake import Intake
+from services.notifier.senders import EmailSender, SlackSender, WebhookSender
+from services.notifier.settings import NotifierSettings
+from services.notifier.worker import DeliveryWorker
+from shared.events import DeliveryResult, Stream
+from shared.runtime import DEFAULT_REDIS_URL
+
+log = structlog.get_logger("paperwire.notifier")
+
+
+def redis_url(settings: NotifierSettings) -> str:
+    return settings.redis_url or DEFAULT_REDIS_URL
+
+
+@contextlib.asynccontextmanager
+async def delivery_worker(settings: NotifierSettings) -> AsyncIterator[DeliveryWorker]:
+    url = redis_url(settings)
+    redis = aioredis.Redis.from_url(url)
+    broker = RedisBroker(url)
+    await broker.connect()
+    limits = httpx.Limits(max_connections=settings.delivery_concurrency, max_keepalive_connections=32)
+    client = httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)
+    links = Links(settings.public_url, settings.link_secret)
+
+    async def publish(stream: Stream, result: DeliveryResult) -> None:
+        await broker.publish(result, stream=str(stream))
+
+    senders = {
+        "email": EmailSender(settings, links),
+        "slack": SlackSender(settings, links, client),
+        "webhook": WebhookSender(settings, client),
+    }
+    worker = DeliveryWorker(redis, settings, senders, publish)  # type: ignore[arg-type]
+    try:
+        yield worker
+    finally:
+        for task in list(worker.tasks):
+            task.cancel()
+        await asyncio.gather(*worker.tasks, return_exceptions=True)
+        await client.aclose()
+        await broker.stop()
+        await redis.aclose()
+
+
+async def delivery_loop(settings: NotifierSettings) -> None:
+    """Background loop: send what is due, retry what failed, one slow endpoint at a time."""
+    async with delivery_worker(settings) as worker:
+        await worker.run_forever()
+
+
+async def digest_loop(settings: NotifierSettings) -> None:
+    """Background loop: queue daily and weekly digests when their local time has come."""
+    redis = aioredis.Redis.from_url(redis_url(settings))
+    intake = Intake(redis)
+    try:
+        while True:
+            try:
+                await intake.digest_tick(datetime.now(UTC))
+            except Exception as exc:  # keep the loop alive across a Redis restart
+                log.exception("digest_tick_failed", error=str(exc))
+            await asyncio.sleep(settings.digest_poll_s)
+    finally:
+        await redis.aclose()

@@ -1,0 +1,44 @@
+"""Notifier settings (``NOTIFIER_*``): SMTP, outbox, webhook retries and SSRF allow-list, pacing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class NotifierSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
+
+    smtp_host: str | None = Field(default=None, description="unset: mails go to outbox_dir as .eml files")
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool | None = Field(default=None, description="None: STARTTLS when the server offers it")
+    smtp_tls: bool = Field(default=False, description="implicit TLS (port 465)")
+    smtp_timeout_s: float = 30.0
+    mail_from: str = "paperwire <alerts@paperwire.localhost>"
+    outbox_dir: Path = Path("data/outbox")
+
+    webhook_timeout_s: float = Field(default=15.0, gt=0)
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000],
+        description="delay before each retry (all channels); after the last one the delivery is dead",
+    )
+    retry_jitter: float = Field(default=0.2, ge=0, le=1, description="+- fraction of each retry delay")
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list, description='CIDRs exempt from the SSRF check, e.g. ["127.0.0.1/32"]'
+    )
+    webhook_concurrency_per_endpoint: int = Field(default=4, ge=1)
+    email_concurrency: int = Field(default=4, ge=1, description="SMTP sessions at once")
+    delivery_concurrency: int = Field(default=64, ge=1, description="deliveries in flight per process")
+
+    slack_min_interval_s: float = Field(default=1.0, ge=0, description="Slack allows about 1 message/s per webhook")
+    slack_max_inline_wait_s: float = Field(default=30.0, ge=0, description="longer Retry-After: reschedule instead")
+
+    worker_poll_s: float = Field(default=0.2, gt=0)
+    lease_s: float = Field(default=60.0, gt=0, description="an in-flight delivery whose worker died is retried after")
+    digest_poll_s: float = Field(default=30.0, gt=0)

@@ -1,0 +1,243 @@
+"""The delivery worker: takes due jobs target by target, guards each (subscription, paper, target) with a
+once-key, sends, and records the outcome (retry with backoff, throttle, disable on 410, dead after the last try).
+
+At most once: a paper is claimed for a (subscription, channel, target) right before sending and released
+only when the send failed; a claim that exists means it was delivered (or a worker died while sending it),
+so retries, restarts and replays never send it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+import redis.asyncio as aioredis
+import structlog
+
+from services.notifier.jobs import DeliveryJob, targets
+from services.notifier.queue import DeliveryQueue
+from services.notifier.schedule import retry_delay
+from services.notifier.senders import Outcome, attempt_record
+from services.notifier.settings import NotifierSettings
+from shared.events import DeliveryResult, DeliveryStatus, Stream
+from shared.storage import DeliveryLog, SubscriptionStore, claim_once, release_once
+from shared.subscription import Subscription
+
+log = structlog.get_logger("paperwire.notifier")
+
+Publish = Callable[[Stream, DeliveryResult], Awaitable[None]]
+
+
+class Sender(Protocol):
+    async def send(self, job: DeliveryJob, subscription: Subscription) -> Outcome: ...
+
+
+def once_key(job: DeliveryJob, paper_id: str | None) -> str:
+    what = paper_id if paper_id is not None else f"job:{job.id}"
+    return f"delivered:{job.subscription_id}:{job.channel}:{job.target}:{what}"
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        settings: NotifierSettings,
+        senders: dict[str, Sender],
+        publish: Publish,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.senders = senders
+        self.publish = publish
+        self.queue = DeliveryQueue(redis)
+        self.subscriptions = SubscriptionStore(redis)
+        self.delivery_log = DeliveryLog(redis)
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()
+
+    def limit(self, target_key: str) -> int:
+        channel = target_key.split(":", 1)[0]
+        if channel == "webhook":
+            return self.settings.webhook_concurrency_per_endpoint
+        if channel == "email":
+            return self.settings.email_concurrency
+        return 1  # slack: one message at a time per webhook keeps order and the 1/s pace
+
+    async def tick(self) -> int:
+        """Start what is due and has a free slot; returns how many jobs were started."""
+        now = time.time()
+        started = 0
+        for target_key in await self.queue.due_targets(now):
+            free_global = self.settings.delivery_concurrency - len(self.tasks)
+            if free_global <= 0:
+                break
+            free = min(self.limit(target_key) - self.in_flight[target_key], free_global)
+            if free <= 0:
+                await self.queue.postpone_target(target_key, now + self.settings.worker_poll_s)
+                continue
+            jobs = await self.queue.lease(target_key, now, now + self.settings.lease_s, free)
+            for job in jobs:
+                self.in_flight[target_key] += 1
+                task = asyncio.create_task(self._run(job), name=f"deliver:{job.id}")
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+                started += 1
+        return started
+
+    async def run_forever(self) -> None:
+        while True:
+            await self.tick()
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.worker_poll_s)
+            except TimeoutError:
+                pass
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def _run(self, job: DeliveryJob) -> None:
+        try:
+            await self.deliver(job)
+        except Exception as exc:  # a bug or Redis hiccup: the lease expires and the job is tried again
+            log.exception("delivery_crashed", delivery_id=job.id, error=str(exc))
+        finally:
+            self.in_flight[job.target_key] -= 1
+            self.wake.set()
+
+    async def deliver(self, job: DeliveryJob) -> DeliveryStatus:
+        subscription = await self.subscriptions.get(job.subscription_id)
+        if subscription is None or not subscription.active:
+            return await self._finish(job, "skipped", error="subscription deleted or paused")
+        if (job.channel, job.target) not in targets(subscription):
+            return await self._finish(job, "skipped", error="target removed or disabled")
+        claimed = await self._claim(job)
+        if job.items and not claimed:
+            return await self._finish(job, "duplicate", error="already delivered to this target")
+        if not job.items and claimed is None:
+            return await self._finish(job, "duplicate", error="already delivered to this target")
+        job.items = [item for item in job.items if item.paper.id in (claimed or [])] if job.items else []
+        job.attempts += 1
+        started = time.time()
+        outcome = await self.senders[job.channel].send(job, subscription)
+        finished = time.time()
+        if job.channel == "webhook":
+            await self.delivery_log.record_attempt(job.target, attempt_record(job, outcome, started, finished))
+        if outcome.kind == "delivered":
+            await self.queue.unthrottle(job.target_key)
+            if job.channel == "webhook":
+                await self._endpoint_state(job, "active", outcome, failures=0)
+            return await self._finish(job, "delivered", outcome)
+        await self._release(job)
+        if outcome.kind == "gone":
+            await self._disable_endpoint(job, subscription, "the endpoint answered 410 Gone")
+            return await self._finish(job, "failed", outcome, error="410 Gone: endpoint disabled")
+        if outcome.kind == "refused":
+            return await self._finish(job, "failed", outcome)
+        return await self._retry(job, outcome, finished)
+
+    async def _claim(self, job: DeliveryJob) -> list[str] | None:
+        """Papers of the job this target has not had yet (claimed now); None for a heartbeat already sent."""
+        if not job.items:
+            return [] if await claim_once(self.redis, once_key(job, None)) else None
+        return [item.paper.id for item in job.items if await claim_once(self.redis, once_key(job, item.paper.id))]
+
+    async def _release(self, job: DeliveryJob) -> None:
+        for paper_id in job.paper_ids or [None]:
+            await release_once(self.redis, once_key(job, paper_id))
+
+    async def _retry(self, job: DeliveryJob, outcome: Outcome, now: float) -> DeliveryStatus:
+        job.last_error, job.last_status = outcome.error, outcome.status_code
+        delay = retry_delay(self.settings.webhook_retry_schedule_s, job.attempts, self.settings.retry_jitter)
+        if outcome.throttle:
+            pause = (
+                outcome.retry_after if outcome.retry_after is not None else self.settings.webhook_retry_schedule_s[0]
+            )
+            await self.queue.throttle(job.target_key, now + pause)
+        if job.channel == "webhook":
+            state = "dead" if delay is None else "failing"
+            await self._endpoint_state(job, state, outcome, failures=job.attempts)
+        if delay is None:
+            await self.queue.bury(job)
+            status = await self._finish(job, "dead", outcome, done=False)
+            return status
+        if outcome.retry_after is not None:
+            delay = max(delay, outcome.retry_after)
+        await self.queue.reschedule(job, now + delay)
+        log.info(
+            "delivery_retry",
+            channel=job.channel,
+            target=job.target,
+            attempt=job.attempts,
+            in_s=round(delay, 3),
+            status_code=outcome.status_code,
+            error=outcome.error,
+        )
+        await self.publish(Stream.DELIVERIES, self._result(job, "failed", outcome))
+        return "failed"
+
+    def _result(
+        self, job: DeliveryJob, status: DeliveryStatus, outcome: Outcome | None, error: str | None = None
+    ) -> DeliveryResult:
+        return DeliveryResult(
+            match_event_id=job.items[0].match_event_id if len(job.items) == 1 else None,
+            subscription_id=job.subscription_id,
+            paper_ids=job.paper_ids,
+            channel=job.channel,
+            target=job.target,
+            status=status,
+            attempts=max(job.attempts, 1),
+            status_code=outcome.status_code if outcome else None,
+            error=error or (outcome.error if outcome else None),
+        )
+
+    async def _finish(
+        self,
+        job: DeliveryJob,
+        status: DeliveryStatus,
+        outcome: Outcome | None = None,
+        *,
+        error: str | None = None,
+        done: bool = True,
+    ) -> DeliveryStatus:
+        if done:
+            await self.queue.complete(job)
+        result = self._result(job, status, outcome, error)
+        if status == "delivered":
+            log.info("delivered", channel=job.channel, target=job.target, papers=len(job.items), delivery_id=job.id)
+        else:
+            log.warning("not_delivered", status=status, channel=job.channel, target=job.target, error=result.error)
+        await self.publish(Stream.DELIVERIES, result)
+        if status == "dead":
+            await self.publish(Stream.DELIVERIES_DEAD, result.model_copy(update={"event_id": job.id}))
+        return status
+
+    async def _endpoint_state(self, job: DeliveryJob, state: str, outcome: Outcome, failures: int) -> None:
+        await self.delivery_log.set_state(
+            job.target,
+            state=state,
+            last_status=str(outcome.status_code or ""),
+            last_error=outcome.error or "",
+            last_attempt_at=datetime.now(UTC).isoformat(),
+            consecutive_failures=str(failures),
+        )
+
+    async def _disable_endpoint(self, job: DeliveryJob, subscription: Subscription, reason: str) -> None:
+        """410 Gone: switch the endpoint off in the stored subscription, where the api shows it."""
+        fresh = await self.subscriptions.get(subscription.id) or subscription
+        for endpoint in fresh.channels.webhooks:
+            if endpoint.id == job.target:
+                endpoint.enabled = False
+                endpoint.disabled_reason = reason
+        fresh.updated_at = datetime.now(UTC)
+        await self.subscriptions.put(fresh)
+        await self.delivery_log.set_state(
+            job.target, state="disabled", disabled_reason=reason, disabled_at=datetime.now(UTC).isoformat()
+        )
+        log.warning("endpoint_disabled", target=job.target, reason=reason)

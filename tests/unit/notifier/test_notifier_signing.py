@@ -1,0 +1,77 @@
+"""Standard Webhooks signatures (checked with the standardwebhooks package) and the SSRF address check."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+
+import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from services.notifier.signing import webhook_headers
+from services.notifier.ssrf import UnsafeURL, check_address, parse_networks, resolve_safe
+from tests.unit.notifier.notifier_papers import OLD_SECRET, SECRET
+
+BODY = b'{"type":"paper.matched","version":1}'
+
+
+def test_signature_verifies_with_the_reference_library() -> None:
+    now = int(datetime.now(UTC).timestamp())
+    headers = webhook_headers(SECRET, None, "msg_abc", now, BODY)
+    assert Webhook(SECRET).verify(BODY, headers) == {"type": "paper.matched", "version": 1}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(OLD_SECRET).verify(BODY, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(BODY + b" ", headers)
+
+
+def test_rotation_signs_with_both_secrets() -> None:
+    now = int(datetime.now(UTC).timestamp())
+    headers = webhook_headers(SECRET, OLD_SECRET, "msg_rot", now, BODY)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    Webhook(SECRET).verify(BODY, headers)
+    Webhook(OLD_SECRET).verify(BODY, headers)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "100.64.0.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",
+        "224.0.0.1",
+        "240.0.0.1",
+    ],
+)
+def test_special_addresses_are_refused(address: str) -> None:
+    with pytest.raises(UnsafeURL):
+        check_address(ipaddress.ip_address(address), [])
+
+
+def test_public_and_allow_listed_addresses_pass() -> None:
+    check_address(ipaddress.ip_address("93.184.215.14"), [])
+    check_address(ipaddress.ip_address("2606:4700::6810:84e5"), [])
+    check_address(ipaddress.ip_address("127.0.0.1"), parse_networks(["127.0.0.1/32"]))
+    with pytest.raises(UnsafeURL):
+        check_address(ipaddress.ip_address("127.0.0.2"), parse_networks(["127.0.0.1/32"]))
+
+
+async def test_resolution_happens_before_the_check() -> None:
+    # "localhost" is a name: it must be resolved and refused as loopback, not passed because it is not an IP
+    with pytest.raises(UnsafeURL):
+        await resolve_safe("http://localhost:8080/hook", [])
+    pinned = await resolve_safe("http://localhost:8080/hook?x=1", parse_networks(["127.0.0.1/32", "::1/128"]))
+    assert pinned.address in ("127.0.0.1", "::1")
+    assert pinned.host == "localhost:8080"
+    assert pinned.url.endswith(":8080/hook?x=1") and "localhost" not in pinned.url
+    with pytest.raises(UnsafeURL):
+        await resolve_safe("ftp://example.org/", [])
