@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, HttpUrl
 
 from services.api.store import FeedSecrets
+from services.api.substore import ApiSubscriptionStore
 from services.api.webhooks import new_secret
 from shared.events import Event, FeedbackGiven, Stream, SubscriptionChanged
-from shared.storage import SubscriptionStore
 from shared.subscription import Subscription, SubscriptionSpec, WebhookEndpoint
 
 Publish = Callable[[Stream, Event], Awaitable[Any]]
@@ -37,7 +37,7 @@ def _now() -> datetime:
 class SubscriptionOps:
     def __init__(self, redis: aioredis.Redis, publish: Publish) -> None:
         self.redis = redis
-        self.store = SubscriptionStore(redis)
+        self.store = ApiSubscriptionStore(redis)
         self.publish = publish
 
     async def _changed(self, subscription: Subscription, action: str) -> None:

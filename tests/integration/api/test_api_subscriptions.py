@@ -1,0 +1,123 @@
+"""Subscriptions over HTTP against a real Redis: CRUD with events, ownership, tokens, validation, limits."""
+
+from __future__ import annotations
+
+import httpx
+import redis.asyncio as aioredis
+
+from services.api.store import TokenStore
+from shared.events import SubscriptionChanged
+from tests.integration.api.api_helpers import SPEC, owner_token, stream_events
+
+
+async def test_crud_publishes_subscription_events(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    alice = await owner_token(redis, "alice")
+    created = await api.post("/v1/subscriptions", json=SPEC, headers=alice)
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
+    assert created.json()["owner"] == "alice"
+    assert created.json()["spec"]["categories"] == ["cond-mat.stat-mech"]
+
+    got = await api.get(f"/v1/subscriptions/{sid}", headers=alice)
+    assert got.json()["spec"]["schedule"]["timezone"] == "Europe/Berlin"
+
+    patched = await api.patch(f"/v1/subscriptions/{sid}", json={"keywords": ["helium AND nanopore"]}, headers=alice)
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["spec"]["keywords"] == ["helium AND nanopore"]
+    assert patched.json()["spec"]["interests"] == SPEC["interests"]  # untouched fields stay
+
+    replaced = await api.put(f"/v1/subscriptions/{sid}", json={**SPEC, "name": "renamed"}, headers=alice)
+    assert replaced.json()["spec"]["name"] == "renamed"
+    assert replaced.json()["spec"]["keywords"] == []
+
+    paused = await api.post(f"/v1/subscriptions/{sid}/pause", headers=alice)
+    assert paused.json()["active"] is False
+    listed = await api.get("/v1/subscriptions", headers=alice)
+    assert [s["id"] for s in listed.json()] == [sid]
+
+    assert (await api.delete(f"/v1/subscriptions/{sid}", headers=alice)).status_code == 204
+    assert (await api.get(f"/v1/subscriptions/{sid}", headers=alice)).status_code == 404
+
+    events = [SubscriptionChanged.model_validate(b) for b in await stream_events(redis, "subscriptions")]
+    assert [e.action for e in events] == ["created", "updated", "updated", "paused", "deleted"]
+    assert {e.subscription_id for e in events} == {sid}
+    assert events[1].subscription is not None and events[1].subscription.keywords == ["helium AND nanopore"]
+    assert events[-1].subscription is None
+
+
+async def test_one_owner_never_reads_or_changes_anothers(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    alice = await owner_token(redis, "alice")
+    mallory = await owner_token(redis, "mallory")
+    sid = (await api.post("/v1/subscriptions", json=SPEC, headers=alice)).json()["id"]
+
+    attempts = [
+        api.get(f"/v1/subscriptions/{sid}", headers=mallory),
+        api.put(f"/v1/subscriptions/{sid}", json=SPEC, headers=mallory),
+        api.patch(f"/v1/subscriptions/{sid}", json={"name": "mine"}, headers=mallory),
+        api.post(f"/v1/subscriptions/{sid}/pause", headers=mallory),
+        api.delete(f"/v1/subscriptions/{sid}", headers=mallory),
+        api.post(f"/v1/subscriptions/{sid}/webhooks", json={"url": "https://example.org/hook"}, headers=mallory),
+        api.get(f"/v1/subscriptions/{sid}/webhooks", headers=mallory),
+        api.get(f"/v1/subscriptions/{sid}/matches", headers=mallory),
+        api.get(f"/v1/subscriptions/{sid}/links", headers=mallory),
+        api.post(f"/v1/subscriptions/{sid}/deliveries/replay", headers=mallory),
+        api.post(f"/v1/subscriptions/{sid}/feedback", json={"paper_id": "1201.4869", "label": "like"}, headers=mallory),
+    ]
+    for attempt in attempts:
+        response = await attempt
+        assert response.status_code == 404, (response.request.method, response.request.url, response.text)
+    assert (await api.get("/v1/subscriptions", headers=mallory)).json() == []
+    unchanged = (await api.get(f"/v1/subscriptions/{sid}", headers=alice)).json()
+    assert unchanged["spec"]["name"] == SPEC["name"] and unchanged["active"] is True and unchanged["webhooks"] == []
+    assert unchanged["liked"] == []
+
+
+async def test_tokens_are_hashed_revocable_and_failures_rate_limited(
+    api: httpx.AsyncClient, redis: aioredis.Redis
+) -> None:
+    alice = await owner_token(redis, "alice")
+    token = alice["Authorization"].removeprefix("Bearer ")
+    assert (await api.get("/v1/me", headers=alice)).json() == {"owner": "alice"}
+    stored = b"".join([await redis.get(k) for k in await redis.keys("api:token:*")])
+    assert token.encode() not in stored and token.split("_", 2)[2].encode() not in stored
+
+    assert (await api.get("/v1/me")).status_code == 401
+    token_id = token.split("_")[1]
+    assert await TokenStore(redis).revoke(token_id)
+    assert (await api.get("/v1/me", headers=alice)).status_code == 401  # failure 1 (revoked)
+
+    bad = {"Authorization": "Bearer pw_abc123_" + "x" * 40}
+    for _ in range(4):  # failures 2..5: the limit (5) is reached
+        assert (await api.get("/v1/me", headers=bad)).status_code == 401
+    blocked = await api.get("/v1/me", headers=bad)
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
+    # even a good token waits out the window from this client: the counter is per client, not per token
+    fresh = await owner_token(redis, "bob")
+    assert (await api.get("/v1/me", headers=fresh)).status_code == 429
+
+
+async def test_bad_input_is_refused_with_the_field_named(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    alice = await owner_token(redis, "alice")
+    cases = {
+        "categories": {**SPEC, "categories": ["cs.NOPE"]},
+        "seed_papers": {**SPEC, "seed_papers": ["not-an-id"]},
+        "schedule.timezone": {**SPEC, "schedule": {"timezone": "Mars/Olympus"}},
+        "colour": {**SPEC, "colour": "blue"},
+        "channels.email": {**SPEC, "channels": {"email": "no-at-sign"}},
+        "channels.webhooks": {
+            **SPEC,
+            "channels": {"webhooks": [{"url": "https://e.org", "secret": "whsec_" + "A" * 20}]},
+        },
+    }
+    for field, body in cases.items():
+        response = await api.post("/v1/subscriptions", json=body, headers=alice)
+        assert response.status_code == 422, (field, response.text)
+        assert field in response.json()["detail"], (field, response.json())
+    empty = await api.post("/v1/subscriptions", json={"name": "nothing"}, headers=alice)
+    assert empty.status_code == 422 and "interests" in empty.json()["detail"]
+
+    huge = {**SPEC, "interests": ["x" * 1000] * 100}
+    too_large = await api.post("/v1/subscriptions", json=huge, headers=alice)
+    assert too_large.status_code == 413 and "body" in too_large.json()["detail"]
+    assert (await api.get("/v1/subscriptions/..%2F..", headers=alice)).status_code in (404, 422)
+    assert await redis.keys("subscription:*") == []
