@@ -27,7 +27,8 @@ def api_settings(redis_url: str, **overrides: object) -> ApiSettings:
         "public_url": "http://testserver",
         "link_secret": "test-link-secret",
     }
-    return ApiSettings(**(values | overrides))
+    # model_copy: fields with a validation alias (link_secret, public_url) ignore their name as an init keyword
+    return ApiSettings().model_copy(update=values | overrides)
 
 
 async def owner_token(redis: aioredis.Redis, owner: str) -> dict[str, str]:
