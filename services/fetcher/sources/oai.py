@@ -111,5 +111,6 @@ async def harvest(
         if not next_token:
             return report
         token = next_token
-    report.note = f"stopped after {pages} pages; run again to resume"
+    stopped = f"stopped after {pages} pages; run again to resume"
+    report.note = f"{report.note}; {stopped}" if report.note else stopped
     return report

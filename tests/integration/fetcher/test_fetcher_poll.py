@@ -1,0 +1,154 @@
+"""poll_once with the demo's settings, the resumable OAI backfill (CLI too), and the shared 3-second
+limit across two fetcher processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import redis.asyncio as aioredis
+import typer
+from fetcher_replay import ReplayServer, Reply
+from typer.testing import CliRunner
+
+from services.fetcher.cli import COMMANDS
+from services.fetcher.poll import make_fetcher, poll_once
+from services.fetcher.settings import FetcherSettings
+from services.fetcher.sources import oai
+from shared.events import RawPapers
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+ROOT = Path(__file__).parents[3]
+CL = (FIXTURES / "arxiv_api/llmpaperradar_q_cat-cs.CL_max2_2026-05-11.xml").read_bytes()
+HF = (FIXTURES / "hf_daily_papers/llmpaperradar_hf_daily_papers_2026-05.json").read_bytes()
+OAI_FIRST = (FIXTURES / "arxiv_oai/saelim_ListRecordsResponse.xml").read_bytes()  # token 726959|1001
+OAI_SECOND = (FIXTURES / "arxiv_oai/litpuvn_ListRecords_arXivRaw_from2016-10-20.xml").read_bytes()
+OAI_BAD_TOKEN = (FIXTURES / "arxiv_oai/saelim_ErrorResponseBadResumptionToken.xml").read_bytes()
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[RawPapers] = []
+
+    async def __call__(self, event: RawPapers) -> None:
+        self.events.append(event)
+
+
+async def test_poll_once_with_demo_settings(redis: aioredis.Redis, clean_redis: str, replay: ReplayServer) -> None:
+    replay.routes["/api/query"] = lambda p, q, h: Reply(200, CL, {"Content-Type": "application/atom+xml"})
+    replay.routes["/api/daily_papers"] = lambda p, q, h: Reply(200, HF, {"Content-Type": "application/json"})
+    settings = FetcherSettings(
+        redis_url=clean_redis,
+        arxiv_api_url=f"{replay.url}/api/query",
+        hf_url=f"{replay.url}/api/daily_papers",
+        arxiv_queries=["cat:cs.CL"],
+        rss_categories=[],
+        oai_enabled=False,
+        hf_date=date(2026, 5, 11),
+        max_results=100,
+        arxiv_min_interval_s=0,
+    )
+    sink = Sink()
+    report = await poll_once(settings, redis, sink)
+    assert report.ok and report.published == 2
+    assert [e.source for e in sink.events] == ["arxiv-api", "hf-daily"]
+    assert sink.events[0].body == CL.decode() and sink.events[1].body == HF.decode()
+    assert replay.seen[0].query["search_query"] == "cat:cs.CL"
+    assert replay.seen[1].query == {"date": "2026-05-11"}
+    assert report.schedule_note
+
+
+async def oai_route_setup(replay: ReplayServer) -> None:
+    def route(path: str, query: dict[str, str], headers: dict[str, str]) -> Reply:
+        token = query.get("resumptionToken")
+        if token is None:
+            return Reply(200, OAI_FIRST)
+        if token == "726959|1001":
+            return Reply(200, OAI_SECOND)
+        return Reply(200, OAI_BAD_TOKEN)
+
+    replay.routes["/oai"] = route
+
+
+async def test_backfill_resumes_from_the_stored_token(
+    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
+) -> None:
+    await oai_route_setup(replay)
+    settings = FetcherSettings(redis_url=clean_redis, oai_url=f"{replay.url}/oai", arxiv_min_interval_s=0)
+    job = oai.Harvest(date(2014, 10, 1), date(2014, 10, 31), "physics", "arXivRaw")
+    fetcher, limiter = make_fetcher(settings, redis)
+    sink = Sink()
+    first = await oai.harvest(fetcher, limiter, redis, settings.oai_url, job, sink, max_pages=1)
+    assert first.entries == 6 and "resume" in (first.note or "")
+    assert replay.seen[0].query == {
+        "verb": "ListRecords",
+        "metadataPrefix": "arXivRaw",
+        "from": "2014-10-01",
+        "until": "2014-10-31",
+        "set": "physics",
+    }
+    seen: list[tuple[int, int | None]] = []
+    second = await oai.harvest(
+        fetcher, limiter, redis, settings.oai_url, job, sink, max_pages=1, progress=lambda d, t: seen.append((d, t))
+    )
+    assert replay.seen[1].query == {"verb": "ListRecords", "resumptionToken": "726959|1001"}
+    assert second.extra["resumed_from"] == "726959|1001" and seen == [(393, 1440)]
+    state = await redis.hgetall(job.key)
+    assert state[b"token"] == b"1403493|1001" and state[b"harvested"] == b"393"
+    # The next token is refused (expired): the harvest restarts from the beginning once, and says so.
+    third = await oai.harvest(fetcher, limiter, redis, settings.oai_url, job, sink, max_pages=2)
+    await fetcher.client.aclose()
+    assert "restarted" in (third.note or "")
+    assert "resumptionToken" not in replay.seen[3].query
+    assert [e.source for e in sink.events] == ["arxiv-oai"] * 3
+
+
+def test_backfill_command(clean_redis: str, replay: ReplayServer, monkeypatch) -> None:  # noqa: ANN001
+    replay.routes["/oai"] = lambda p, q, h: Reply(200, OAI_SECOND if "resumptionToken" in q else OAI_FIRST)
+    monkeypatch.setenv("REDIS_URL", clean_redis)
+    monkeypatch.setenv("FETCHER_OAI_URL", f"{replay.url}/oai")
+    monkeypatch.setenv("FETCHER_ARXIV_MIN_INTERVAL_S", "0")
+    app = typer.Typer()
+    for group, name, func in COMMANDS:
+        if not group:
+            app.command(name)(func)
+    app.command("unused")(lambda: None)
+    runner = CliRunner()
+    args = ["backfill", "--from", "2014-10-01", "--until", "2014-10-31", "--set", "physics", "--max-pages", "1"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "6 records in 1 pages" in first.stdout
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0 and "387 records in 1 pages" in second.stdout
+    assert replay.seen[1].query.get("resumptionToken") == "726959|1001"
+
+
+CHILD = """
+import asyncio, sys, httpx, redis.asyncio as aioredis
+from services.fetcher.http import Fetcher
+from services.fetcher.ratelimit import SharedRateLimiter
+async def main(redis_url, url, n, interval):
+    redis = aioredis.Redis.from_url(redis_url)
+    fetcher = Fetcher(httpx.AsyncClient(), redis)
+    limiter = SharedRateLimiter(redis, "arxiv", min_interval_s=interval)
+    for _ in range(n):
+        await fetcher.get(url, limiter=limiter)
+    await fetcher.client.aclose()
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+"""
+
+
+def test_two_fetcher_processes_share_one_limit(clean_redis: str, replay: ReplayServer) -> None:
+    """Two processes, 4 requests each, one shared limiter: never two connections, starts >= interval apart."""
+    interval = 0.5  # the same code path as the production 3 s; shorter to keep the suite fast
+    replay.routes["/api/query"] = lambda p, q, h: Reply(200, CL, delay_s=0.05)
+    args = [clean_redis, f"{replay.url}/api/query", "4", str(interval)]
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=ROOT) for _ in range(2)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    starts = sorted(s.started for s in replay.seen)
+    assert len(starts) == 8
+    assert replay.max_in_flight == 1
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= interval, gaps
