@@ -1,0 +1,62 @@
+"""Pure fetcher helpers: Retry-After, backoff, paging peeks on the recorded responses, URL builders."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.fetcher.http import backoff_s, retry_after_s
+from services.fetcher.sources.arxiv_api import query_params, submitted_window
+from services.fetcher.sources.arxiv_rss import feed_url
+from services.fetcher.sources.common import peek_api_page, peek_oai_page
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    assert retry_after_s("7") == 7.0
+    now = datetime(2026, 8, 1, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_s("Sat, 01 Aug 2026 12:00:30 GMT", now) == 30.0
+    assert retry_after_s("Sat, 01 Aug 2026 11:00:00 GMT", now) == 0.0
+    assert retry_after_s("soon") is None and retry_after_s(None) is None
+
+
+def test_backoff_is_jittered_and_capped() -> None:
+    rng = random.Random(1)
+    values = [backoff_s(3, 2.0, 300.0, rng) for _ in range(50)]
+    assert all(4.0 <= v <= 8.0 for v in values) and len(set(values)) > 40
+    assert backoff_s(20, 2.0, 300.0, rng) <= 300.0
+
+
+def test_peek_api_pages_match_the_files() -> None:
+    body = (FIXTURES / "arxiv_api/extracted_bodies/arxivpy_q_testing_s10_m10_34e56e15aaac.xml").read_bytes()
+    assert peek_api_page(body) == (10, 214881)
+    old = (FIXTURES / "arxiv_api/xiv_q_cat-cs.RO_AND_neural_max2_2025-10-17.xml").read_bytes()
+    assert peek_api_page(old) == (2, 5619)
+    empty = (FIXTURES / "arxiv_api/extracted_bodies/arxivpy_id_0000.0000_s0_m100_8b51d9633a68.xml").read_bytes()
+    assert peek_api_page(empty) == (0, 0)
+
+
+def test_peek_oai_pages_match_the_files() -> None:
+    body = (FIXTURES / "arxiv_oai/litpuvn_ListRecords_arXivRaw_from2016-10-20.xml").read_bytes()
+    assert peek_oai_page(body) == (387, "1403493|1001", 1440, None)
+    error = (FIXTURES / "arxiv_oai/saelim_ErrorResponseBadResumptionToken.xml").read_bytes()
+    assert peek_oai_page(error) == (0, None, None, "badResumptionToken")
+
+
+def test_url_builders() -> None:
+    assert feed_url("https://rss.arxiv.org/", ["cs.CL", "cs.LG"]) == "https://rss.arxiv.org/rss/cs.CL+cs.LG"
+    assert feed_url("https://rss.arxiv.org", ["cs.AI"], "atom") == "https://rss.arxiv.org/atom/cs.AI"
+    window = submitted_window("cat:cs.CL", datetime(2026, 5, 10, 20, 0), datetime(2026, 5, 11, 20, 0))
+    assert window == "(cat:cs.CL) AND submittedDate:[202605102000 TO 202605112000]"
+    assert query_params(search_query="cat:cs.CL", start=200, max_results=5000) == {
+        "start": 200,
+        "max_results": 2000,
+        "search_query": "cat:cs.CL",
+        "sortBy": "submittedDate",
+        "sortOrder": "descending",
+    }
+    assert (
+        query_params(id_list=["2401.01234", "hep-th/9901001"], max_results=2)["id_list"] == "2401.01234,hep-th/9901001"
+    )
