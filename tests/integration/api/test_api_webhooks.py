@@ -1,0 +1,120 @@
+"""Webhook endpoints against a real HTTP receiver on localhost, verified with the standardwebhooks library."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from faststream.redis import RedisBroker
+from standardwebhooks import Webhook
+
+from services.api.streams import entry_body
+from shared.consumer import dead_letter
+from shared.events import MatchFound
+from shared.paper import Paper
+from tests.integration.api.api_helpers import SPEC, fixture_papers, owner_token
+
+
+class Receiver:
+    def __init__(self, status: int) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        received = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["content-length"]))
+                received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(204)
+    yield r
+    r.server.shutdown()
+
+
+async def test_register_test_event_attempts_and_reenable(
+    api: httpx.AsyncClient, redis: aioredis.Redis, receiver: Receiver
+) -> None:
+    alice = await owner_token(redis, "alice")
+    sid = (await api.post("/v1/subscriptions", json=SPEC, headers=alice)).json()["id"]
+    created = await api.post(f"/v1/subscriptions/{sid}/webhooks", json={"url": receiver.url}, headers=alice)
+    assert created.status_code == 201, created.text
+    secret, endpoint = created.json()["secret"], created.json()["endpoint"]
+    assert secret.startswith("whsec_")
+    # shown once: nowhere else
+    for path in (f"/v1/subscriptions/{sid}", f"/v1/subscriptions/{sid}/webhooks", "/v1/subscriptions"):
+        assert secret not in (await api.get(path, headers=alice)).text
+
+    # the api's own SSRF guard: loopback is refused unless allow-listed (this app's list is empty)
+    blocked = (await api.post(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}/test", headers=alice)).json()
+    assert blocked["ok"] is False and "non-public" in blocked["error"] and receiver.requests == []
+
+    api._transport.app.state.ctx.settings.webhook_allow_hosts.append("127.0.0.1")  # type: ignore[attr-defined]
+    sent = (await api.post(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}/test", headers=alice)).json()
+    assert sent["ok"] is True and sent["status_code"] == 204
+    [(headers, body)] = receiver.requests
+    payload = Webhook(secret).verify(body, headers)  # raises when the signature is wrong
+    assert payload["type"] == "paperwire.test" and payload["data"]["subscription_id"] == sid
+    with pytest.raises(Exception):  # noqa: B017 - any verification error
+        Webhook("whsec_" + "A" * 32).verify(body, headers)
+
+    attempts = (await api.get(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}/attempts", headers=alice)).json()
+    assert [a["status_code"] for a in attempts] == [204, None]
+
+    ops = api._transport.app.state.ctx.ops  # type: ignore[attr-defined]
+    await ops.update_webhook("alice", sid, endpoint["id"], enabled=False, disabled_reason="410 Gone")
+    listed = (await api.get(f"/v1/subscriptions/{sid}/webhooks", headers=alice)).json()
+    assert listed[0]["endpoint"]["enabled"] is False and listed[0]["endpoint"]["disabled_reason"] == "410 Gone"
+    enabled = await api.post(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}/enable", headers=alice)
+    assert enabled.json()["enabled"] is True
+    stored = await ops.get("alice", sid)
+    assert stored.channels.webhooks[0].enabled is True and stored.channels.webhooks[0].secret == secret
+
+    assert (await api.delete(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}", headers=alice)).status_code == 204
+    assert (await api.get(f"/v1/subscriptions/{sid}/webhooks", headers=alice)).json() == []
+    bad = await api.post(f"/v1/subscriptions/{sid}/webhooks", json={"url": "ftp://example.org/x"}, headers=alice)
+    assert bad.status_code == 422 and "url" in bad.json()["detail"]
+
+
+async def _dead_match(redis: aioredis.Redis, url: str, sid: str, paper: Paper) -> None:
+    """A `matches` entry the notifier gave up on, dead-lettered by the shared plumbing."""
+    async with RedisBroker(url) as broker:
+        await broker.publish(MatchFound(subscription_id=sid, owner="x", paper=paper, score=0.5), stream="matches")
+    [(entry_id, fields)] = await redis.xrevrange("matches", count=1)
+    await dead_letter(redis, "matches", "notifier", entry_id.decode(), fields, "SMTP 451", 5)
+
+
+async def test_replay_dead_deliveries_only_for_the_owner(
+    api: httpx.AsyncClient, redis: aioredis.Redis, clean_redis: str, fixtures_dir
+) -> None:
+    alice = await owner_token(redis, "alice")
+    bob = await owner_token(redis, "bob")
+    mine = (await api.post("/v1/subscriptions", json=SPEC, headers=alice)).json()["id"]
+    theirs = (await api.post("/v1/subscriptions", json=SPEC, headers=bob)).json()["id"]
+    paper = fixture_papers(fixtures_dir)[0]
+    await _dead_match(redis, clean_redis, mine, paper)
+    await _dead_match(redis, clean_redis, theirs, paper)
+    assert await redis.xlen("matches") == 2 and await redis.xlen("matches.dead") == 2
+
+    replayed = (await api.post(f"/v1/subscriptions/{mine}/deliveries/replay", headers=alice)).json()
+    assert len(replayed["replayed"]) == 1
+    assert await redis.xlen("matches.dead") == 1  # bob's stays dead
+    [(_id, fields)] = await redis.xrevrange("matches", count=1)
+    assert not any(k.startswith(b"dead.") for k in fields)
+    assert entry_body(fields)["subscription_id"] == mine
+    again = (await api.post(f"/v1/subscriptions/{mine}/deliveries/replay", headers=alice)).json()
+    assert again["replayed"] == []
