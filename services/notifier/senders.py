@@ -184,8 +184,10 @@ class WebhookSender:
                     timeout=self.settings.webhook_timeout_s,
                     extensions={"sni_hostname": sni},
                 )
-        except (httpx.HTTPError, TimeoutError) as exc:
-            return Outcome("retry", None, f"{type(exc).__name__}: {exc}".strip(), throttle=True)
+        except (httpx.TimeoutException, TimeoutError):
+            return Outcome("retry", None, f"no answer within {self.settings.webhook_timeout_s:g} s", throttle=True)
+        except httpx.HTTPError as exc:
+            return Outcome("retry", None, f"{type(exc).__name__}: {exc}", throttle=True)
         return http_outcome(response)
 
 
