@@ -21,7 +21,7 @@ log = structlog.get_logger("paperwire.fetcher")
 
 def build_router(settings: FetcherSettings) -> RedisRouter:
     router = make_router(SERVICE, settings)
-    raw = router.publisher(Stream.RAW)
+    raw = router.publisher(stream=Stream.RAW)
 
     @subscriber(router, Stream.FETCH_REQUESTS, service=SERVICE, settings=settings)
     async def on_fetch_request(event: FetchRequested) -> None:

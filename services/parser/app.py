@@ -24,7 +24,7 @@ log = structlog.get_logger("paperwire.parser")
 
 def build_router(settings: ParserSettings) -> RedisRouter:
     router = make_router(SERVICE, settings)
-    parsed = router.publisher(Stream.PARSED)
+    parsed = router.publisher(stream=Stream.PARSED)
     redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
     store = PaperStore(redis)
 

@@ -1,0 +1,62 @@
+"""The parser service on a real Redis: papers.raw in, papers.parsed out; a bad document dead-lettered at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from faststream import TestApp
+from faststream.redis import RedisBroker
+from faststream.redis.parser.binary import BinaryMessageFormatV1
+
+from services.parser.app import SERVICE, build_router
+from services.parser.settings import ParserSettings
+from shared.events import PaperParsed, RawPapers, Stream
+from shared.runtime import ServiceDef, build_app
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+
+
+async def wait_for(redis: aioredis.Redis, stream: str, count: int, limit_s: float = 20.0) -> list:
+    for _ in range(int(limit_s / 0.1)):
+        entries = await redis.xrange(stream)
+        if len(entries) >= count:
+            return entries
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{stream}: fewer than {count} entries after {limit_s}s")
+
+
+async def test_parser_service_end_to_end(redis: aioredis.Redis, clean_redis: str) -> None:
+    settings = ParserSettings(redis_url=clean_redis, read_block_ms=100, claim_poll_ms=100)
+    app = build_app([ServiceDef(SERVICE, build_router, settings)], clean_redis)
+    publisher = RedisBroker(clean_redis)
+    await publisher.connect()
+    try:
+        async with TestApp(app):
+            body = (FIXTURES / "arxiv_rss/distill_rss2_cs.AI_2026-04.xml").read_text()
+            await publisher.publish(RawPapers(source="arxiv-rss", url="x", body=body), stream=Stream.RAW)
+            bomb = (FIXTURES / "malformed/defusedxml_hostile/xmlbomb.xml").read_text()
+            await publisher.publish(RawPapers(source="arxiv-rss", url="bomb", body=bomb), stream=Stream.RAW)
+            await publisher.publish(RawPapers(source="arxiv-rss", url="x", body=body), stream=Stream.RAW)  # repeat
+            dead = await wait_for(redis, "papers.raw.dead", 1)
+            parsed = await wait_for(redis, Stream.PARSED, 3)
+            await asyncio.sleep(1.0)  # the repeat must not add events
+            parsed = await redis.xrange(Stream.PARSED)
+    finally:
+        await publisher.stop()
+    events = []
+    for _, fields in parsed:
+        body, _headers = BinaryMessageFormatV1.parse(fields[b"__data__"])  # FastStream's stream entry format
+        events.append(PaperParsed.model_validate(json.loads(body)))
+    assert [(e.paper.id, e.change) for e in events] == [
+        ("2604.21935", "new"),
+        ("2604.21936", "new"),
+        ("2604.21937", "new"),
+    ]
+    assert events[0].paper.title == "Math Takes Two: A test for emergent mathematical reasoning in communication"
+    ((_, fields),) = dead
+    assert b"entity declarations are refused" in fields[b"dead.error"]
+    pending = await redis.xpending(Stream.RAW, SERVICE)
+    assert pending["pending"] == 0
