@@ -12,7 +12,7 @@
 Usage in a service::
 
     router = make_router("parser", settings)
-    parsed = router.publisher(Stream.PARSED)
+    parsed = router.publisher(stream=Stream.PARSED)  # stream=, else it is a pub/sub channel
 
     @subscriber(router, Stream.RAW, service="parser", settings=settings)
     async def on_raw(event: RawPapers) -> None:
