@@ -1,0 +1,46 @@
+"""Standalone embedding benchmark: ``python benchmarks/bench_embed.py [--n N] [--precision P] [--json]``.
+
+Same as ``paperwire bench embed`` but needs only numpy, tokenizers, onnxruntime and torch (+ transformers
+or sentence-transformers for the baseline), so it runs on a bare GPU host with the repository copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.embedder.bench import format_result, run_bench  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=None, help="texts (default 256 on CPU, 16384 on CUDA)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    parser.add_argument("--model-dir", type=Path, default=None)
+    parser.add_argument("--workers", type=int, default=None, help="tokenizer processes (default: cores-1 on CUDA)")
+    parser.add_argument("--token-budget", type=int, default=None, help="padded tokens per inference batch")
+    parser.add_argument("--baseline-batch", type=int, default=None)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    result = run_bench(
+        args.n,
+        args.precision,
+        model_dir=args.model_dir,
+        workers=args.workers,
+        baseline=not args.no_baseline,
+        baseline_batch=args.baseline_batch,
+        token_budget=args.token_budget,
+    )
+    print(json.dumps(result, indent=2) if args.json else format_result(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Embedder service wiring: papers.parsed (batches) -> embed -> vector stored with the paper -> papers.embedded."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from faststream import Context
+from faststream.redis import RedisRouter
+
+from services.embedder.batch import done_key, embedded_events, plan_batch
+from services.embedder.model import LazyEmbedder, check_model
+from services.embedder.settings import EmbedderSettings
+from shared.consumer import dead_letter, make_router, subscriber
+from shared.events import Stream
+from shared.runtime import DEFAULT_REDIS_URL, create_service_app
+from shared.storage import PaperStore, claim_once
+
+SERVICE = "embedder"
+DONE_TTL_S = 7 * 24 * 3600
+log = structlog.get_logger("paperwire.embedder")
+
+
+def build_router(settings: EmbedderSettings) -> RedisRouter:
+    check_model(settings)  # a model/manifest mismatch refuses to start, with what to do
+    router = make_router(SERVICE, settings)
+    embedded = router.publisher(Stream.EMBEDDED)
+    redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+    model = LazyEmbedder(settings)
+
+    @subscriber(
+        router, Stream.PARSED, service=SERVICE, settings=settings, batch=True, max_records=settings.batch_max_records
+    )
+    async def on_parsed(bodies: list[Any], message: Any = Context("message")) -> None:
+        raw = message.raw_message
+        ids = [_text(i) for i in raw["message_ids"]]
+        entries = raw["data"]
+        plan = plan_batch(bodies)
+        for rejected in plan.rejected:
+            entry_id = ids[rejected.index]
+            if await claim_once(redis, f"once:embedder:dead:{entry_id}", DONE_TTL_S):
+                await dead_letter(redis, Stream.PARSED, SERVICE, entry_id, entries[rejected.index], rejected.reason, 1)
+        items = plan.items
+        if items:
+            done = await redis.mget([done_key(item.event.event_id) for item in items])
+            items = [item for item, flag in zip(items, done, strict=True) if not flag]
+        if not items:
+            return
+        embedder = await model.get()
+        vectors = await asyncio.to_thread(embedder.embed_many, [item.text for item in items])
+        manifest = embedder.manifest
+        pipe = redis.pipeline(transaction=False)
+        store = PaperStore(pipe)
+        for item, vector in zip(items, vectors, strict=True):
+            await store.set_vector(manifest.space, item.event.paper.id, vector)
+        await pipe.execute()
+        for event in embedded_events(items, vectors, manifest, settings.vector_dtype):
+            await embedded.publish(event)
+        pipe = redis.pipeline(transaction=False)
+        for item in items:
+            pipe.set(done_key(item.event.event_id), "1", ex=DONE_TTL_S)
+        await pipe.execute()
+        log.info(
+            "batch_embedded",
+            embedded=len(items),
+            rejected=len(plan.rejected),
+            repeats=len(plan.repeats) + len(plan.items) - len(items),
+            precision=manifest.precision,
+            provider=embedder.provider,
+        )
+
+    return router
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+app = create_service_app(SERVICE, build_router, EmbedderSettings())

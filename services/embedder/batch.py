@@ -1,0 +1,107 @@
+"""Turning one XREADGROUP batch of papers.parsed bodies into texts to embed, and the events that come out.
+
+Pure: no Redis, no model. A body that is not a PaperParsed, or whose paper has no words to embed, is
+rejected with a reason (the app dead-letters it) while the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import ValidationError
+
+from shared.embedding import compose_text
+from shared.events import EmbeddingManifest, PaperEmbedded, PaperParsed
+
+_WORD = re.compile(r"\w", re.UNICODE)
+
+
+class UnembeddableText(ValueError):
+    """The paper has nothing an embedding could represent: dead-letter, never retry."""
+
+
+@dataclass
+class Item:
+    index: int  # position in the XREADGROUP batch (matches the entry id)
+    event: PaperParsed
+    text: str
+
+
+@dataclass
+class Rejected:
+    index: int
+    reason: str
+
+
+@dataclass
+class Plan:
+    items: list[Item] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    repeats: list[int] = field(default_factory=list)  # same event id earlier in this batch
+
+
+def paper_text(event: PaperParsed) -> str:
+    """The text policy of ``shared.embedding.compose_text``, refusing papers with no words."""
+    text = compose_text(event.paper.title, event.paper.abstract)
+    if not text:
+        raise UnembeddableText(f"empty text: paper {event.paper.id} has neither title nor abstract")
+    if not _WORD.search(text):
+        raise UnembeddableText(f"broken text: paper {event.paper.id} has no words in title or abstract: {text[:80]!r}")
+    return text
+
+
+def parse_body(body: Any) -> PaperParsed:
+    if isinstance(body, PaperParsed):
+        return body
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except ValueError as exc:
+            raise UnembeddableText(f"not JSON: {exc}") from exc
+    try:
+        return PaperParsed.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise UnembeddableText(
+            f"not a PaperParsed event ({exc.error_count()} errors, first: {where}: {first['msg']})"
+        ) from exc
+
+
+def plan_batch(bodies: list[Any]) -> Plan:
+    plan = Plan()
+    seen: set[str] = set()
+    for index, body in enumerate(bodies):
+        try:
+            event = parse_body(body)
+            text = paper_text(event)
+        except UnembeddableText as exc:
+            plan.rejected.append(Rejected(index, str(exc)))
+            continue
+        if event.event_id in seen:
+            plan.repeats.append(index)
+            continue
+        seen.add(event.event_id)
+        plan.items.append(Item(index, event, text))
+    return plan
+
+
+def embedded_events(
+    items: list[Item],
+    vectors: np.ndarray,
+    manifest: EmbeddingManifest,
+    dtype: Literal["float16", "float32"] = "float16",
+) -> list[PaperEmbedded]:
+    return [
+        PaperEmbedded(paper=item.event.paper, vector=PaperEmbedded.pack(vec, dtype), dtype=dtype, manifest=manifest)
+        for item, vec in zip(items, vectors, strict=True)
+    ]
+
+
+def done_key(event_id: str) -> str:
+    """Marks a papers.parsed event as embedded and published: redelivery then publishes nothing twice."""
+    return f"once:embedder:{event_id}"

@@ -1,0 +1,76 @@
+"""Commands the lead mounts: ``paperwire model export`` and ``paperwire bench embed``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.embedding import PRECISIONS, ModelError
+
+
+def model_export(
+    model_dir: Annotated[
+        Path | None, typer.Option("--model-dir", help="sentence-transformers BERT directory (default: bundled)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="default: PAPERWIRE_MODEL_DIR, else data/models/<id>")
+    ] = None,
+    precision: Annotated[str, typer.Option("--precision", help="comma-separated: fp32,fp16,int8")] = "fp32,fp16,int8",
+    model_id: Annotated[
+        str | None, typer.Option("--model-id", help="default: the bundled model's id or the dir name")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="export again even when the outputs are up to date")] = False,
+) -> None:
+    """Export the embedding model to ONNX (fused fp32, fp16 for CUDA, int8 for CPU) with its manifest."""
+    from services.embedder.export import DEFAULT_MODEL_ID, export_model
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    for noisy in ("root", "onnxruntime", "onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    precisions = [p.strip() for p in precision.split(",") if p.strip()]
+    model_id = model_id or (model_dir.name if model_dir else DEFAULT_MODEL_ID)
+    started = time.perf_counter()
+    try:
+        manifest = export_model(model_dir, out, precisions, model_id=model_id, force=force)
+    except ModelError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for name in PRECISIONS:
+        entry = manifest.files.get(name)
+        if entry:
+            fidelity = f", min cosine to fp32 {entry.min_cosine}" if entry.min_cosine is not None else ""
+            typer.echo(f"{name}: {entry.file} sha256 {entry.sha256[:16]}{fidelity}")
+    typer.echo(
+        f"model {manifest.model_id} ({manifest.dims} dims, {manifest.max_tokens} tokens) ready in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+
+
+def bench_embed(
+    n: Annotated[int | None, typer.Option("--n", help="texts (default 256 on CPU, 16384 on CUDA)")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="auto, fp32, fp16 or int8")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    model_dir: Annotated[Path | None, typer.Option("--model-dir")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="tokenizer processes")] = None,
+    baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run sentence-transformers")] = True,
+) -> None:
+    """paperwire's embedder vs sentence-transformers on the same real texts: texts/s, ratio, cosine."""
+    from services.embedder.bench import format_result, run_bench
+
+    if precision not in ("auto", *PRECISIONS):
+        raise typer.BadParameter(f"precision must be auto or one of {', '.join(PRECISIONS)}")
+    result = run_bench(n, precision, model_dir=model_dir, workers=workers, baseline=baseline)
+    typer.echo(json.dumps(result, indent=2) if as_json else format_result(result))
+
+
+COMMANDS: list[tuple[str, str, Callable[..., None]]] = [
+    ("model", "export", model_export),
+    ("bench", "embed", bench_embed),
+]

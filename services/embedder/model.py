@@ -1,0 +1,66 @@
+"""Opening the configured model: a cheap check when the router is built (refuse to start on a mismatch),
+the ONNX session itself on first use (``paperwire run`` builds every router more than once)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from services.embedder.settings import EmbedderSettings
+from shared.embedding import Embedder, ModelError, ModelManifest, cuda_loadable, load_embedder, pick_precision
+
+
+def check_model(settings: EmbedderSettings) -> ModelManifest:
+    """Raise ModelError with what to do when the model directory does not fit the settings."""
+    model_dir = settings.resolved_model_dir()
+    info = ModelManifest.read(model_dir)
+    if info.model_id != settings.model_id:
+        raise ModelError(
+            f"model/manifest mismatch: EMBEDDER_MODEL_ID is {settings.model_id!r} but {model_dir} holds "
+            f"{info.model_id!r}; export that model or point EMBEDDER_MODEL_DIR at its directory"
+        )
+    if settings.max_tokens and settings.max_tokens > info.max_tokens:
+        raise ModelError(f"EMBEDDER_MAX_TOKENS={settings.max_tokens} exceeds the model's {info.max_tokens}")
+    on_cuda = settings.device != "cpu" and cuda_loadable()
+    if settings.device == "cuda" and not on_cuda:
+        raise ModelError("EMBEDDER_DEVICE=cuda but ONNX Runtime's CUDA provider is not available")
+    pick_precision(info, on_cuda, settings.precision)
+    return info
+
+
+def open_embedder(settings: EmbedderSettings) -> Embedder:
+    embedder = load_embedder(
+        settings.resolved_model_dir(),
+        settings.precision,
+        settings.providers(),
+        model_id=settings.model_id,
+        max_tokens=settings.max_tokens,
+        threads=settings.threads,
+        token_budget=settings.token_budget,
+    )
+    workers = settings.tokenizer_workers
+    if workers is None:
+        workers = max(1, (os.cpu_count() or 2) - 1) if embedder.on_cuda else 0
+    embedder.start_tokenizer_pool(workers)
+    return embedder
+
+
+class LazyEmbedder:
+    """Loads once, on the first batch, off the event loop."""
+
+    def __init__(self, settings: EmbedderSettings) -> None:
+        self.settings = settings
+        self._embedder: Embedder | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Embedder:
+        if self._embedder is None:
+            async with self._lock:
+                if self._embedder is None:
+                    self._embedder = await asyncio.to_thread(open_embedder, self.settings)
+        return self._embedder
+
+    def close(self) -> None:
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None

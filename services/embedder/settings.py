@@ -1,0 +1,41 @@
+"""Embedder settings (env prefix ``EMBEDDER_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.embedder.export import DEFAULT_MODEL_ID, default_out_dir
+from shared.settings import ServiceSettings
+
+
+class EmbedderSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EMBEDDER_", extra="ignore")
+
+    model_id: str = Field(default=DEFAULT_MODEL_ID, description="must match the model directory's manifest")
+    model_dir: Path | None = Field(default=None, description="default: PAPERWIRE_MODEL_DIR, else data/models/<id>")
+    precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
+        default="auto", description="auto: fp16 on CUDA, int8 on CPU when the export measured it faithful"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: CUDA when it loads")
+    max_tokens: int | None = Field(
+        default=None, ge=8, description="truncate title + abstract to this many tokens (default: the model's)"
+    )
+    batch_max_records: int = Field(default=512, ge=1, description="events read per XREADGROUP")
+    token_budget: int | None = Field(default=None, ge=256, description="padded tokens per inference batch")
+    tokenizer_workers: int | None = Field(
+        default=None, ge=0, description="tokenizer processes (default: cores-1 on CUDA, none on CPU)"
+    )
+    threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads on CPU")
+    vector_dtype: Literal["float16", "float32"] = "float16"
+
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or default_out_dir(self.model_id)
+
+    def providers(self) -> list[str]:
+        if self.device == "cpu":
+            return ["CPUExecutionProvider"]
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
