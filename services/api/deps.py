@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from services.api.settings import ApiSettings
 from services.api.store import AuthLimiter, TokenStore
@@ -26,6 +28,17 @@ class ApiContext:
 
 def context(request: Request) -> ApiContext:
     return request.app.state.ctx
+
+
+class ApiError(BaseModel):
+    """Every 4xx: ``detail`` names the field or the reason; ``errors`` lists each validation problem."""
+
+    detail: str
+    errors: list[str] | None = None
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ApiError} for code in codes}
 
 
 _bearer = HTTPBearer(auto_error=False, description="an API token made with `paperwire tokens create`")

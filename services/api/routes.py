@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel, HttpUrl
 
-from services.api.deps import ApiContext, context, current_owner
+from services.api.deps import ApiContext, context, current_owner, error_responses
 from services.api.store import DeliveryHistory, FeedSecrets
 from services.api.streams import DEAD_DELIVERY_STREAMS, recent_matches, replay_dead
 from services.api.subscriptions import (
@@ -23,7 +23,7 @@ from shared.paper import InvalidArxivId, normalize_arxiv_id
 from shared.storage import DeliveryLog
 from shared.subscription import SubscriptionSpec
 
-router = APIRouter(prefix="/v1", tags=["api"])
+router = APIRouter(prefix="/v1", tags=["api"], responses=error_responses(400, 401, 404, 409, 413, 422, 429))
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SubscriptionId = Annotated[str, Path(pattern=SLUG, description="subscription id")]

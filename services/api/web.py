@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from services.api.atom import build_feed
-from services.api.deps import ApiContext, context
+from services.api.deps import ApiContext, context, error_responses
 from services.api.forms import error_messages, form_to_changes, form_values, merge_changes, parse_form
 from services.api.store import DeliveryHistory, FeedSecrets
 from services.api.streams import recent_matches
@@ -25,8 +25,9 @@ from shared.paper import InvalidArxivId, normalize_arxiv_id
 from shared.storage import DeliveryLog
 from shared.subscription import Subscription
 
-router = APIRouter(tags=["links"])
+router = APIRouter(tags=["links"], responses=error_responses(400, 403, 404, 413, 422))
 templates = Jinja2Templates(directory=str(FsPath(__file__).parent / "templates"))
+HTML: dict[int | str, dict[str, Any]] = {200: {"content": {"text/html": {"schema": {"type": "string"}}}}}
 Ctx = Annotated[ApiContext, Depends(context)]
 Token = Annotated[str, Path(max_length=1000, pattern=r"^[A-Za-z0-9_.=-]+$", description="signed link token")]
 FeedSecret = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9_-]+$", description="feed secret")]
@@ -46,14 +47,14 @@ def _page(request: Request, name: str, status_code: int = 200, **values: Any) ->
     return templates.TemplateResponse(request, name, values, status_code=status_code)
 
 
-@router.get("/v1/feedback/{token}", response_class=HTMLResponse)
+@router.get("/v1/feedback/{token}", responses=HTML)
 async def feedback_confirm(request: Request, ctx: Ctx, token: Token) -> HTMLResponse:
     link = _verify(ctx, token, "like", "dislike")
     subscription = await ctx.ops.get(None, link["subscription_id"])
     return _page(request, "confirm.html", action=link["action"], paper_id=link["paper_id"], subscription=subscription)
 
 
-@router.post("/v1/feedback/{token}", response_class=HTMLResponse)
+@router.post("/v1/feedback/{token}", responses=HTML)
 async def feedback_apply(request: Request, ctx: Ctx, token: Token) -> HTMLResponse:
     link = _verify(ctx, token, "like", "dislike")
     via = "slack" if request.query_params.get("via") == "slack" else "email"
@@ -63,14 +64,14 @@ async def feedback_apply(request: Request, ctx: Ctx, token: Token) -> HTMLRespon
     )
 
 
-@router.get("/v1/unsubscribe/{token}", response_class=HTMLResponse)
+@router.get("/v1/unsubscribe/{token}", responses=HTML)
 async def unsubscribe_confirm(request: Request, ctx: Ctx, token: Token) -> HTMLResponse:
     link = _verify(ctx, token, "unsubscribe")
     subscription = await ctx.ops.get(None, link["subscription_id"])
     return _page(request, "confirm.html", action="unsubscribe", paper_id=None, subscription=subscription)
 
 
-@router.post("/v1/unsubscribe/{token}", response_class=HTMLResponse)
+@router.post("/v1/unsubscribe/{token}", responses=HTML)
 async def unsubscribe_apply(request: Request, ctx: Ctx, token: Token) -> HTMLResponse:
     """Both the confirmation form and RFC 8058 one-click (body ``List-Unsubscribe=One-Click``) land here."""
     link = _verify(ctx, token, "unsubscribe")
@@ -130,13 +131,13 @@ async def _subscription_for_view(ctx: ApiContext, token: str) -> Subscription:
         raise HTTPException(404, "subscription not found") from exc
 
 
-@router.get("/web/{token}", response_class=HTMLResponse)
+@router.get("/web/{token}", responses=HTML)
 async def web_page(request: Request, ctx: Ctx, token: Token) -> HTMLResponse:
     subscription = await _subscription_for_view(ctx, token)
     return await _render(request, ctx, token, subscription, saved=request.query_params.get("saved") == "1")
 
 
-@router.post("/web/{token}", response_class=HTMLResponse)
+@router.post("/web/{token}", responses=HTML)
 async def web_save(request: Request, ctx: Ctx, token: Token) -> Response:
     subscription = await _subscription_for_view(ctx, token)
     form = parse_form(await request.body())
@@ -147,7 +148,7 @@ async def web_save(request: Request, ctx: Ctx, token: Token) -> Response:
     return RedirectResponse(f"/web/{token}?saved=1", status_code=303)
 
 
-@router.post("/web/{token}/rate", response_class=HTMLResponse)
+@router.post("/web/{token}/rate", responses=HTML)
 async def web_rate(request: Request, ctx: Ctx, token: Token) -> Response:
     subscription = await _subscription_for_view(ctx, token)
     form = parse_form(await request.body())
