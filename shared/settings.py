@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ServiceSettings(BaseSettings):
     """Fields every service has. Subclasses set ``env_prefix`` (``FETCHER_``, ``PARSER_``, ...)."""
 
-    model_config = SettingsConfigDict(env_prefix="PAPERWIRE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PAPERWIRE_", extra="ignore", populate_by_name=True)
 
     redis_url: str | None = Field(
         default=None,

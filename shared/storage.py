@@ -3,7 +3,7 @@
 Key layout (all values JSON unless said otherwise):
 - ``paper:{id}``                 the merged Paper
 - ``vectors:{space}``            hash: paper id -> float16 bytes (space = EmbeddingManifest.space)
-- ``subscription:{id}``          a Subscription; ``subscriptions`` set of ids; ``owner:{owner}:subscriptions`` set
+- ``subscription:{id}``          a Subscription; ``subscriptions:ids`` set of ids; ``owner:{owner}:subscriptions`` set
 - ``once:{...}``                 idempotency markers (SET NX)
 - ``webhook:{endpoint}:attempts`` list of recent delivery attempts (newest first); ``webhook:{endpoint}:state`` hash
 """
@@ -78,7 +78,7 @@ class SubscriptionStore:
     async def put(self, subscription: Subscription) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(f"subscription:{subscription.id}", subscription.model_dump_json())
-            pipe.sadd("subscriptions", subscription.id)
+            pipe.sadd("subscriptions:ids", subscription.id)
             pipe.sadd(f"owner:{subscription.owner}:subscriptions", subscription.id)
             await pipe.execute()
 
@@ -88,13 +88,13 @@ class SubscriptionStore:
             return False
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(f"subscription:{subscription_id}")
-            pipe.srem("subscriptions", subscription_id)
+            pipe.srem("subscriptions:ids", subscription_id)
             pipe.srem(f"owner:{subscription.owner}:subscriptions", subscription_id)
             await pipe.execute()
         return True
 
     async def list(self, owner: str | None = None) -> list[Subscription]:
-        key = f"owner:{owner}:subscriptions" if owner else "subscriptions"
+        key = f"owner:{owner}:subscriptions" if owner else "subscriptions:ids"
         ids = sorted(m.decode() if isinstance(m, bytes) else m for m in await self.redis.smembers(key))
         if not ids:
             return []

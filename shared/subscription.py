@@ -59,6 +59,13 @@ class Schedule(BaseModel):
     weekday: int = Field(default=0, ge=0, le=6, description="weekly digests: 0 = Monday")
     heartbeat: bool = Field(default=False, description="send a one-line note when a period has nothing")
 
+    @field_validator("at")
+    @classmethod
+    def _local_time(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("give a local time (HH:MM) without an offset: the time zone is its own field")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, HttpUrl
 
 from services.api.store import FeedSecrets
-from services.api.substore import ApiSubscriptionStore
+from shared.storage import SubscriptionStore
 from services.api.webhooks import new_secret
 from shared.events import Event, FeedbackGiven, Stream, SubscriptionChanged
 from shared.subscription import Subscription, SubscriptionSpec, WebhookEndpoint
@@ -37,7 +37,7 @@ def _now() -> datetime:
 class SubscriptionOps:
     def __init__(self, redis: aioredis.Redis, publish: Publish) -> None:
         self.redis = redis
-        self.store = ApiSubscriptionStore(redis)
+        self.store = SubscriptionStore(redis)
         self.publish = publish
 
     async def _changed(self, subscription: Subscription, action: str) -> None:
