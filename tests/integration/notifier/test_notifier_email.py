@@ -1,0 +1,101 @@
+"""E-mail to a real SMTP server (aiosmtpd) and to the outbox folder."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+import time
+from email import policy
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from aiosmtpd.controller import Controller
+
+from services.notifier.jobs import alert_jobs
+from services.notifier.queue import DeliveryQueue
+from shared.links import verify_link
+from shared.storage import SubscriptionStore
+from tests.integration.notifier.conftest import running, stream_results, wait_for
+from tests.unit.notifier.notifier_papers import hf_papers, items, subscription
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server():
+    inbox = Inbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, controller.port
+    finally:
+        controller.stop()
+
+
+async def test_smtp_mail_parses_escapes_and_unsubscribes(
+    redis: aioredis.Redis, settings_for, fixtures_dir: Path, smtp_server
+) -> None:
+    inbox, port = smtp_server
+    paper = hf_papers(fixtures_dir)[0]
+    hostile = paper.model_copy(
+        update={"title": "<script>alert(1)</script>\r\nBcc: victim@example.org\r\n" + paper.title}
+    )
+    sub = subscription()
+    await SubscriptionStore(redis).put(sub)
+    (job,) = alert_jobs(sub, items([hostile])[0])
+    queue = DeliveryQueue(redis)
+    await queue.enqueue(job, time.time())
+    settings = settings_for(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
+    async with running(settings) as worker:
+        await wait_for(lambda: len(inbox.messages) == 1)
+        # the same delivery queued again (a replayed match) is recognised and not mailed twice
+        await queue.enqueue(job.model_copy(), time.time())
+        await asyncio.sleep(0.3)
+        await worker.drain()
+    assert len(inbox.messages) == 1
+    mail_from, rcpt, raw = inbox.messages[0]
+    assert rcpt == ["ada@example.org"] and mail_from == "alerts@paperwire.localhost"
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert parsed.is_multipart() and parsed.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in parsed.iter_parts()] == ["text/plain", "text/html"]
+    assert parsed["Bcc"] is None
+    assert parsed["Subject"].startswith("[paperwire] <script>alert(1)</script> Bcc: victim@example.org Beyond")
+    html = parsed.get_body(("html",)).get_content()
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = parsed["List-Unsubscribe"].strip("<>")
+    assert url.startswith("http://127.0.0.1:8000/v1/unsubscribe/")
+    link = verify_link("integration-link-secret", url.rsplit("/", 1)[1])
+    assert link["action"] == "unsubscribe" and link["subscription_id"] == sub.id
+    assert parsed["Message-ID"] == f"<{job.id}@paperwire.localhost>"
+    assert [r["status"] for r in await stream_results(redis)] == ["delivered", "duplicate"]
+
+
+async def test_without_smtp_mail_goes_to_the_outbox(
+    redis: aioredis.Redis, settings_for, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    sub = subscription()
+    await SubscriptionStore(redis).put(sub)
+    jobs = [j for item in items(hf_papers(fixtures_dir)) for j in alert_jobs(sub, item)]
+    for job in jobs:
+        await DeliveryQueue(redis).enqueue(job, time.time())
+    settings = settings_for()
+    async with running(settings):
+        await wait_for(lambda: len(list(settings.outbox_dir.glob("*.eml"))) == 3)
+    files = sorted(settings.outbox_dir.glob("*.eml"))
+    assert sorted(f.stem for f in files) == sorted(j.id for j in jobs)
+    subjects = sorted(email.message_from_bytes(f.read_bytes(), policy=policy.default)["Subject"] for f in files)
+    title = "Beyond Semantic Similarity: Rethinking Retrieval for Agentic Search via Direct Corpus Interaction"
+    assert subjects[0] == f"[paperwire] {title}"

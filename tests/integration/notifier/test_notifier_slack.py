@@ -1,0 +1,60 @@
+"""Slack incoming webhooks against a local HTTP server: valid Block Kit, split digests, pacing, 429."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from slack_sdk.models.blocks import Block
+
+from services.notifier.jobs import digest_jobs
+from services.notifier.queue import DeliveryQueue
+from services.notifier.receiver import Received, Receiver, serve
+from shared.storage import SubscriptionStore
+from shared.subscription import Channels, Schedule
+from tests.integration.notifier.conftest import running, stream_results, wait_for
+from tests.unit.notifier.notifier_papers import HF_JUNE, hf_papers, items, subscription
+
+
+async def test_split_digest_is_paced_and_429_is_honoured(
+    redis: aioredis.Redis, settings_for, fixtures_dir: Path
+) -> None:
+    def slack(request: Received, index: int):
+        if index == 1:  # the second message is rate limited once
+            return 429, {"retry-after": "1"}, b"rate_limited"
+        return 200, {}, b"ok"
+
+    async with serve(Receiver(slack)) as receiver:
+        sub = subscription(
+            top_k=30,
+            schedule=Schedule(mode="daily"),
+            channels=Channels(slack_webhook_url=receiver.url + "/services/T000/B000/XXXX"),
+        )
+        await SubscriptionStore(redis).put(sub)
+        (job,) = digest_jobs(
+            sub, items(hf_papers(fixtures_dir, HF_JUNE)), datetime(2026, 6, 9, 8, tzinfo=UTC), heartbeat=False
+        )
+        await DeliveryQueue(redis).enqueue(job, 0)
+        settings = settings_for(slack_min_interval_s=0.3)
+        async with running(settings):
+            await wait_for(lambda: len(receiver.bodies(status=200)) == 3)
+    statuses = [r.status for r in receiver.requests]
+    assert statuses == [200, 429, 200, 200]
+    # the retried message waited the Retry-After (1 s); the others kept the per-webhook pace
+    gaps = [b.at - a.at for a, b in zip(receiver.requests, receiver.requests[1:], strict=False)]
+    assert gaps[0] >= 0.3 * 0.9 and gaps[1] >= 1.0 * 0.9 and gaps[2] >= 0.3 * 0.9
+    accepted = [json.loads(r.body) for r in receiver.bodies(status=200)]
+    assert [m["text"] for m in accepted] == [f"LLM agents: 30 new papers ({i}/3)" for i in (1, 2, 3)]
+    ids = []
+    for message in accepted:
+        assert len(message["blocks"]) <= 50
+        for raw in message["blocks"]:
+            assert Block.parse(raw).to_dict() == raw
+            if raw["type"] == "section" and "arxiv.org/abs/" in raw["text"]["text"]:
+                ids.append(raw["text"]["text"].split("arxiv.org/abs/")[1].split("|")[0])
+    assert len(ids) == 30 and len(set(ids)) == 30
+    (result,) = await stream_results(redis)
+    assert result["status"] == "delivered" and result["channel"] == "slack" and len(result["paper_ids"]) == 30
+    assert "hooks" not in result["target"] and result["target"].startswith("slack-")
