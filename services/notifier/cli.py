@@ -1,0 +1,93 @@
+"""Notifier commands for the lead's CLI: ``paperwire deliveries dead|replay`` and ``paperwire bench deliver``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+import typer
+
+from services.notifier.queue import DeliveryQueue
+from services.notifier.runtime import redis_url
+from services.notifier.settings import NotifierSettings
+
+
+async def _dead(url: str) -> list[dict[str, object]]:
+    redis = aioredis.Redis.from_url(url)
+    try:
+        jobs = await DeliveryQueue(redis).dead_jobs()
+    finally:
+        await redis.aclose()
+    return [
+        {
+            "id": j.id,
+            "subscription_id": j.subscription_id,
+            "channel": j.channel,
+            "target": j.target,
+            "papers": j.paper_ids,
+            "attempts": j.attempts,
+            "last_status": j.last_status,
+            "last_error": j.last_error,
+        }
+        for j in sorted(jobs, key=lambda j: j.created_at)
+    ]
+
+
+async def _replay(url: str, ids: list[str] | None) -> list[str]:
+    redis = aioredis.Redis.from_url(url)
+    try:
+        return [j.id for j in await DeliveryQueue(redis).replay(ids, time.time())]
+    finally:
+        await redis.aclose()
+
+
+def dead_command() -> None:
+    """List deliveries whose retries are spent (they are also on the deliveries.dead stream)."""
+    for row in asyncio.run(_dead(redis_url(NotifierSettings()))):
+        typer.echo(json.dumps(row))
+
+
+def replay_command(
+    delivery_id: list[str] = typer.Option(None, "--id", help="a dead delivery's id (repeatable)"),
+    all_: bool = typer.Option(False, "--all", help="replay every dead delivery"),
+) -> None:
+    """Queue dead deliveries again with a fresh retry budget; papers already delivered are not sent twice."""
+    if not delivery_id and not all_:
+        raise typer.BadParameter("give --id ID (repeatable) or --all")
+    replayed = asyncio.run(_replay(redis_url(NotifierSettings()), None if all_ else list(delivery_id)))
+    typer.echo(f"replayed {len(replayed)} deliveries")
+    for job_id in replayed:
+        typer.echo(job_id)
+
+
+def bench_deliver_command(
+    n: int = typer.Option(2000, "--n", help="deliveries to send"),
+    endpoints: int = typer.Option(8, "--endpoints", help="webhook endpoints they are spread over"),
+    use_redis_url: bool = typer.Option(
+        False, "--use-redis-url", help="run on REDIS_URL (it is FLUSHED) instead of a private Redis"
+    ),
+) -> None:
+    """Webhook deliveries/s to a local receiver, and how long a hanging endpoint delays a healthy one."""
+    from services.notifier.bench import bench
+    from shared.logs import configure_logging
+
+    configure_logging("WARNING")
+    settings = NotifierSettings()
+    result = bench(n, endpoints, settings.redis_url if use_redis_url else None)
+    typer.echo(json.dumps(result))
+    typer.echo(
+        f"{result['deliveries']} deliveries to {result['endpoints']} endpoints in {result['seconds']} s: "
+        f"{result['deliveries_per_s']} deliveries/s; with {result['hanging_jobs']} deliveries stuck on a hanging "
+        f"endpoint (timeout {result['webhook_timeout_s']} s), {result['healthy_jobs']} to a healthy one took "
+        f"{result['isolation_s']} s"
+    )
+
+
+COMMANDS: list[tuple[str, str, Callable[..., None]]] = [
+    ("deliveries", "dead", dead_command),
+    ("deliveries", "replay", replay_command),
+    ("bench", "deliver", bench_deliver_command),
+]
