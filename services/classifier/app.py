@@ -1,0 +1,58 @@
+"""Classifier service wiring: papers.embedded -> matches; subscriptions and feedback refresh profiles."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+import structlog
+from faststream.redis import RedisRouter
+
+from services.classifier.embedding import DIMS, MODEL_ID
+from services.classifier.settings import ClassifierSettings
+from services.classifier.state import ClassifierState
+from shared.consumer import make_router, subscriber
+from shared.events import FeedbackGiven, FetchRequested, PaperEmbedded, Stream, SubscriptionChanged
+from shared.runtime import DEFAULT_REDIS_URL, create_service_app
+from shared.storage import SubscriptionStore
+
+SERVICE = "classifier"
+log = structlog.get_logger("paperwire.classifier")
+
+
+def build_router(settings: ClassifierSettings) -> RedisRouter:
+    router = make_router(SERVICE, settings)
+    matches = router.publisher(stream=Stream.MATCHES)
+    fetches = router.publisher(stream=Stream.FETCH_REQUESTS)
+    redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+    state = ClassifierState(redis, f"{MODEL_ID}:{DIMS}", settings.background_size, settings.cache_path)
+
+    @subscriber(router, Stream.EMBEDDED, service=SERVICE, settings=settings)
+    async def on_embedded(event: PaperEmbedded) -> None:
+        if state.space != event.manifest.space and not state.profiles:
+            state.space = event.manifest.space  # follow the embedder's vector space
+        found = await state.score_event(event)
+        for match in found:
+            await matches.publish(match)
+        log.info("scored", paper=event.paper.id, matches=len(found), subscriptions=len(state.profiles))
+
+    @subscriber(router, Stream.SUBSCRIPTIONS, service=SERVICE, settings=settings)
+    async def on_subscription(event: SubscriptionChanged) -> None:
+        if event.action == "deleted" or event.subscription is None:
+            state.remove(event.subscription_id)
+            return
+        await state.refresh(event.subscription)
+        missing = await state.missing_seeds(event.subscription)
+        if missing:
+            await fetches.publish(FetchRequested(arxiv_ids=missing, reason=f"seeds of {event.subscription_id}"))
+
+    @subscriber(router, Stream.FEEDBACK, service=SERVICE, settings=settings)
+    async def on_feedback(event: FeedbackGiven) -> None:
+        await state.record_feedback(event)
+        subscription = await SubscriptionStore(redis).get(event.subscription_id)
+        if subscription is not None:
+            await state.refresh(subscription)
+
+    return router
+
+
+settings = ClassifierSettings()
+app = create_service_app(SERVICE, build_router, settings)

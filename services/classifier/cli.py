@@ -1,0 +1,73 @@
+"""Commands mounted by the lead's CLI: `paperwire eval relevance`, `paperwire bench score`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def eval_relevance(
+    dataset: Annotated[Path, typer.Option("--dataset", help="JSON Lines file or folder of them")],
+    k: Annotated[int, typer.Option("--k", help="seed papers per simulated subscriber")] = 10,
+    draws: Annotated[int, typer.Option("--draws", help="random seed draws per category")] = 5,
+    eval_days: Annotated[int, typer.Option("--eval-days", help="last days treated as new papers")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
+    rounds: Annotated[int, typer.Option("--feedback-rounds", help="simulated rating rounds")] = 3,
+    cache: Annotated[Path, typer.Option("--cache", help="embedding cache (SQLite)")] = Path(
+        "data/cache/embeddings.sqlite"
+    ),
+) -> None:
+    """Rank new papers for simulated subscribers ("category as interest"): paperwire vs known recipes."""
+    from services.classifier.dataset import DatasetError
+    from services.classifier.evaluate import evaluate, format_table
+
+    if not dataset.exists():
+        raise typer.BadParameter(f"{dataset} does not exist", param_hint="--dataset")
+    try:
+        result = evaluate(
+            dataset,
+            k=k,
+            draws=draws,
+            eval_days=eval_days,
+            seed=seed,
+            feedback_rounds=rounds,
+            cache=cache,
+            progress=None if as_json else (lambda msg: print(msg, file=sys.stderr)),
+        )
+    except (DatasetError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_table(result))
+
+
+def bench_score(
+    subscriptions: Annotated[str, typer.Option("--subscriptions", help="comma-separated counts")] = "10000,100000",
+    papers: Annotated[int, typer.Option("--papers", help="papers in the batch (a day)")] = 2000,
+    vectors_per_subscription: Annotated[int, typer.Option("--vectors", help="positive vectors each")] = 3,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Time and memory of scoring a day of papers against N subscriptions (synthetic vectors)."""
+    from services.classifier.bench import run_bench
+
+    rows = [run_bench(int(n), papers, vectors_per_subscription) for n in subscriptions.split(",")]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        typer.echo(
+            f"{row['subscriptions']:>8} subs x {row['papers']} papers: {row['seconds']:.2f} s, "
+            f"{row['pairs_per_s'] / 1e6:.1f} M pairs/s, peak RSS {row['peak_rss_mb']:.0f} MB, "
+            f"{row['matches']} matches"
+        )
+
+
+COMMANDS: list[tuple[str, str, Callable[..., None]]] = [
+    ("eval", "relevance", eval_relevance),
+    ("bench", "score", bench_score),
+]

@@ -1,0 +1,87 @@
+"""A per-subscription relevance model: L2-regularised, class-balanced logistic regression in torch.
+
+Positives are the subscription's seed papers, interest texts and liked papers; negatives are its
+disliked papers and, as weak negatives, a background sample of recent papers (the "rest of the
+day's listing" that arxiv-sanity-lite and Scholar Inbox train against). Weights are a 384-vector and
+a bias, stored with the subscription; retraining warm-starts from them and runs a few L-BFGS steps,
+so a new rating costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+torch.set_num_threads(1)
+
+
+@dataclass
+class LinearModel:
+    weights: np.ndarray  # (d,)
+    bias: float
+    n_pos: int = 0
+    n_neg: int = 0
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        return vectors @ self.weights + self.bias
+
+    def to_dict(self) -> dict[str, object]:
+        raw = np.asarray(self.weights, dtype="<f4").tobytes()
+        return {"w": base64.b64encode(raw).decode(), "b": self.bias, "n_pos": self.n_pos, "n_neg": self.n_neg}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> LinearModel:
+        weights = np.frombuffer(base64.b64decode(str(data["w"])), dtype="<f4").astype(np.float32)
+        return cls(weights, float(data["b"]), int(data.get("n_pos", 0)), int(data.get("n_neg", 0)))  # type: ignore[arg-type]
+
+
+def train_linear(
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    *,
+    background: np.ndarray | None = None,
+    background_weight: float = 0.5,
+    l2: float = 1e-2,
+    warm: LinearModel | None = None,
+    steps: int = 30,
+) -> LinearModel:
+    """Fit ``sigmoid(w·x + b)``; each class (and the background) carries its own total weight.
+
+    Class balance: positives carry weight 1 in total, explicit negatives 1, the background
+    ``background_weight``; so ten seeds are not drowned by two thousand background papers.
+    """
+    parts, labels, weights = [], [], []
+    groups = [(positives, 1.0, 1.0), (negatives, 0.0, 1.0)]
+    if background is not None and len(background):
+        groups.append((background, 0.0, background_weight))
+    for vectors, label, total in groups:
+        if len(vectors):
+            parts.append(np.asarray(vectors, dtype=np.float32))
+            labels.append(np.full(len(vectors), label, dtype=np.float32))
+            weights.append(np.full(len(vectors), total / len(vectors), dtype=np.float32))
+    x = torch.from_numpy(np.concatenate(parts))
+    y = torch.from_numpy(np.concatenate(labels))
+    sample_w = torch.from_numpy(np.concatenate(weights))
+    sample_w = sample_w / sample_w.sum()
+    dims = x.shape[1]
+    w = torch.zeros(dims, requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    if warm is not None and warm.weights.shape == (dims,):
+        with torch.no_grad():
+            w.copy_(torch.from_numpy(warm.weights))
+            b.fill_(warm.bias)
+    optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = (sample_w * torch.nn.functional.binary_cross_entropy_with_logits(x @ w + b, y, reduction="none")).sum()
+        loss = loss + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    n_neg = len(negatives)
+    return LinearModel(w.detach().numpy().copy(), float(b.item()), len(positives), n_neg)

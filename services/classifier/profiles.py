@@ -1,0 +1,48 @@
+"""Turning a stored subscription (+ vectors) into a scoring Profile with its trained model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.classifier.learner import LinearModel
+from services.classifier.ranker import SeedRanker
+from services.classifier.scoring import Profile
+from shared.subscription import Subscription
+
+MIN_BACKGROUND = 20
+
+
+def build_profile(
+    subscription: Subscription,
+    interest_vectors: np.ndarray,
+    seeds: dict[str, tuple[str, np.ndarray]],
+    liked: np.ndarray,
+    disliked: np.ndarray,
+    background: np.ndarray,
+    warm: LinearModel | None = None,
+) -> Profile:
+    """Positives = interests + seeds + liked; the model trains against disliked and the background."""
+    dims = background.shape[1] if background.ndim == 2 and background.size else 384
+    rows: list[np.ndarray] = []
+    labels: list[str] = []
+    for text, vec in zip(subscription.interests, interest_vectors, strict=False):
+        rows.append(vec)
+        labels.append(f'interest "{text}"')
+    for paper_id, (title, vec) in seeds.items():
+        rows.append(vec)
+        labels.append(f'seed paper {paper_id} "{title}"')
+    for vec in liked:
+        rows.append(vec)
+        labels.append("liked paper")
+    vectors = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dims), np.float32)
+    if len(vectors):
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    model = None
+    bg_logits = None
+    n_ratings = len(liked) + len(disliked)
+    if len(vectors) and len(background) >= MIN_BACKGROUND:
+        ranker = SeedRanker(background=background)
+        model = ranker.fit(vectors, disliked if len(disliked) else None, warm=warm)
+        bg_logits = model.logits(background)
+    enough = n_ratings if (len(liked) and len(disliked)) else 0
+    return Profile.build(subscription, vectors, labels, model, bg_logits, enough, background)

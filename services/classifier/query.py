@@ -1,0 +1,194 @@
+"""Boolean keyword queries over title and abstract: words, "phrases", AND/OR/NOT, -exclusion, ti:/abs:.
+
+Grammar (case-insensitive words, operators in capitals)::
+
+    query  := or
+    or     := and ("OR" and)*
+    and    := unary (["AND"] unary)*          adjacent terms mean AND
+    unary  := ("NOT" | "-") unary | atom
+    atom   := "(" or ")" | [field ":"] (word | "phrase")     field: ti, title, abs, abstract
+    word   := letters/digits, a trailing * matches any word starting with it
+
+Queries compile to a tree whose leaves are (field, term) pairs; the scorer evaluates each distinct
+leaf once per paper batch, so thousands of subscriptions share the text work.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Field = Literal["any", "title", "abstract"]
+_FIELDS: dict[str, Field] = {"ti": "title", "title": "title", "abs": "abstract", "abstract": "abstract"}
+_TOKEN_RE = re.compile(r'\s*(?:(\()|(\))|(-)(?=[\w"(])|(?:(\w+):)?"([^"]*)"|(?:(\w+):)?([\w*.+#-]+)|(\S))')
+
+
+class QueryError(ValueError):
+    """A keyword query that does not parse; the message says where and why."""
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, accents stripped, every run of non-alphanumerics one space, padded with spaces."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    return " " + " ".join(re.findall(r"[a-z0-9]+", text)) + " "
+
+
+@dataclass(frozen=True)
+class Term:
+    field: Field
+    text: str  # normalized words joined by one space
+    prefix: bool = False
+
+    def describe(self) -> str:
+        shown = f'"{self.text}"' if " " in self.text else self.text + ("*" if self.prefix else "")
+        return shown if self.field == "any" else f"{self.field}:{shown}"
+
+    def matches(self, title: str, abstract: str) -> bool:
+        """``title``/``abstract`` already passed through :func:`normalize_text`."""
+        needle = " " + self.text + ("" if self.prefix else " ")
+        if self.field == "title":
+            return needle in title
+        if self.field == "abstract":
+            return needle in abstract
+        return needle in title or needle in abstract
+
+
+@dataclass(frozen=True)
+class Node:
+    op: Literal["and", "or", "not", "term"]
+    children: tuple[Node, ...] = ()
+    term: Term | None = None
+
+    def terms(self) -> list[Term]:
+        if self.term is not None:
+            return [self.term]
+        return [t for child in self.children for t in child.terms()]
+
+    def positive_terms(self, negated: bool = False) -> list[Term]:
+        """Terms whose presence can make the query true: the ones worth naming in a reason."""
+        if self.op == "term":
+            return [] if negated else [self.term]  # type: ignore[list-item]
+        if self.op == "not":
+            return self.children[0].positive_terms(not negated)
+        return [t for c in self.children for t in c.positive_terms(negated)]
+
+    def evaluate(self, columns: dict[Term, np.ndarray]) -> np.ndarray:
+        """Vectorised over papers: ``columns[term]`` is a boolean array, one entry per paper."""
+        if self.op == "term":
+            return columns[self.term]  # type: ignore[index]
+        if self.op == "not":
+            return ~self.children[0].evaluate(columns)
+        values = [c.evaluate(columns) for c in self.children]
+        out = values[0].copy()
+        for v in values[1:]:
+            out = (out & v) if self.op == "and" else (out | v)
+        return out
+
+
+def _tokens(query: str) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    pos = 0
+    query = query.strip()
+    while pos < len(query):
+        m = _TOKEN_RE.match(query, pos)
+        if not m or m.end() == pos:
+            break
+        lpar, rpar, minus, pfield, phrase, wfield, word, other = m.groups()
+        pos = m.end()
+        if lpar:
+            out.append(("(", None))
+        elif rpar:
+            out.append((")", None))
+        elif minus:
+            out.append(("NOT", None))
+        elif phrase is not None:
+            out.append(("TERM", f"{pfield or ''}\x00{phrase}\x00phrase"))
+        elif word is not None:
+            if word in ("AND", "OR", "NOT") and not wfield:
+                out.append((word, None))
+            else:
+                out.append(("TERM", f"{wfield or ''}\x00{word}\x00word"))
+        elif other:
+            raise QueryError(f"unexpected character {other!r} at position {m.start(8) + 1}")
+        if query[pos:].strip() == "":
+            break
+    return out
+
+
+def _make_term(raw: str) -> Term:
+    field_name, text, kind = raw.split("\x00")
+    if field_name and field_name.lower() not in _FIELDS:
+        raise QueryError(f"unknown field {field_name + ':'!r}; use ti:, title:, abs: or abstract:")
+    field: Field = _FIELDS[field_name.lower()] if field_name else "any"
+    prefix = kind == "word" and text.endswith("*")
+    words = normalize_text(text.rstrip("*")).split()
+    if not words:
+        raise QueryError(f"empty {'phrase' if kind == 'phrase' else 'term'} {text!r}")
+    if prefix and len(words[-1]) < 3:
+        raise QueryError(f"wildcard {text!r} needs at least 3 letters before the *")
+    return Term(field, " ".join(words), prefix)
+
+
+def parse_query(query: str) -> Node:
+    """Parse one keyword query; raises :class:`QueryError` with a plain-words message."""
+    if not query.strip():
+        raise QueryError("empty query")
+    if query.count('"') % 2:
+        raise QueryError('unbalanced quote: every " needs a closing "')
+    tokens = _tokens(query)
+    pos = 0
+
+    def peek() -> str | None:
+        return tokens[pos][0] if pos < len(tokens) else None
+
+    def take() -> tuple[str, str | None]:
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def parse_or() -> Node:
+        items = [parse_and()]
+        while peek() == "OR":
+            take()
+            items.append(parse_and())
+        return items[0] if len(items) == 1 else Node("or", tuple(items))
+
+    def parse_and() -> Node:
+        items = [parse_unary()]
+        while peek() in ("AND", "NOT", "TERM", "("):
+            if peek() == "AND":
+                take()
+            items.append(parse_unary())
+        if all(i.op == "not" for i in items):
+            raise QueryError("a query cannot only exclude: add a term to look for")
+        return items[0] if len(items) == 1 else Node("and", tuple(items))
+
+    def parse_unary() -> Node:
+        kind = peek()
+        if kind == "NOT":
+            take()
+            return Node("not", (parse_unary(),))
+        if kind == "(":
+            take()
+            inner = parse_or()
+            if peek() != ")":
+                raise QueryError("missing closing parenthesis")
+            take()
+            return inner
+        if kind == "TERM":
+            return Node("term", term=_make_term(take()[1] or ""))
+        if kind is None:
+            raise QueryError("query ends where a term was expected")
+        raise QueryError(f"{kind} where a term was expected")
+
+    node = parse_or()
+    if pos != len(tokens):
+        raise QueryError(f"unexpected {tokens[pos][0]!r} (unbalanced parenthesis?)")
+    if node.op == "not":
+        raise QueryError("a query cannot only exclude: add a term to look for")
+    return node

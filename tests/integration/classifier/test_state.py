@@ -1,0 +1,51 @@
+"""The classifier's state on a real Redis: profiles from stored vectors, matches claimed once, feedback stored."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.classifier.dataset import load_dataset
+from services.classifier.embedding import DIMS, MODEL_ID, embed_cached
+from services.classifier.state import ClassifierState
+from shared.events import EmbeddingManifest, FeedbackGiven, PaperEmbedded
+from shared.paper import Paper
+from shared.storage import PaperStore, SubscriptionStore
+from shared.subscription import Subscription
+from tests.unit.classifier.conftest import DATASET
+
+
+async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> None:
+    papers = [p for p in load_dataset(DATASET) if p.primary in ("cs.CL", "cs.CV")][:50]
+    vectors = embed_cached([p.text for p in papers], tmp_path / "c.sqlite")
+    space = f"{MODEL_ID}:{DIMS}"
+    store = PaperStore(redis)
+    for p, v in zip(papers, vectors, strict=True):
+        await store.put(Paper(id=p.id, title=p.title, abstract=p.abstract, categories=list(p.categories)))
+        await store.set_vector(space, p.id, v)
+    state = ClassifierState(redis, space, cache=tmp_path / "c.sqlite")
+    for v in vectors[:40]:
+        await state.add_background(v)
+    seeds = [p.id for p in papers[:40] if p.primary == "cs.CL"][:5]
+    sub = Subscription(id="cl", name="cl", seed_papers=[*seeds, "2401.99999"])
+    await SubscriptionStore(redis).put(sub)
+    await state.load_all()
+    assert await state.missing_seeds(sub) == ["2401.99999"]
+    profile = state.profiles["cl"]
+    assert len(profile.vectors) == 5 and profile.model is not None
+    manifest = EmbeddingManifest(model_id=MODEL_ID, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")
+    found = []
+    for p, v in zip(papers[40:], vectors[40:], strict=True):
+        event = PaperEmbedded(
+            paper=Paper(id=p.id, title=p.title, abstract=p.abstract, categories=list(p.categories)),
+            vector=PaperEmbedded.pack(v),
+            manifest=manifest,
+        )
+        found += await state.score_event(event)
+        assert await state.score_event(event) == []  # redelivery: no second match
+    assert found and all(m.subscription_id == "cl" and m.reasons for m in found)
+    assert {m.paper.categories[0] for m in found} <= {"cs.CL", "cs.CV"}
+    await state.record_feedback(FeedbackGiven(subscription_id="cl", paper_id=papers[41].id, label="dislike"))
+    await state.refresh(sub)
+    assert await redis.hget("classifier:feedback:cl", papers[41].id) == b"dislike"
+    assert await redis.get("classifier:model:cl") is not None
+    assert np.isfinite(state.profiles["cl"].model.weights).all()

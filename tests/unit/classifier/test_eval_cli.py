@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from services.classifier.cli import COMMANDS
+from tests.unit.classifier.conftest import DATASET
+
+
+def make_app() -> typer.Typer:
+    app = typer.Typer()
+    groups: dict[str, typer.Typer] = {}
+    for group, name, fn in COMMANDS:
+        if group not in groups:
+            groups[group] = typer.Typer()
+            app.add_typer(groups[group], name=group)
+        groups[group].command(name)(fn)
+    return app
+
+
+def test_eval_relevance_on_a_real_slice(tmp_path: Path, labeled_slice) -> None:
+    _, _, cache = labeled_slice
+    data = tmp_path / "data"
+    data.mkdir()
+    # A real slice: the first 60 lines of three days, file names carry the dates.
+    for src in sorted(DATASET.glob("*.jsonl"))[:3]:
+        lines = src.read_text().splitlines()[:60]
+        (data / src.name).write_text("\n".join(lines) + "\n")
+    shutil.copy(cache, tmp_path / "cache.sqlite")
+    result = CliRunner().invoke(
+        make_app(),
+        [
+            "eval",
+            "relevance",
+            "--dataset",
+            str(data),
+            "--k",
+            "5",
+            "--draws",
+            "2",
+            "--eval-days",
+            "1",
+            "--json",
+            "--cache",
+            str(tmp_path / "cache.sqlite"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    for method in ("random", "tfidf_svm", "embedding_centroid", "embedding_logreg", "paperwire"):
+        assert 0.0 <= out[method]["ndcg@10"] <= 1.0
+    assert out["paperwire"]["ndcg@10"] > out["random"]["ndcg@10"]
+    assert [r["round"] for r in out["feedback_rounds"]] == [0, 1, 2, 3]
+
+
+def test_eval_relevance_reports_bad_dataset(tmp_path: Path) -> None:
+    bad = tmp_path / "x.jsonl"
+    bad.write_text('{"id": "1", "title": "t", "categories": "cs.CL"}\n')
+    result = CliRunner().invoke(make_app(), ["eval", "relevance", "--dataset", str(bad)])
+    assert result.exit_code == 2
+    assert "no `date` field" in result.output
