@@ -10,6 +10,7 @@ isolation bound: what a hanging endpoint costs the others).
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import socket
 import tempfile
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
+import structlog
 
 from services.notifier.jobs import MatchItem, alert_jobs
 from services.notifier.queue import DeliveryQueue
@@ -185,7 +187,16 @@ async def run_bench(
 
 
 def bench(n: int, endpoints: int, redis_url: str | None) -> dict[str, object]:
-    """Run against ``redis_url`` (flushed!) or a private embedded Redis."""
+    """Run against ``redis_url`` (flushed!) or a private embedded Redis; per-delivery log lines are muted."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    try:
+        return _bench(n, endpoints, redis_url)
+    finally:
+        structlog.configure(**saved)
+
+
+def _bench(n: int, endpoints: int, redis_url: str | None) -> dict[str, object]:
     if redis_url:
         return asdict(asyncio.run(run_bench(redis_url, n=n, endpoints=endpoints)))
     from shared.redis_server import EmbeddedRedis

@@ -72,9 +72,7 @@ def bench_deliver_command(
 ) -> None:
     """Webhook deliveries/s to a local receiver, and how long a hanging endpoint delays a healthy one."""
     from services.notifier.bench import bench
-    from shared.logs import configure_logging
 
-    configure_logging("WARNING")
     settings = NotifierSettings()
     result = bench(n, endpoints, settings.redis_url if use_redis_url else None)
     typer.echo(json.dumps(result))
