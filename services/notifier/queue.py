@@ -11,14 +11,19 @@ id -> due), ``notifier:throttle`` (hash target -> until), ``notifier:dead`` (has
 
 from __future__ import annotations
 
+import json
+
 import redis.asyncio as aioredis
+from faststream.redis.parser.binary import BinaryMessageFormatV1
 
 from services.notifier.jobs import DeliveryJob
+from shared.events import Stream
 
 JOBS = "notifier:jobs"
 TARGETS = "notifier:targets"
 THROTTLE = "notifier:throttle"
 DEAD = "notifier:dead"
+DEAD_RESULTS = str(Stream.DELIVERIES_DEAD)
 
 _LEASE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -125,4 +130,24 @@ class DeliveryQueue:
             await self.enqueue(fresh, now)
             await self.redis.hdel(DEAD, job.id)
             replayed.append(fresh)
+        await self._forget_dead_results({job.id for job in replayed})
         return replayed
+
+    async def _forget_dead_results(self, job_ids: set[str]) -> None:
+        """Drop the replayed deliveries' entries from ``deliveries.dead`` (their event id is the job id)."""
+        if not job_ids:
+            return
+        stale = []
+        for entry_id, fields in await self.redis.xrange(DEAD_RESULTS, count=10_000):
+            raw = fields.get(b"__data__")
+            if raw is None:
+                continue
+            try:
+                body, _ = BinaryMessageFormatV1.parse(raw)
+                event_id = json.loads(body).get("event_id")
+            except (ValueError, AttributeError):
+                continue
+            if event_id in job_ids:
+                stale.append(entry_id)
+        if stale:
+            await self.redis.xdel(DEAD_RESULTS, *stale)

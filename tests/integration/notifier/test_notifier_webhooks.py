@@ -111,6 +111,7 @@ async def test_dead_after_last_attempt_then_replayed_once(
             state["up"] = True
             replayed = await DeliveryQueue(redis).replay([job.id], time.time())
             assert [j.id for j in replayed] == [job.id]
+            assert await redis.xlen("deliveries.dead") == 0  # replayed: no longer listed as dead
             worker.wake.set()
             await wait_for(lambda: receiver.bodies(status=200))
             # a second replay of the same (now delivered) paper sends nothing
