@@ -24,15 +24,14 @@ log = structlog.get_logger("paperwire.embedder")
 
 
 def build_router(settings: EmbedderSettings) -> RedisRouter:
-    check_model(settings)  # a model/manifest mismatch refuses to start, with what to do
+    _, on_cuda = check_model(settings)  # a model/manifest mismatch refuses to start, with what to do
+    max_records = settings.batch_max_records or (1024 if on_cuda else 64)
     router = make_router(SERVICE, settings)
-    embedded = router.publisher(Stream.EMBEDDED)
+    embedded = router.publisher(stream=Stream.EMBEDDED)
     redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
     model = LazyEmbedder(settings)
 
-    @subscriber(
-        router, Stream.PARSED, service=SERVICE, settings=settings, batch=True, max_records=settings.batch_max_records
-    )
+    @subscriber(router, Stream.PARSED, service=SERVICE, settings=settings, batch=True, max_records=max_records)
     async def on_parsed(bodies: list[Any], message: Any = Context("message")) -> None:
         raw = message.raw_message
         ids = [_text(i) for i in raw["message_ids"]]

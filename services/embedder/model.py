@@ -10,8 +10,8 @@ from services.embedder.settings import EmbedderSettings
 from shared.embedding import Embedder, ModelError, ModelManifest, cuda_loadable, load_embedder, pick_precision
 
 
-def check_model(settings: EmbedderSettings) -> ModelManifest:
-    """Raise ModelError with what to do when the model directory does not fit the settings."""
+def check_model(settings: EmbedderSettings) -> tuple[ModelManifest, bool]:
+    """(manifest, on CUDA); raise ModelError with what to do when the model directory does not fit the settings."""
     model_dir = settings.resolved_model_dir()
     info = ModelManifest.read(model_dir)
     if info.model_id != settings.model_id:
@@ -25,7 +25,7 @@ def check_model(settings: EmbedderSettings) -> ModelManifest:
     if settings.device == "cuda" and not on_cuda:
         raise ModelError("EMBEDDER_DEVICE=cuda but ONNX Runtime's CUDA provider is not available")
     pick_precision(info, on_cuda, settings.precision)
-    return info
+    return info, on_cuda
 
 
 def open_embedder(settings: EmbedderSettings) -> Embedder:

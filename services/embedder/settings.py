@@ -24,7 +24,12 @@ class EmbedderSettings(ServiceSettings):
     max_tokens: int | None = Field(
         default=None, ge=8, description="truncate title + abstract to this many tokens (default: the model's)"
     )
-    batch_max_records: int = Field(default=512, ge=1, description="events read per XREADGROUP")
+    batch_max_records: int | None = Field(
+        default=None,
+        ge=1,
+        description="events read per XREADGROUP (default 1024 on CUDA, 64 on CPU: a batch must finish well "
+        "within claim_idle_ms, or the claimer takes its entries while they are still being embedded)",
+    )
     token_budget: int | None = Field(default=None, ge=256, description="padded tokens per inference batch")
     tokenizer_workers: int | None = Field(
         default=None, ge=0, description="tokenizer processes (default: cores-1 on CUDA, none on CPU)"

@@ -1,0 +1,120 @@
+"""The embedder service on a real Redis with the real model: a burst of real papers embedded into the right
+papers exactly once, a broken event dead-lettered with its reason, a mismatched model refusing to start."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis.asyncio as aioredis
+from faststream.redis import RedisBroker
+from faststream.redis.parser.binary import BinaryMessageFormatV1
+
+from services.embedder.settings import EmbedderSettings
+from shared.consumer import ensure_groups
+from shared.embedding import ModelError, compose_text, load_embedder
+from shared.events import PaperEmbedded, PaperParsed, Stream
+from shared.paper import Paper
+from shared.storage import PaperStore
+from tests.unit.embedder.model_cache import labeled_rows
+
+SPACE = "sentence-transformers/all-MiniLM-L6-v2:384"
+
+
+@pytest.fixture
+def build_router(model_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """``services.embedder.app`` builds its module-level app at import: point it at the test model first."""
+    monkeypatch.setenv("PAPERWIRE_MODEL_DIR", str(model_dir))
+    from services.embedder.app import build_router
+
+    return build_router
+
+
+def settings(redis_url: str, model_dir: Path, **overrides: object) -> EmbedderSettings:
+    values = {
+        "redis_url": redis_url,
+        "model_dir": model_dir,
+        "device": "cpu",
+        "claim_idle_ms": 5000,
+        "claim_poll_ms": 100,
+        "read_block_ms": 50,
+        "max_attempts": 2,
+        "batch_max_records": 16,
+    }
+    return EmbedderSettings(**(values | overrides))
+
+
+async def wait_for(predicate, limit_s: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)
+
+
+async def embedded_events(redis: aioredis.Redis) -> list[PaperEmbedded]:
+    out = []
+    for _, fields in await redis.xrange(Stream.EMBEDDED):
+        body, _headers = BinaryMessageFormatV1.parse(fields[b"__data__"])  # FastStream's stream entry format
+        out.append(PaperEmbedded.model_validate_json(body))
+    return out
+
+
+async def test_burst_is_embedded_into_the_right_papers_exactly_once(
+    redis: aioredis.Redis, clean_redis: str, model_dir: Path, build_router
+) -> None:
+    rows = labeled_rows(30, step=70)
+    events = [PaperParsed(paper=Paper(id=r["id"], title=r["title"], abstract=r["summary"])) for r in rows]
+    blank = events[3].paper.model_copy(update={"id": "2503.99999", "title": "", "abstract": "  \n "})
+    broken = PaperParsed(paper=blank)
+    await ensure_groups(redis)
+    broker = RedisBroker(clean_redis)
+    broker.include_router(build_router(settings(clean_redis, model_dir)))
+    async with broker:
+        await broker.start()
+        for event in events[:20]:
+            await broker.publish(event, stream=Stream.PARSED)
+        await broker.publish(broken, stream=Stream.PARSED)
+        for event in [*events[20:], events[0], events[5]]:  # two redeliveries of events already handled
+            await broker.publish(event, stream=Stream.PARSED)
+
+        async def all_handled() -> bool:
+            return (await redis.xlen(Stream.EMBEDDED)) >= 30 and (await redis.xlen("papers.parsed.dead")) >= 1
+
+        await wait_for(all_handled)
+
+        async def nothing_pending() -> bool:
+            return (await redis.xpending(Stream.PARSED, "embedder"))["pending"] == 0
+
+        await wait_for(nothing_pending)
+        await asyncio.sleep(0.5)  # a late duplicate would show up now
+
+    published = await embedded_events(redis)
+    assert sorted(e.paper.id for e in published) == sorted(r["id"] for r in rows)  # each paper exactly once
+    dead = await redis.xrange("papers.parsed.dead")
+    assert len(dead) == 1
+    assert dead[0][1][b"dead.error"] == b"empty text: paper 2503.99999 has neither title nor abstract"
+
+    reference = load_embedder(model_dir, "fp32", providers=["CPUExecutionProvider"])
+    expected = reference.embed([compose_text(r["title"], r["summary"]) for r in rows])
+    stored = await PaperStore(redis).get_vectors(SPACE, [r["id"] for r in rows])
+    by_id = {e.paper.id: e for e in published}
+    for row, want in zip(rows, expected, strict=True):
+        vector = stored[row["id"]]
+        assert vector.shape == (384,) and float(vector @ want) / np.linalg.norm(vector) >= 0.98
+        event = by_id[row["id"]]
+        assert event.dtype == "float16" and np.allclose(event.array(), vector)
+        assert event.manifest.precision == "int8" and event.manifest.space == SPACE
+        assert event.paper.title == row["title"]
+    # vectors of different papers differ: the vector went to the right paper, not a neighbour's
+    sims = np.stack([stored[r["id"]] for r in rows]) @ expected.T
+    assert (sims.argmax(axis=1) == np.arange(len(rows))).all()
+
+
+async def test_mismatched_model_refuses_to_start(clean_redis: str, model_dir: Path, build_router) -> None:
+    with pytest.raises(ModelError, match="model/manifest mismatch: EMBEDDER_MODEL_ID is 'intfloat/e5-small-v2'"):
+        build_router(settings(clean_redis, model_dir, model_id="intfloat/e5-small-v2"))
+    with pytest.raises(ModelError, match="precision 'fp16' was not exported|no manifest.json"):
+        build_router(settings(clean_redis, model_dir / "missing", precision="fp16"))

@@ -1,0 +1,142 @@
+"""The exported model against the reference (sentence-transformers on the same weights), the manifest
+guarding against mismatches, the export's idempotence, and the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from services.embedder.cli import COMMANDS
+from services.embedder.export import bundled_model_dir, export_model, real_abstracts
+from services.embedder.model import check_model
+from services.embedder.settings import EmbedderSettings
+from shared.embedding import ModelError, ModelManifest, load_embedder
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    return real_abstracts(40)
+
+
+@pytest.fixture(scope="module")
+def reference(texts: list[str]) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(bundled_model_dir()), device="cpu")
+    assert model.max_seq_length == 256
+    return model.encode(texts, batch_size=16, normalize_embeddings=True)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_fp32_matches_sentence_transformers(model_dir: Path, texts: list[str], reference: np.ndarray) -> None:
+    embedder = load_embedder(model_dir, "fp32", providers=["CPUExecutionProvider"])
+    vectors = embedder.embed(texts)
+    assert vectors.shape == (40, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert cosines(vectors, reference).min() >= 0.9999
+
+
+def test_int8_is_faithful_and_auto_picks_it_on_cpu(model_dir: Path, texts: list[str], reference: np.ndarray) -> None:
+    embedder = load_embedder(model_dir, "auto", providers=["CPUExecutionProvider"])
+    assert embedder.precision == "int8" and embedder.provider == "CPUExecutionProvider"
+    cos = cosines(embedder.embed(texts), reference)
+    assert cos.min() >= 0.98 and cos.mean() >= 0.99
+    info = ModelManifest.read(model_dir)
+    assert info.files["int8"].min_cosine >= 0.98  # measured at export, on real abstracts
+    manifest = embedder.manifest
+    assert (manifest.model_id, manifest.dims, manifest.max_tokens, manifest.precision) == (
+        "sentence-transformers/all-MiniLM-L6-v2",
+        384,
+        256,
+        "int8",
+    )
+    assert manifest.sha256 == info.files["int8"].sha256
+
+
+def test_embed_many_overlapped_equals_embed(model_dir: Path, texts: list[str]) -> None:
+    """Chunks tokenized in a thread while the model runs come back in input order (fp32: batching changes
+    only float rounding; int8's dynamic activation scales depend on the batch, so it is not compared here)."""
+    embedder = load_embedder(model_dir, "fp32", providers=["CPUExecutionProvider"], token_budget=1024)
+    many, one = embedder.embed_many(texts, chunk=7), embedder.embed(texts)
+    assert cosines(many, one).min() > 0.99999
+    assert cosines(many[::-1], one).max() < 0.99
+
+
+def _copy_model(model_dir: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for path in model_dir.iterdir():
+        if path.name == "manifest.json":
+            shutil.copyfile(path, dest / path.name)
+        else:
+            (dest / path.name).symlink_to(path.resolve())
+    return dest
+
+
+def test_a_changed_model_file_refuses_to_load(model_dir: Path, tmp_path: Path) -> None:
+    copy = _copy_model(model_dir, tmp_path / "m")
+    raw = json.loads((copy / "manifest.json").read_text())
+    raw["files"]["fp32"]["sha256"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match=r"model/manifest mismatch: .*model.fp32.onnx has sha256"):
+        load_embedder(copy, "fp32", providers=["CPUExecutionProvider"])
+
+
+def test_a_different_model_id_refuses_to_start(model_dir: Path) -> None:
+    settings = EmbedderSettings(model_dir=model_dir, model_id="BAAI/bge-small-en-v1.5", device="cpu")
+    with pytest.raises(ModelError, match="EMBEDDER_MODEL_ID is 'BAAI/bge-small-en-v1.5' but .* holds"):
+        check_model(settings)
+    with pytest.raises(ModelError, match="configured model id"):
+        load_embedder(model_dir, providers=["CPUExecutionProvider"], model_id="BAAI/bge-small-en-v1.5")
+    assert check_model(settings.model_copy(update={"model_id": "sentence-transformers/all-MiniLM-L6-v2"}))
+
+
+def test_missing_model_says_how_to_export(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="paperwire model export"):
+        check_model(EmbedderSettings(model_dir=tmp_path, device="cpu"))
+
+
+def test_export_again_is_a_no_op(model_dir: Path) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()}
+    manifest = export_model(out=model_dir)
+    assert {p.name: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before
+    assert set(manifest.files) == {"fp32", "fp16", "int8"}
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    groups: dict[str, typer.Typer] = {}
+    for group, name, function in COMMANDS:
+        if group not in groups:
+            groups[group] = typer.Typer()
+            app.add_typer(groups[group], name=group)
+        groups[group].command(name)(function)
+    return app
+
+
+def test_cli_model_export_reports_the_files(model_dir: Path) -> None:
+    result = CliRunner().invoke(cli(), ["model", "export", "--out", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    assert "int8: model.int8.onnx sha256" in result.output and "min cosine to fp32 0.9" in result.output
+    bad = CliRunner().invoke(cli(), ["model", "export", "--out", str(model_dir), "--precision", "fp8"])
+    assert bad.exit_code == 2 and "unknown precision" in bad.output
+
+
+def test_cli_bench_embed_json(model_dir: Path) -> None:
+    result = CliRunner().invoke(cli(), ["bench", "embed", "--n", "12", "--json", "--model-dir", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["n"] == 12 and report["precision"] == "int8"
+    assert report["baseline"].startswith("sentence-transformers fp32 cpu")
+    assert report["min_cosine"] >= 0.98 and report["paperwire_texts_per_s"] > 0 and report["ratio"] > 0
