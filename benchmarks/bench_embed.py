@@ -14,6 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+try:  # before onnxruntime: a CUDA build of torch loads the CUDA libraries onnxruntime-gpu needs
+    import torch  # noqa: F401
+except ImportError:
+    pass
+
 from services.embedder.bench import format_result, run_bench  # noqa: E402
 
 
@@ -26,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-budget", type=int, default=None, help="padded tokens per inference batch")
     parser.add_argument("--baseline-batch", type=int, default=None)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--baseline-impl",
+        default="auto",
+        choices=["auto", "torch"],
+        help="torch: same math without sentence-transformers",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -37,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline=not args.no_baseline,
         baseline_batch=args.baseline_batch,
         token_budget=args.token_budget,
+        baseline_impl=args.baseline_impl,
     )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0

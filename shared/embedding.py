@@ -12,12 +12,16 @@ comes out shorter than ``max_tokens`` is tokenized again in full, so the shortcu
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
+import io
 import json
 import logging
 import os
 import queue
 import re
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -213,17 +217,39 @@ def _worker_tokenize(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def cuda_loadable() -> bool:
-    """True when ONNX Runtime's CUDA provider is present and its libraries load."""
+    """True when ONNX Runtime's CUDA provider is present and the CUDA libraries it needs load.
+
+    Checked with ctypes first so a host without CUDA gets one clear log line, not ONNX Runtime's loud
+    "Failed to load libcublasLt" error before it falls back by itself.
+    """
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return False
     if hasattr(ort, "preload_dlls"):
         try:
-            ort.preload_dlls()
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints install hints on failure
+                ort.preload_dlls()
         except Exception as exc:  # noqa: BLE001 - any loader failure means: no CUDA here
             log.info("onnxruntime.preload_dlls failed: %r", exc)
+    if sys.platform.startswith("linux"):
+        major = _ort_cuda_major()
+        for lib in (f"libcudart.so.{major}", f"libcublasLt.so.{major}") if major else ():
+            try:
+                ctypes.CDLL(lib)
+            except OSError:
+                log.warning("CUDA execution provider present but %s does not load: running ONNX Runtime on CPU", lib)
+                return False
     return True
+
+
+def _ort_cuda_major() -> str | None:
+    try:
+        from onnxruntime.capi import build_and_package_info
+
+        return str(build_and_package_info.cuda_version).split(".")[0] or None
+    except (ImportError, AttributeError):
+        return None
 
 
 def _make_session(path: Path, providers: list[Any], threads: int | None) -> Any:
@@ -415,7 +441,7 @@ def load_embedder(
     wanted = list(providers) if providers is not None else ["CUDAExecutionProvider", "CPUExecutionProvider"]
     use_cuda = "CUDAExecutionProvider" in wanted and cuda_loadable()
     if "CUDAExecutionProvider" in wanted and not use_cuda:
-        log.warning("CUDA execution provider not available: running ONNX Runtime on CPU")
+        log.warning("CUDA not available to ONNX Runtime: running on CPU (CPUExecutionProvider)")
     chosen = pick_precision(info, use_cuda, precision)
     entry = info.files[chosen]
     path = verify_file(model_dir, entry) if verify else model_dir / entry.file

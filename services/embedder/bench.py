@@ -42,7 +42,7 @@ def bench_texts(n: int) -> list[str]:
 class Baseline:
     """What a user would run: sentence-transformers, or the same math in torch when it is missing."""
 
-    def __init__(self, src: Path, device: str, max_tokens: int, batch_size: int) -> None:
+    def __init__(self, src: Path, device: str, max_tokens: int, batch_size: int, impl: str = "auto") -> None:
         import torch
 
         self.device = device
@@ -50,6 +50,8 @@ class Baseline:
         self.max_tokens = max_tokens
         self.half = device == "cuda"
         try:
+            if impl == "torch":
+                raise ImportError("torch baseline asked for")
             from sentence_transformers import SentenceTransformer
 
             model = SentenceTransformer(str(src), device=device)
@@ -59,11 +61,13 @@ class Baseline:
             self.st = model
             self.name = "sentence-transformers"
         except ImportError:
-            from transformers import AutoModel, AutoTokenizer
+            from transformers import AutoTokenizer
+
+            from services.embedder.export import load_bert
 
             self.st = None
             self.tokenizer = AutoTokenizer.from_pretrained(str(src))
-            model = AutoModel.from_pretrained(str(src), attn_implementation="sdpa").to(device).eval()
+            model = load_bert(src, "sdpa", torch.float32).to(device).eval()
             self.model = model.half() if self.half else model
             self.name = "torch+transformers (sentence-transformers math)"
         self.name += f" {'fp16' if self.half else 'fp32'} {device}"
@@ -108,12 +112,13 @@ def run_bench(
     baseline: bool = True,
     baseline_batch: int | None = None,
     token_budget: int | None = None,
+    baseline_impl: str = "auto",
 ) -> dict[str, Any]:
     """Embed the same real texts with paperwire and the baseline; return throughput and fidelity."""
     model_dir = Path(model_dir) if model_dir else default_out_dir()
     src = bundled_model_dir()
     export_started = time.perf_counter()
-    export_model(src, model_dir, ("fp32", "fp16", "int8"))
+    export_model(src, model_dir, ("fp32", "fp16", "int8") if precision == "auto" else ("fp32", precision))
     export_s = time.perf_counter() - export_started
 
     embedder = load_embedder(model_dir, precision, token_budget=token_budget)
@@ -148,7 +153,7 @@ def run_bench(
     }
     if baseline:
         device = "cuda" if on_cuda else "cpu"
-        base = Baseline(src, device, embedder.max_tokens, baseline_batch or (1024 if on_cuda else 32))
+        base = Baseline(src, device, embedder.max_tokens, baseline_batch or (1024 if on_cuda else 32), baseline_impl)
         base.encode(texts[: min(n, 64)])
         ref, ref_s = _timed(base.encode, texts)
         cos = np.sum(ours * ref, axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))

