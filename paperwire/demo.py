@@ -14,11 +14,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from pydantic import HttpUrl
 
 from paperwire.replay import ReplayServer, Route, WebhookReceiver
+from paperwire.runner import PIPELINE, pipeline_app
 from paperwire.subscriptions_file import load_subscriptions, read_subscriptions
 from shared.redis_server import EmbeddedRedis
 from shared.status import pipeline_idle, pipeline_status
@@ -67,11 +70,13 @@ def ensure_model() -> None:
     subprocess.run([sys.executable, "-m", "paperwire.cli", "model", "export"], check=True, cwd=ROOT)
 
 
-async def wait_until_idle(redis: aioredis.Redis, deadline: float, settle_s: float = 3.0) -> bool:
-    """Idle = every group caught up with nothing pending, and it stayed so for ``settle_s``."""
+async def wait_until_idle(
+    redis: aioredis.Redis, deadline: float, settle_s: float = 3.0, groups: Collection[str] = PIPELINE
+) -> bool:
+    """Idle = the running services' groups caught up with nothing pending, and it stayed so for ``settle_s``."""
     idle_since: float | None = None
     while time.monotonic() < deadline:
-        if await redis.exists("papers.raw") and await pipeline_idle(redis):
+        if await redis.exists("papers.raw") and await pipeline_idle(redis, groups):
             idle_since = idle_since or time.monotonic()
             if time.monotonic() - idle_since >= settle_s:
                 return True
@@ -96,12 +101,10 @@ async def run_demo(timeout_s: float = 170.0, data_dir: Path | None = None) -> in
         with ReplayServer(demo_routes()) as replay, WebhookReceiver() as receiver:
             os.environ.update(demo_environment(data_dir, replay.url))
             os.environ["REDIS_URL"] = server.url
-            from paperwire.runner import pipeline_app
-
             subscriptions = read_subscriptions(EXAMPLE_SUBSCRIPTIONS)
             for subscription in subscriptions:
                 for endpoint in subscription.channels.webhooks:
-                    endpoint.url = receiver.url  # type: ignore[assignment]
+                    endpoint.url = HttpUrl(receiver.url)
             await load_subscriptions(server.url, subscriptions)
 
             redis = aioredis.Redis.from_url(server.url)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from shared.events import CONSUMER_GROUPS, Stream, dead_letter_stream
+from shared.events import CONSUMER_GROUPS, dead_letter_stream
 
 
 @dataclass
@@ -53,6 +54,7 @@ async def pipeline_status(redis: aioredis.Redis) -> list[GroupStatus]:
     return rows
 
 
-async def pipeline_idle(redis: aioredis.Redis, streams: tuple[Stream, ...] | None = None) -> bool:
+async def pipeline_idle(redis: aioredis.Redis, groups: Collection[str] | None = None) -> bool:
+    """True when every group (or every one of ``groups``, the services running) is caught up, nothing pending."""
     rows = await pipeline_status(redis)
-    return all(r.idle for r in rows if streams is None or r.stream in streams)
+    return all(r.idle for r in rows if groups is None or r.group in groups)

@@ -237,7 +237,9 @@ class Scorer:
         anyc = anyc.reshape(n, len(wanted)).astype(np.float32)
         in_any = (anyc @ inc) > 0
         in_prim = (prim @ inc) > 0
-        included = np.where(cross[None, :], in_any, in_prim) | ~inc.any(axis=0)[None, :]
+        # A paper whose categories are not known yet (a Hugging Face listing) is not filtered out by an include list.
+        unknown = np.array([not p.categories for p in papers])[:, None]
+        included = np.where(cross[None, :], in_any, in_prim) | ~inc.any(axis=0)[None, :] | unknown
         excluded = (anyc @ exc) > 0
         return included & ~excluded
 
@@ -275,6 +277,8 @@ class Scorer:
             if hit:
                 kind = "primary category" if hit[0] == paper.categories[0] else "cross-listed in"
                 reasons.append(f"{kind} {hit[0]}")
+        elif wanted:
+            reasons.append("categories not known yet (listed on Hugging Face), so not filtered by category")
         if paper.hf and paper.hf.upvotes:
             reasons.append(f"{paper.hf.upvotes} upvotes on Hugging Face Daily Papers")
         return reasons

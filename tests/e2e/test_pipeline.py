@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from pydantic import HttpUrl
 from standardwebhooks import Webhook
 
 from paperwire.demo import EXAMPLE_SUBSCRIPTIONS, demo_environment, demo_routes, wait_until_idle
@@ -75,7 +76,7 @@ async def test_papers_travel_from_sources_to_webhook_and_email_exactly_once(
         monkeypatch.setenv("REDIS_URL", clean_redis)
         subscriptions = read_subscriptions(EXAMPLE_SUBSCRIPTIONS)
         for endpoint in subscriptions[0].channels.webhooks:
-            endpoint.url = receiver.url
+            endpoint.url = HttpUrl(receiver.url)
         await load_subscriptions(clean_redis, subscriptions)
 
         await run_until_idle(clean_redis)
