@@ -8,6 +8,8 @@ process until the pipeline is idle; then prints what each channel delivered.
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 import os
 import shutil
@@ -62,6 +64,7 @@ def demo_environment(data_dir: Path, replay_url: str) -> dict[str, str]:
         "NOTIFIER_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
         "NOTIFIER_WEBHOOK_RETRY_SCHEDULE_S": "[1, 2, 4]",
         "PAPERWIRE_CLAIM_IDLE_MS": "5000",
+        "PAPERWIRE_LOG_LEVEL": os.environ.get("PAPERWIRE_LOG_LEVEL", "WARNING"),
     }
 
 
@@ -154,10 +157,9 @@ async def summarize(
     mails = sorted(outbox.glob("*.eml")) if outbox.exists() else []
     lines.append(f"== email: {len(mails)} messages in outbox {outbox} ==")
     for path in mails:
-        subject = next(
-            (ln[9:] for ln in path.read_text(errors="replace").splitlines() if ln.startswith("Subject: ")), "?"
-        )
-        lines.append(f"  {path.name}: {subject}")
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        parts = "+".join(part.get_content_type() for part in message.iter_parts()) or message.get_content_type()
+        lines.append(f"  {path.name}: to {message['To']} | {message['Subject']} | {parts}")
     lines.append("== slack: no Slack webhook configured in the example subscription ==")
     return "\n".join(lines)
 
