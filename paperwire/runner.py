@@ -52,7 +52,7 @@ def redis_for(redis_url: str | None, data_dir: Path) -> Iterator[str]:
             server.stop()
 
 
-def pipeline_app(redis_url: str, names: Sequence[str] = PIPELINE, log_level: str = "INFO") -> FastStream:
+def pipeline_app(redis_url: str, names: Sequence[str] = PIPELINE, log_level: str | None = None) -> FastStream:
     return build_app(load_services(names), redis_url, log_level)
 
 
