@@ -37,10 +37,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("paperwire.embedding")
 
 MANIFEST_NAME = "manifest.json"
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PRECISIONS = ("fp32", "fp16", "int8")
 CHARS_PER_TOKEN_CUT = 7
 MIN_FAITHFUL_COSINE = 0.98
 _WS = re.compile(r"\s+")
+
+
+def default_model_dir(model_id: str = DEFAULT_MODEL_ID) -> Path:
+    """Where ``paperwire model export`` writes and the services look: PAPERWIRE_MODEL_DIR, else data/models/<id>."""
+    env = os.environ.get("PAPERWIRE_MODEL_DIR")
+    return Path(env) if env else Path("data") / "models" / model_id
 
 
 class ModelError(RuntimeError):

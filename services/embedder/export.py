@@ -21,19 +21,20 @@ from pathlib import Path
 import numpy as np
 
 from shared.embedding import (
+    DEFAULT_MODEL_ID,
     MANIFEST_NAME,
     PRECISIONS,
     ModelError,
     ModelFile,
     ModelManifest,
     compose_text,
+    default_model_dir,
     load_embedder,
     sha256_file,
 )
 
 log = logging.getLogger("paperwire.embedder.export")
 
-DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EXPORTER_VERSION = 2
 OPSET = 17
 VALIDATION_TEXTS = 48
@@ -80,9 +81,7 @@ def pack_source_fp16(src: Path, dest: Path) -> Path:
     return dest
 
 
-def default_out_dir(model_id: str = DEFAULT_MODEL_ID) -> Path:
-    env = os.environ.get("PAPERWIRE_MODEL_DIR")
-    return Path(env) if env else Path("data") / "models" / model_id
+default_out_dir = default_model_dir
 
 
 def real_abstracts(n: int | None = None, root: Path = REPO_ROOT) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.embedder.export import DEFAULT_MODEL_ID, default_out_dir
+from shared.embedding import DEFAULT_MODEL_ID, default_model_dir
 from shared.settings import ServiceSettings
 
 
@@ -38,7 +38,7 @@ class EmbedderSettings(ServiceSettings):
     vector_dtype: Literal["float16", "float32"] = "float16"
 
     def resolved_model_dir(self) -> Path:
-        return self.model_dir or default_out_dir(self.model_id)
+        return self.model_dir or default_model_dir(self.model_id)
 
     def providers(self) -> list[str]:
         if self.device == "cpu":
