@@ -193,15 +193,15 @@ def plan_batches(lengths: np.ndarray, token_budget: int, bucket: int = 16) -> li
 
 
 def pad_batch(flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, idx: np.ndarray, bucket: int):
-    """input_ids / attention_mask / token_type_ids (int64) for rows ``idx``, padded to the bucket."""
-    width = int(-(-int(lengths[idx].max()) // bucket) * bucket)
-    ids = np.zeros((len(idx), width), dtype=np.int64)
-    mask = np.zeros((len(idx), width), dtype=np.int64)
-    for row, i in enumerate(idx):
-        n = lengths[i]
-        ids[row, :n] = flat[offsets[i] : offsets[i] + n]
-        mask[row, :n] = 1
-    return ids, mask, np.zeros_like(ids)
+    """input_ids / attention_mask / token_type_ids (int64) for rows ``idx``, padded to the bucket (vectorised:
+    at GPU speed a Python loop over rows would cost more than the model)."""
+    rows_len = lengths[idx].astype(np.int64)
+    width = int(-(-int(rows_len.max()) // bucket) * bucket)
+    cols = np.arange(width, dtype=np.int64)
+    mask = cols[None, :] < rows_len[:, None]
+    gather = np.where(mask, offsets[idx][:, None] + cols[None, :], 0)
+    ids = np.where(mask, flat[gather], 0).astype(np.int64)
+    return ids, mask.astype(np.int64), np.zeros_like(ids)
 
 
 # Tokenizer worker processes: each holds one single-threaded tokenizer (scales with cores, no GIL).
@@ -334,14 +334,19 @@ class Embedder:
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
+    def _batches(self, flat: np.ndarray, lengths: np.ndarray) -> Iterator[tuple[np.ndarray, tuple]]:
+        """(rows, padded inputs) per length-sorted batch within the token budget."""
+        offsets = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        for idx in plan_batches(lengths, self.token_budget, self.bucket):
+            yield idx, pad_batch(flat, offsets, lengths, idx, self.bucket)
+
     def embed_tokens(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         out = np.empty((len(lengths), self.dims), dtype=np.float32)
         if len(lengths) == 0:
             return out
-        offsets = np.zeros(len(lengths), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=offsets[1:])
-        for idx in plan_batches(lengths, self.token_budget, self.bucket):
-            out[idx] = self._run(*pad_batch(flat, offsets, lengths, idx, self.bucket))
+        for idx, inputs in self._batches(flat, lengths):
+            out[idx] = self._run(*inputs)
             self.stats.batches += 1
         self.stats.texts += len(lengths)
         self.stats.tokens += int(lengths.sum())
@@ -384,31 +389,52 @@ class Embedder:
             yield result
 
     def embed_many(self, texts: Sequence[str], chunk: int | None = None) -> np.ndarray:
-        """Embed a large list with tokenization overlapped with inference (pool when started)."""
+        """Embed a large list: a producer thread tokenizes (in the pool when started), plans and pads the
+        next batches into a bounded queue while this thread keeps the model busy."""
+        out = np.empty((len(texts), self.dims), dtype=np.float32)
+        if not texts:
+            return out
         chunk = chunk or max(256, self.token_budget // self.max_tokens)
         workers = getattr(self._pool, "_max_workers", 1) if self._pool else 1
-        out = np.empty((len(texts), self.dims), dtype=np.float32)
-        ready: queue.Queue = queue.Queue(maxsize=max(2, workers))
+        ready: queue.Queue = queue.Queue(maxsize=4)
+        stop = threading.Event()
         done = object()
+
+        def put(item: object) -> None:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
 
         def produce() -> None:
             try:
-                for item in self._chunks_tokenized(texts, chunk, depth=max(2, 2 * workers)):
-                    ready.put(item)
+                base = 0
+                for flat, lengths in self._chunks_tokenized(texts, chunk, depth=max(2, 2 * workers)):
+                    for idx, inputs in self._batches(flat, lengths):
+                        put((base + idx, inputs))
+                    self.stats.texts += len(lengths)
+                    self.stats.tokens += int(lengths.sum())
+                    base += len(lengths)
+                    if stop.is_set():
+                        return
             except BaseException as exc:  # noqa: BLE001 - surfaced in the consumer thread
-                ready.put(exc)
-            ready.put(done)
+                put(exc)
+            put(done)
 
         producer = threading.Thread(target=produce, name="tokenize", daemon=True)
         producer.start()
-        pos = 0
-        while (item := ready.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            flat, lengths = item
-            out[pos : pos + len(lengths)] = self.embed_tokens(flat, lengths)
-            pos += len(lengths)
-        producer.join()
+        try:
+            while (item := ready.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                rows, inputs = item
+                out[rows] = self._run(*inputs)
+                self.stats.batches += 1
+        finally:
+            stop.set()
+            producer.join()
         return out
 
 
