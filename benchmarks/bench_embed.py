@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=["auto", "torch"],
         help="torch: same math without sentence-transformers",
     )
+    parser.add_argument("--repeats", type=int, default=1, help="alternating runs of each side, best kept")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline_batch=args.baseline_batch,
         token_budget=args.token_budget,
         baseline_impl=args.baseline_impl,
+        repeats=args.repeats,
     )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0

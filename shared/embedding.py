@@ -24,7 +24,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,6 +266,7 @@ def _make_session(path: Path, providers: list[Any], threads: int | None) -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), opts, providers=providers)
 
 
@@ -288,7 +289,8 @@ class Embedder:
         *,
         max_tokens: int | None = None,
         token_budget: int | None = None,
-        bucket: int = 16,
+        bucket: int | None = None,
+        parallel: int = 1,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.info = info
@@ -299,8 +301,13 @@ class Embedder:
         self.max_tokens = min(max_tokens or info.max_tokens, info.max_tokens)
         self.tokenizer_path = self.model_dir / info.tokenizer.file
         self.tokenizer = load_tokenizer(self.tokenizer_path, self.max_tokens)
-        self.token_budget = token_budget or (256 * 1024 if self.on_cuda else 8 * 1024)
-        self.bucket = bucket
+        # CUDA: big length-sorted batches padded to buckets of 16. CPU: one text per run (no padding at all,
+        # activations stay in cache, int8 activation scales per text) and ``parallel`` single-threaded runs
+        # at once, one per core: measured 1.6-2x the throughput of one 2-thread run of 32 texts here.
+        self.token_budget = token_budget or (256 * 1024 if self.on_cuda else self.max_tokens)
+        self.bucket = bucket or (16 if self.on_cuda else 1)
+        self.parallel = max(1, parallel)
+        self._runners: ThreadPoolExecutor | None = None
         self.stats = EmbedStats()
         self._pool: Executor | None = None
         self._output = session.get_outputs()[0].name
@@ -345,9 +352,19 @@ class Embedder:
         out = np.empty((len(lengths), self.dims), dtype=np.float32)
         if len(lengths) == 0:
             return out
-        for idx, inputs in self._batches(flat, lengths):
+
+        def run(batch: tuple[np.ndarray, tuple]) -> None:
+            idx, inputs = batch
             out[idx] = self._run(*inputs)
-            self.stats.batches += 1
+
+        batches = self._batches(flat, lengths)
+        if self.parallel > 1:
+            if self._runners is None:
+                self._runners = ThreadPoolExecutor(self.parallel, thread_name_prefix="onnxruntime")
+            done = list(self._runners.map(run, batches))  # ONNX Runtime releases the GIL while it runs
+        else:
+            done = [run(batch) for batch in batches]
+        self.stats.batches += len(done)
         self.stats.texts += len(lengths)
         self.stats.tokens += int(lengths.sum())
         return out
@@ -372,6 +389,9 @@ class Embedder:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._runners is not None:
+            self._runners.shutdown()
+            self._runners = None
 
     def _chunks_tokenized(self, texts: Sequence[str], chunk: int, depth: int) -> Iterator[tuple[np.ndarray, ...]]:
         if self._pool is None:
@@ -393,6 +413,12 @@ class Embedder:
         next batches into a bounded queue while this thread keeps the model busy."""
         out = np.empty((len(texts), self.dims), dtype=np.float32)
         if not texts:
+            return out
+        if self.parallel > 1 and self._pool is None:
+            # CPU: tokenizing costs ~3% of inference here; the runs themselves are what goes in parallel.
+            step = chunk or 512
+            for start in range(0, len(texts), step):
+                out[start : start + step] = self.embed(texts[start : start + step])
             return out
         chunk = chunk or max(256, self.token_budget // self.max_tokens)
         workers = getattr(self._pool, "_max_workers", 1) if self._pool else 1
@@ -487,10 +513,15 @@ def load_embedder(
             chosen = pick_precision(info, False, "auto")
             entry = info.files[chosen]
             path = verify_file(model_dir, entry) if verify else model_dir / entry.file
+    parallel = 1
     if session is None:
-        session = _make_session(path, ["CPUExecutionProvider"], threads)
+        # CPU: ``threads`` single-threaded runs side by side (default: one per core).
+        parallel = threads or os.cpu_count() or 1
+        session = _make_session(path, ["CPUExecutionProvider"], 1)
     _check_dims(session, info)
-    embedder = Embedder(model_dir, info, chosen, session, max_tokens=max_tokens, token_budget=token_budget)
+    embedder = Embedder(
+        model_dir, info, chosen, session, max_tokens=max_tokens, token_budget=token_budget, parallel=parallel
+    )
     log.info(
         "embedder loaded: model %s, precision %s, provider %s, max tokens %d",
         info.model_id,

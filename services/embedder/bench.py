@@ -113,6 +113,7 @@ def run_bench(
     baseline_batch: int | None = None,
     token_budget: int | None = None,
     baseline_impl: str = "auto",
+    repeats: int = 1,
 ) -> dict[str, Any]:
     """Embed the same real texts with paperwire and the baseline; return throughput and fidelity."""
     model_dir = Path(model_dir) if model_dir else default_out_dir()
@@ -128,9 +129,22 @@ def run_bench(
     if workers is None:
         workers = max(1, (os.cpu_count() or 2) - 1) if on_cuda else 0
     embedder.start_tokenizer_pool(workers)
+    base = None
+    if baseline:
+        device = "cuda" if on_cuda else "cpu"
+        base = Baseline(src, device, embedder.max_tokens, baseline_batch or (1024 if on_cuda else 32), baseline_impl)
+    # Alternating runs, best of each: on a shared machine the load moves between runs.
+    ours_s = ref_s = float("inf")
     try:
         embedder.embed_many(texts[: min(n, 64)])  # warm-up: CUDA kernels, ORT arenas, worker processes
-        ours, ours_s = _timed(embedder.embed_many, texts)
+        if base is not None:
+            base.encode(texts[: min(n, 64)])
+        for _ in range(max(1, repeats)):
+            ours, seconds = _timed(embedder.embed_many, texts)
+            ours_s = min(ours_s, seconds)
+            if base is not None:
+                ref, seconds = _timed(base.encode, texts)
+                ref_s = min(ref_s, seconds)
     finally:
         embedder.close()
     lengths = np.array([len(x) for x in embedder.tokenizer.encode_batch(texts[:512])])
@@ -146,16 +160,13 @@ def run_bench(
         "precision": embedder.precision,
         "provider": embedder.provider,
         "tokenizer_workers": workers,
+        "repeats": max(1, repeats),
         "token_budget": embedder.token_budget,
         "export_s": round(export_s, 1),
         "paperwire_s": round(ours_s, 3),
         "paperwire_texts_per_s": round(n / ours_s, 1),
     }
-    if baseline:
-        device = "cuda" if on_cuda else "cpu"
-        base = Baseline(src, device, embedder.max_tokens, baseline_batch or (1024 if on_cuda else 32), baseline_impl)
-        base.encode(texts[: min(n, 64)])
-        ref, ref_s = _timed(base.encode, texts)
+    if base is not None:
         cos = np.sum(ours * ref, axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
         result.update(
             {

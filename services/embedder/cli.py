@@ -60,13 +60,14 @@ def bench_embed(
     model_dir: Annotated[Path | None, typer.Option("--model-dir")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="tokenizer processes")] = None,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run sentence-transformers")] = True,
+    repeats: Annotated[int, typer.Option("--repeats", help="alternating runs of each side, best kept")] = 1,
 ) -> None:
     """paperwire's embedder vs sentence-transformers on the same real texts: texts/s, ratio, cosine."""
     from services.embedder.bench import format_result, run_bench
 
     if precision not in ("auto", *PRECISIONS):
         raise typer.BadParameter(f"precision must be auto or one of {', '.join(PRECISIONS)}")
-    result = run_bench(n, precision, model_dir=model_dir, workers=workers, baseline=baseline)
+    result = run_bench(n, precision, model_dir=model_dir, workers=workers, baseline=baseline, repeats=repeats)
     typer.echo(json.dumps(result, indent=2) if as_json else format_result(result))
 
 

@@ -260,7 +260,7 @@ def export_model(
         log.info("fused operators: %s", stats)
     if "fp32" in todo:
         fused.save_model_to_file(str(out / "model.fp32.onnx"))
-        manifest.files["fp32"] = ModelFile("model.fp32.onnx", sha256_file(out / "model.fp32.onnx"), 1.0, 1.0)
+        manifest.files["fp32"] = ModelFile("model.fp32.onnx", sha256_file(out / "model.fp32.onnx"))
     if "fp16" in todo:
         fused.convert_float_to_float16(keep_io_types=True)
         fused.save_model_to_file(str(out / "model.fp16.onnx"))

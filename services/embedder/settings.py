@@ -34,7 +34,9 @@ class EmbedderSettings(ServiceSettings):
     tokenizer_workers: int | None = Field(
         default=None, ge=0, description="tokenizer processes (default: cores-1 on CUDA, none on CPU)"
     )
-    threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads on CPU")
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU: single-threaded ONNX Runtime runs side by side (default: one per core)"
+    )
     vector_dtype: Literal["float16", "float32"] = "float16"
 
     def resolved_model_dir(self) -> Path:
