@@ -303,7 +303,7 @@ class Embedder:
         self.tokenizer = load_tokenizer(self.tokenizer_path, self.max_tokens)
         # CUDA: big length-sorted batches padded to buckets of 16. CPU: one text per run (no padding at all,
         # activations stay in cache, int8 activation scales per text) and ``parallel`` single-threaded runs
-        # at once, one per core: measured 1.6-2x the throughput of one 2-thread run of 32 texts here.
+        # at once, one per core: up to ~2x the throughput of one 2-thread run of 32 texts, measured here.
         self.token_budget = token_budget or (256 * 1024 if self.on_cuda else self.max_tokens)
         self.bucket = bucket or (16 if self.on_cuda else 1)
         self.parallel = max(1, parallel)

