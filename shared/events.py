@@ -55,9 +55,28 @@ class RawPapers(Event):
     body: str
 
 
+class TokenIds(BaseModel):
+    """Word-piece ids of the paper's embedding text, made upstream (parser replicas scale out) so the
+    embedder spends its host's cores feeding the GPU instead of tokenizing. Used only when the
+    tokenizer and max_tokens match the embedder's model; otherwise the embedder tokenizes itself."""
+
+    tokenizer_sha256: str
+    max_tokens: int
+    ids: str = Field(description="base64 of little-endian uint16 ids, [CLS] ... [SEP] included")
+
+    @classmethod
+    def pack(cls, ids: np.ndarray, tokenizer_sha256: str, max_tokens: int) -> TokenIds:
+        data = base64.b64encode(np.asarray(ids, dtype="<u2").tobytes()).decode()
+        return cls(tokenizer_sha256=tokenizer_sha256, max_tokens=max_tokens, ids=data)
+
+    def array(self) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(self.ids), dtype="<u2").astype(np.int64)
+
+
 class PaperParsed(Event):
     paper: Paper
     change: Literal["new", "updated", "merged"] = "new"
+    tokens: TokenIds | None = None
 
 
 class EmbeddingManifest(BaseModel):
