@@ -12,6 +12,7 @@ comes out shorter than ``max_tokens`` is tokenized again in full, so the shortcu
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import hashlib
@@ -220,6 +221,26 @@ def _worker_tokenize(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return tokenize(_WORKER_TOK, texts, _WORKER_MAX)
 
 
+def prepare_batches(
+    flat: np.ndarray, lengths: np.ndarray, token_budget: int, bucket: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Planned and padded batches as (rows, input_ids, attention_mask), ready for ONNX Runtime."""
+    offsets = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=offsets[1:])
+    out = []
+    for idx in plan_batches(lengths, token_budget, bucket):
+        ids, mask, _ = pad_batch(flat, offsets, lengths, idx, bucket)
+        out.append((idx.astype(np.int32), ids, mask))
+    return out
+
+
+def _worker_prepare(texts: list[str], token_budget: int, bucket: int) -> tuple[list, int, int]:
+    """Tokenize, plan and pad in the worker: the feeding thread then only binds and runs (at GPU speed
+    padding in the feeding process competes with it for the GIL). Returns (batches, texts, tokens)."""
+    flat, lengths = tokenize(_WORKER_TOK, texts, _WORKER_MAX)
+    return prepare_batches(flat, lengths, token_budget, bucket), len(lengths), int(lengths.sum())
+
+
 # -------------------------------------------------------------------------------------- runtime
 
 
@@ -291,6 +312,7 @@ class Embedder:
         token_budget: int | None = None,
         bucket: int | None = None,
         parallel: int = 1,
+        extra_sessions: Sequence[Any] = (),
     ) -> None:
         self.model_dir = Path(model_dir)
         self.info = info
@@ -307,6 +329,13 @@ class Embedder:
         self.token_budget = token_budget or (256 * 1024 if self.on_cuda else self.max_tokens)
         self.bucket = bucket or (16 if self.on_cuda else 1)
         self.parallel = max(1, parallel)
+        # CUDA: one session per runner thread (each its own CUDA stream), so one batch's copies overlap
+        # another's kernels. CPU: one session shared by ``parallel`` single-threaded runs.
+        self.sessions = [session, *extra_sessions]
+        self.runners = len(self.sessions) if self.on_cuda else self.parallel
+        self._local = threading.local()
+        self._assign = threading.Lock()
+        self._assigned = 0
         self._runners: ThreadPoolExecutor | None = None
         self.stats = EmbedStats()
         self._pool: Executor | None = None
@@ -329,16 +358,32 @@ class Embedder:
             sha256=self.info.files[self.precision].sha256,
         )
 
+    def accepts(self, tokenizer_sha256: str, max_tokens: int) -> bool:
+        """Whether token ids made elsewhere are exactly what this embedder's tokenizer would make."""
+        return tokenizer_sha256 == self.info.tokenizer.sha256 and max_tokens == self.max_tokens
+
     # -- inference on token ids
-    def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+    def _session(self) -> Any:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            with self._assign:
+                session = self.sessions[self._assigned % len(self.sessions)]
+                self._assigned += 1
+            self._local.session = session
+        return session
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray | None = None) -> np.ndarray:
+        if types is None:
+            types = np.zeros_like(ids)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        session = self._session()
         if not self.on_cuda:
-            return self.session.run([self._output], feeds)[0]
-        binding = self.session.io_binding()
+            return session.run([self._output], feeds)[0]
+        binding = session.io_binding()
         for name, arr in feeds.items():
             binding.bind_cpu_input(name, arr)
         binding.bind_output(self._output, "cuda")
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
     def _batches(self, flat: np.ndarray, lengths: np.ndarray) -> Iterator[tuple[np.ndarray, tuple]]:
@@ -358,10 +403,9 @@ class Embedder:
             out[idx] = self._run(*inputs)
 
         batches = self._batches(flat, lengths)
-        if self.parallel > 1:
-            if self._runners is None:
-                self._runners = ThreadPoolExecutor(self.parallel, thread_name_prefix="onnxruntime")
-            done = list(self._runners.map(run, batches))  # ONNX Runtime releases the GIL while it runs
+        if self.runners > 1:
+            # ONNX Runtime releases the GIL while it runs: padding the next batch overlaps the runs.
+            done = list(self._runner_pool().map(run, batches))
         else:
             done = [run(batch) for batch in batches]
         self.stats.batches += len(done)
@@ -369,8 +413,30 @@ class Embedder:
         self.stats.tokens += int(lengths.sum())
         return out
 
+    def _runner_pool(self) -> ThreadPoolExecutor:
+        if self._runners is None:
+            self._runners = ThreadPoolExecutor(self.runners, thread_name_prefix="onnxruntime")
+        return self._runners
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self.embed_tokens(*tokenize(self.tokenizer, list(texts), self.max_tokens))
+
+    def tokens_for(
+        self, texts: Sequence[str], carried: Sequence[np.ndarray | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(flat ids, lengths) for texts, taking row i from ``carried[i]`` when given (ids the caller
+        checked with ``accepts``) and tokenizing only the rest here."""
+        if carried is None:
+            return tokenize(self.tokenizer, list(texts), self.max_tokens)
+        rows: list[np.ndarray | None] = list(carried)
+        missing = [i for i, ids in enumerate(rows) if ids is None]
+        if missing:
+            flat, lengths = tokenize(self.tokenizer, [texts[i] for i in missing], self.max_tokens)
+            for i, part in zip(missing, np.split(flat, np.cumsum(lengths)[:-1]), strict=True):
+                rows[i] = part
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int32, count=len(rows))  # type: ignore[arg-type]
+        flat = np.concatenate(rows).astype(np.int32) if rows else np.empty(0, dtype=np.int32)  # type: ignore[arg-type]
+        return flat, lengths
 
     # -- large inputs: tokenizer processes feed a bounded queue while this thread runs the model
     def start_tokenizer_pool(self, workers: int) -> None:
@@ -408,12 +474,22 @@ class Embedder:
                 futures.append(pool.submit(_worker_tokenize, list(texts[s : s + chunk])))
             yield result
 
-    def embed_many(self, texts: Sequence[str], chunk: int | None = None) -> np.ndarray:
-        """Embed a large list: a producer thread tokenizes (in the pool when started), plans and pads the
-        next batches into a bounded queue while this thread keeps the model busy."""
+    def embed_many(
+        self,
+        texts: Sequence[str],
+        chunk: int | None = None,
+        carried: Sequence[np.ndarray | None] | None = None,
+    ) -> np.ndarray:
+        """Embed a large list. With ``carried`` token ids (made upstream by the parsers) only the rows
+        without ids are tokenized here. Otherwise, with the tokenizer pool started, worker processes
+        tokenize, plan and pad whole chunks while runner threads keep the model busy."""
         out = np.empty((len(texts), self.dims), dtype=np.float32)
         if not texts:
             return out
+        if carried is not None:
+            return self.embed_tokens(*self.tokens_for(texts, carried))
+        if self._pool is not None:
+            return self._embed_prepared(texts, chunk or max(256, self.token_budget // self.max_tokens), out)
         if self.parallel > 1 and self._pool is None:
             # CPU: tokenizing costs ~3% of inference here; the runs themselves are what goes in parallel.
             step = chunk or 512
@@ -449,7 +525,7 @@ class Embedder:
                 put(exc)
             put(done)
 
-        producer = threading.Thread(target=produce, name="tokenize", daemon=True)
+        producer = threading.Thread(target=produce, name="tokenize", daemon=True)  # no pool: one thread
         producer.start()
         try:
             while (item := ready.get()) is not done:
@@ -461,6 +537,44 @@ class Embedder:
         finally:
             stop.set()
             producer.join()
+        return out
+
+    def _embed_prepared(self, texts: Sequence[str], chunk: int, out: np.ndarray) -> np.ndarray:
+        """Workers return padded batches (several chunks ahead); up to two batches per runner are in flight,
+        so the runners never wait on this thread and this thread never pads."""
+        assert self._pool is not None
+        pool, runners = self._pool, self._runner_pool()
+        workers = getattr(pool, "_max_workers", 1)
+        starts = list(range(0, len(texts), chunk))
+        depth = max(2, 2 * workers)
+
+        def submit(s: int) -> Any:
+            return pool.submit(_worker_prepare, list(texts[s : s + chunk]), self.token_budget, self.bucket)
+
+        def run(rows: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> None:
+            out[rows] = self._run(ids, mask)
+
+        pending = [submit(s) for s in starts[:depth]]
+        inflight: collections.deque = collections.deque()
+        try:
+            for n, base in enumerate(starts):
+                batches, count, tokens = pending[n].result()
+                pending[n] = None  # free the arrays as soon as they are submitted
+                if n + depth < len(starts):
+                    pending.append(submit(starts[n + depth]))
+                for rows, ids, mask in batches:
+                    inflight.append(runners.submit(run, rows + base, ids, mask))
+                    while len(inflight) > 2 * self.runners:
+                        inflight.popleft().result()
+                self.stats.texts += count
+                self.stats.tokens += tokens
+                self.stats.batches += len(batches)
+            while inflight:
+                inflight.popleft().result()
+        finally:
+            for fut in (*pending, *inflight):
+                if fut is not None:
+                    fut.cancel()
         return out
 
 
@@ -489,6 +603,7 @@ def load_embedder(
     threads: int | None = None,
     token_budget: int | None = None,
     verify: bool = True,
+    cuda_sessions: int = 2,
 ) -> Embedder:
     """Load a model directory written by the exporter; refuse with a clear ModelError on any mismatch."""
     model_dir = Path(model_dir)
@@ -514,13 +629,27 @@ def load_embedder(
             entry = info.files[chosen]
             path = verify_file(model_dir, entry) if verify else model_dir / entry.file
     parallel = 1
+    extra: list[Any] = []
+    if session is not None:
+        # More sessions on the same GPU: each has its own CUDA stream, so runs overlap each other's copies.
+        extra = [
+            _make_session(path, [("CUDAExecutionProvider", {}), "CPUExecutionProvider"], threads)
+            for _ in range(max(1, cuda_sessions) - 1)
+        ]
     if session is None:
         # CPU: ``threads`` single-threaded runs side by side (default: one per core).
         parallel = threads or os.cpu_count() or 1
         session = _make_session(path, ["CPUExecutionProvider"], 1)
     _check_dims(session, info)
     embedder = Embedder(
-        model_dir, info, chosen, session, max_tokens=max_tokens, token_budget=token_budget, parallel=parallel
+        model_dir,
+        info,
+        chosen,
+        session,
+        max_tokens=max_tokens,
+        token_budget=token_budget,
+        parallel=parallel,
+        extra_sessions=extra,
     )
     log.info(
         "embedder loaded: model %s, precision %s, provider %s, max tokens %d",

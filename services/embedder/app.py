@@ -10,12 +10,13 @@ import structlog
 from faststream import Context
 from faststream.redis import RedisRouter
 
-from services.embedder.batch import done_key, embedded_events, plan_batch
+from services.embedder.batch import carried_ids, done_key, embedded_events, plan_batch
 from services.embedder.model import LazyEmbedder, check_model
 from services.embedder.settings import EmbedderSettings
 from shared.consumer import dead_letter, make_router, subscriber
+from shared.embedding import ModelError
 from shared.events import Stream
-from shared.runtime import DEFAULT_REDIS_URL, create_service_app
+from shared.runtime import DEFAULT_REDIS_URL, REGISTRY, ServiceDef, create_service_app
 from shared.storage import PaperStore, claim_once
 
 SERVICE = "embedder"
@@ -24,7 +25,8 @@ log = structlog.get_logger("paperwire.embedder")
 
 
 def build_router(settings: EmbedderSettings) -> RedisRouter:
-    _, on_cuda = check_model(settings)  # a model/manifest mismatch refuses to start, with what to do
+    """Checks the model first: a model/manifest mismatch refuses to start, saying what to do."""
+    _, on_cuda = check_model(settings)
     max_records = settings.batch_max_records or (1024 if on_cuda else 64)
     router = make_router(SERVICE, settings)
     embedded = router.publisher(stream=Stream.EMBEDDED)
@@ -48,7 +50,9 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
         if not items:
             return
         embedder = await model.get()
-        vectors = await asyncio.to_thread(embedder.embed_many, [item.text for item in items])
+        carried = [carried_ids(item.event, embedder.accepts, embedder.max_tokens) for item in items]
+        texts = [item.text for item in items]
+        vectors = await asyncio.to_thread(embedder.embed_many, texts, None, carried)
         manifest = embedder.manifest
         pipe = redis.pipeline(transaction=False)
         store = PaperStore(pipe)
@@ -66,6 +70,7 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
             embedded=len(items),
             rejected=len(plan.rejected),
             repeats=len(plan.repeats) + len(plan.items) - len(items),
+            carried_ids=sum(ids is not None for ids in carried),
             precision=manifest.precision,
             provider=embedder.provider,
         )
@@ -77,4 +82,23 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-app = create_service_app(SERVICE, build_router, EmbedderSettings())
+def _build_at_import(settings: EmbedderSettings) -> RedisRouter:
+    """Importing this module never fails: a model problem found here refuses at service start instead."""
+    try:
+        return build_router(settings)
+    except ModelError as exc:
+        _refusals.append(exc)
+        return make_router(SERVICE, settings)
+
+
+_refusals: list[ModelError] = []
+_settings = EmbedderSettings()
+app = create_service_app(SERVICE, _build_at_import, _settings)
+REGISTRY[SERVICE] = ServiceDef(SERVICE, build_router, _settings)  # `paperwire run` builds (and checks) at start
+
+
+@app.on_startup
+async def _refuse_a_mismatched_model() -> None:
+    if _refusals:
+        log.error("model_refused", error=str(_refusals[0]))
+        raise _refusals[0]

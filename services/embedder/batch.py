@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -100,6 +101,20 @@ def embedded_events(
         PaperEmbedded(paper=item.event.paper, vector=PaperEmbedded.pack(vec, dtype), dtype=dtype, manifest=manifest)
         for item, vec in zip(items, vectors, strict=True)
     ]
+
+
+def carried_ids(event: PaperParsed, accepts: Callable[[str, int], bool], max_tokens: int) -> np.ndarray | None:
+    """The parser's token ids when they were made by this embedder's tokenizer with its max_tokens (and are
+    well formed), else None: the embedder then tokenizes the text itself, so a parser running another
+    model never changes a vector."""
+    tokens = event.tokens
+    if tokens is None or not accepts(tokens.tokenizer_sha256, tokens.max_tokens):
+        return None
+    try:
+        ids = tokens.array()
+    except ValueError:  # bad base64 or odd byte count
+        return None
+    return ids if 2 <= len(ids) <= max_tokens else None
 
 
 def done_key(event_id: str) -> str:

@@ -13,6 +13,7 @@ from services.parser.errors import ParseError
 from services.parser.ingest import describe, ingest
 from services.parser.parse import parse_document
 from services.parser.settings import ParserSettings
+from services.parser.tokens import open_tokenizer
 from shared.consumer import dead_letter, make_router, subscriber
 from shared.events import RawPapers, Stream
 from shared.runtime import DEFAULT_REDIS_URL, create_service_app
@@ -27,6 +28,7 @@ def build_router(settings: ParserSettings) -> RedisRouter:
     parsed = router.publisher(stream=Stream.PARSED)
     redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
     store = PaperStore(redis)
+    tokenizer = open_tokenizer(settings.tokenize, settings.resolved_model_dir(), settings.max_tokens)
 
     @subscriber(router, Stream.RAW, service=SERVICE, settings=settings)
     async def on_raw(event: RawPapers, message: Any = Context("message")) -> None:
@@ -43,6 +45,8 @@ def build_router(settings: ParserSettings) -> RedisRouter:
         if result.no_announcement:
             log.info("no_announcement", reason=result.no_announcement, **describe(event))
         report = await ingest(result, store)
+        if tokenizer is not None and report.events:
+            tokenizer.attach(report.events)  # the embedder's tokenizing, done on this (scalable) replica
         for parsed_event in report.events:
             await parsed.publish(parsed_event)
         log.info(

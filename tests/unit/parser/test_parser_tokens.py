@@ -1,0 +1,60 @@
+"""The parser attaches the embedding model's token ids when a model is there, and stays cheap without one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.parser.parse import parse_document
+from services.parser.tokens import PaperTokenizer, open_tokenizer
+from shared.embedding import ModelError, ModelManifest, compose_text, load_tokenizer, tokenize
+from shared.events import PaperParsed
+from tests.unit.embedder.model_cache import exported_model_dir
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return exported_model_dir(tmp_path_factory)
+
+
+def test_no_model_means_no_ids_and_no_crash(tmp_path: Path) -> None:
+    assert open_tokenizer(None, tmp_path) is None
+    assert open_tokenizer(False, tmp_path) is None
+    with pytest.raises(ModelError, match="no manifest.json"):
+        open_tokenizer(True, tmp_path)
+
+
+def test_real_feed_papers_carry_the_models_ids(model_dir: Path) -> None:
+    body = (FIXTURES / "arxiv_rss/distill_rss2_cs.AI_2026-04.xml").read_text()
+    result = parse_document("arxiv-rss", body)
+    events = [PaperParsed(paper=p) for p in result.papers]
+    tokenizer = open_tokenizer(None, model_dir)
+    assert tokenizer is not None
+    assert tokenizer.attach(events) == len(events) == 3
+    info = ModelManifest.read(model_dir)
+    tok = load_tokenizer(model_dir / info.tokenizer.file, info.max_tokens)
+    first = events[0]
+    assert first.tokens is not None
+    assert first.tokens.tokenizer_sha256 == info.tokenizer.sha256 and first.tokens.max_tokens == 256
+    # "Math Takes Two: A test for ..." -> [CLS] math takes two : ...
+    expected = tok.encode(compose_text(first.paper.title, first.paper.abstract)).ids
+    assert first.tokens.array().tolist() == expected
+    assert expected[:5] == [101, *tok.encode("Math Takes Two", add_special_tokens=False).ids, 1024]
+    flat, _ = tokenize(tok, [compose_text(e.paper.title, e.paper.abstract) for e in events], 256)
+    assert np.array_equal(np.concatenate([e.tokens.array() for e in events]), flat)
+
+
+def test_a_changed_tokenizer_file_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    for name in ("manifest.json", "tokenizer.json"):
+        shutil.copy(model_dir / name, tmp_path / name)
+    with open(tmp_path / "tokenizer.json", "a") as fh:
+        fh.write(" ")
+    with pytest.raises(ModelError, match="mismatch"):
+        PaperTokenizer.open(tmp_path)
+    assert open_tokenizer(None, tmp_path) is None  # default: warn and carry no ids
