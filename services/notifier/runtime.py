@@ -16,7 +16,7 @@ from services.notifier.email_render import Links
 from services.notifier.intake import Intake
 from services.notifier.senders import EmailSender, SlackSender, WebhookSender
 from services.notifier.settings import NotifierSettings
-from services.notifier.worker import DeliveryWorker
+from services.notifier.worker import DeliveryWorker, raise_if_cancelled
 from shared.events import DeliveryResult, Stream
 from shared.runtime import DEFAULT_REDIS_URL
 
@@ -69,6 +69,7 @@ async def digest_loop(settings: NotifierSettings) -> None:
     intake = Intake(redis)
     try:
         while True:
+            raise_if_cancelled()
             try:
                 await intake.digest_tick(datetime.now(UTC))
             except Exception as exc:  # keep the loop alive across a Redis restart

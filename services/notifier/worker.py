@@ -9,6 +9,7 @@ so retries, restarts and replays never send it twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -34,6 +35,14 @@ Publish = Callable[[Stream, DeliveryResult], Awaitable[None]]
 
 class Sender(Protocol):
     async def send(self, job: DeliveryJob, subscription: Subscription) -> Outcome: ...
+
+
+def raise_if_cancelled() -> None:
+    """Stop a loop whose cancellation was swallowed on the way (Python 3.11: a cancel racing a timeout in
+    asyncio or in a client library can be lost); ``Task.cancelling()`` still remembers it was asked."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def once_key(job: DeliveryJob, paper_id: str | None) -> str:
@@ -91,12 +100,14 @@ class DeliveryWorker:
 
     async def run_forever(self) -> None:
         while True:
+            raise_if_cancelled()
             await self.tick()
             self.wake.clear()
-            try:
-                await asyncio.wait_for(self.wake.wait(), timeout=self.settings.worker_poll_s)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that races its
+            # timeout, and the loop would then never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.worker_poll_s):
+                    await self.wake.wait()
 
     async def drain(self) -> None:
         while self.tasks:

@@ -62,6 +62,11 @@ async def test_instant_match_gives_one_mail_and_one_signed_post_even_when_replay
             for paper in papers:
                 await broker.publish(match(sub, paper, event_id=f"m-{paper.id}"), stream=Stream.MATCHES)
             await wait_for(lambda: len(receiver.requests) == 3 and len(list(settings.outbox_dir.glob("*.eml"))) == 3)
+
+            async def six_results() -> bool:
+                return len(await stream_results(redis)) == 6
+
+            await wait_for(six_results)
             # the classifier replays the first match (a redelivery after a crash): nothing is sent again
             await broker.publish(match(sub, papers[0], event_id=f"m-{papers[0].id}"), stream=Stream.MATCHES)
 

@@ -60,6 +60,11 @@ async def test_smtp_mail_parses_escapes_and_unsubscribes(
     settings = settings_for(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
     async with running(settings) as worker:
         await wait_for(lambda: len(inbox.messages) == 1)
+
+        async def recorded() -> bool:
+            return len(await stream_results(redis)) == 1
+
+        await wait_for(recorded)  # the first delivery is finished and out of the queue
         # the same delivery queued again (a replayed match) is recognised and not mailed twice
         await queue.enqueue(job.model_copy(), time.time())
         await asyncio.sleep(0.3)

@@ -40,6 +40,11 @@ async def test_split_digest_is_paced_and_429_is_honoured(
         settings = settings_for(slack_min_interval_s=0.3)
         async with running(settings):
             await wait_for(lambda: len(receiver.bodies(status=200)) == 3)
+
+            async def recorded() -> bool:
+                return len(await stream_results(redis)) == 1
+
+            await wait_for(recorded)
     statuses = [r.status for r in receiver.requests]
     assert statuses == [200, 429, 200, 200]
     # the retried message waited the Retry-After (1 s); the others kept the per-webhook pace

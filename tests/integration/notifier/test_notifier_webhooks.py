@@ -114,6 +114,11 @@ async def test_dead_after_last_attempt_then_replayed_once(
             assert await redis.xlen("deliveries.dead") == 0  # replayed: no longer listed as dead
             worker.wake.set()
             await wait_for(lambda: receiver.bodies(status=200))
+
+            async def delivered() -> bool:
+                return (await stream_results(redis))[-1]["status"] == "delivered"
+
+            await wait_for(delivered)
             # a second replay of the same (now delivered) paper sends nothing
             await DeliveryQueue(redis).enqueue(replayed[0].model_copy(update={"attempts": 0}), time.time())
             await asyncio.sleep(0.3)
