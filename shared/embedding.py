@@ -221,6 +221,15 @@ def _worker_tokenize(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return tokenize(_WORKER_TOK, texts, _WORKER_MAX)
 
 
+def _worker_time_tokenize(texts: list[str]) -> float:
+    """Seconds one single-threaded tokenizer takes for texts (a parser replica's cost per core)."""
+    import time
+
+    start = time.perf_counter()
+    tokenize(_WORKER_TOK, texts, _WORKER_MAX)
+    return time.perf_counter() - start
+
+
 def prepare_batches(
     flat: np.ndarray, lengths: np.ndarray, token_budget: int, bucket: int
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -60,9 +60,12 @@ def bench_embed(
     model_dir: Annotated[Path | None, typer.Option("--model-dir")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="tokenizer processes")] = None,
     baseline: Annotated[bool, typer.Option("--baseline/--no-baseline", help="also run sentence-transformers")] = True,
-    repeats: Annotated[int, typer.Option("--repeats", help="alternating runs of each side, best kept")] = 1,
+    repeats: Annotated[
+        int | None, typer.Option("--repeats", help="alternating runs of each side, best kept (default 2 on CUDA)")
+    ] = None,
 ) -> None:
-    """paperwire's embedder vs sentence-transformers on the same real texts: texts/s, ratio, cosine."""
+    """paperwire from text, paperwire from parser-made token ids, and sentence-transformers (warmed up) on the
+    same real texts: texts/s, ratios, cosine, and how many parser cores it takes to feed the model."""
     from services.embedder.bench import format_result, run_bench
 
     if precision not in ("auto", *PRECISIONS):

@@ -151,3 +151,8 @@ def test_cli_bench_embed_json(model_dir: Path) -> None:
     assert report["n"] == 12 and report["precision"] == "int8"
     assert report["baseline"].startswith("sentence-transformers fp32 cpu")
     assert report["min_cosine"] >= 0.98 and report["paperwire_texts_per_s"] > 0 and report["ratio"] > 0
+    # from carried ids: the same vectors (same ids, same runs), and a parser-side rate per core
+    assert report["from_ids_vs_text_max_abs_diff"] == 0.0
+    assert report["from_ids_min_cosine"] == report["min_cosine"]
+    assert report["from_ids_texts_per_s"] > 0 and report["parser_tokenize_per_core_texts_per_s"] > 0
+    assert report["parser_cores_to_feed"] > 0
