@@ -29,6 +29,7 @@ class Stream(StrEnum):
     FEEDBACK = "feedback"
     SUBSCRIPTIONS = "subscriptions"
     FETCH_REQUESTS = "fetch.requests"
+    DELIVERIES_REPLAY = "deliveries.replay"
 
 
 def dead_letter_stream(stream: str) -> str:
@@ -153,6 +154,14 @@ class FetchRequested(Event):
     reason: str = ""
 
 
+class ReplayRequested(Event):
+    """Ask the notifier to retry dead deliveries (all of a subscription's, or the given delivery ids)."""
+
+    subscription_id: str | None = None
+    delivery_ids: list[str] = Field(default_factory=list)
+    requested_by: str = ""
+
+
 # Which service groups consume each stream. Every service creates all of them at id 0 on start,
 # so entries published before a consumer first runs are never skipped.
 CONSUMER_GROUPS: dict[Stream, tuple[str, ...]] = {
@@ -164,6 +173,7 @@ CONSUMER_GROUPS: dict[Stream, tuple[str, ...]] = {
     Stream.SUBSCRIPTIONS: ("classifier", "notifier"),
     Stream.FETCH_REQUESTS: ("fetcher",),
     Stream.DELIVERIES: ("api",),
+    Stream.DELIVERIES_REPLAY: ("notifier",),
 }
 
 STREAM_MODELS: dict[Stream, type[Event]] = {
@@ -175,4 +185,5 @@ STREAM_MODELS: dict[Stream, type[Event]] = {
     Stream.FEEDBACK: FeedbackGiven,
     Stream.SUBSCRIPTIONS: SubscriptionChanged,
     Stream.FETCH_REQUESTS: FetchRequested,
+    Stream.DELIVERIES_REPLAY: ReplayRequested,
 }

@@ -11,7 +11,6 @@ import yaml
 from faststream.redis import RedisBroker
 
 from services.api.store import OwnerStore, TokenInfo, TokenStore
-from services.api.streams import DEAD_DELIVERY_STREAMS, ReplayReport, replay_dead
 from services.api.subscriptions import SubscriptionOps, subscription_view
 from shared.consumer import ensure_groups
 from shared.events import Event, Stream
@@ -83,14 +82,3 @@ async def export_subscriptions(redis_url: str, owner: str | None, with_secrets: 
             entry["channels"].pop("webhooks", None)
         entries.append(entry)
     return yaml.safe_dump({"subscriptions": entries}, sort_keys=False, allow_unicode=True)
-
-
-async def replay_deliveries(redis_url: str, subscription_id: str | None = None) -> ReplayReport:
-    total = ReplayReport()
-    async with connected(redis_url) as (client, _ops):
-        for dead_stream in DEAD_DELIVERY_STREAMS:
-            ids = {subscription_id} if subscription_id else None
-            report = await replay_dead(client, dead_stream, subscription_ids=ids)
-            total.replayed += report.replayed
-            total.skipped += report.skipped
-    return total

@@ -1,4 +1,4 @@
-"""The api's commands, mounted by ``paperwire/cli.py``: owners, tokens, subscriptions, delivery replay."""
+"""The api's commands, mounted by ``paperwire/cli.py``: owners, tokens, subscriptions."""
 
 from __future__ import annotations
 
@@ -116,15 +116,6 @@ def subscriptions_export(
         typer.echo(asyncio.run(admin.export_subscriptions(url, owner, with_secrets)), nl=False)
 
 
-def deliveries_replay(
-    subscription: Annotated[str | None, typer.Option(help="only this subscription's dead deliveries")] = None,
-) -> None:
-    """Put dead deliveries back on their stream for the notifier to try again."""
-    with _redis_url() as url:
-        report = asyncio.run(admin.replay_deliveries(url, subscription))
-    typer.echo(f"replayed {len(report.replayed)}, skipped {len(report.skipped)}")
-
-
 COMMANDS: list[tuple[str, str, Callable[..., None]]] = [
     ("owners", "create", owners_create),
     ("tokens", "create", tokens_create),
@@ -133,5 +124,4 @@ COMMANDS: list[tuple[str, str, Callable[..., None]]] = [
     ("subscriptions", "create", subscriptions_create),
     ("subscriptions", "show", subscriptions_show),
     ("subscriptions", "export", subscriptions_export),
-    ("deliveries", "replay", deliveries_replay),
 ]

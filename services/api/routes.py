@@ -9,7 +9,7 @@ from pydantic import BaseModel, HttpUrl
 
 from services.api.deps import ApiContext, context, current_owner, error_responses
 from services.api.store import DeliveryHistory, FeedSecrets
-from services.api.streams import DEAD_DELIVERY_STREAMS, recent_matches, replay_dead
+from services.api.streams import dead_delivery_ids, recent_matches, replay_dead
 from services.api.subscriptions import (
     SubscriptionView,
     WebhookView,
@@ -17,7 +17,7 @@ from services.api.subscriptions import (
     webhook_view,
 )
 from services.api.webhooks import send_signed, test_payload
-from shared.events import MatchFound
+from shared.events import MatchFound, ReplayRequested, Stream, dead_letter_stream
 from shared.links import sign_link
 from shared.paper import InvalidArxivId, normalize_arxiv_id
 from shared.storage import DeliveryLog
@@ -229,12 +229,12 @@ async def delivery_history(
 
 @router.post("/subscriptions/{subscription_id}/deliveries/replay", response_model=Replayed)
 async def replay_deliveries(owner: Owner, ctx: Ctx, subscription_id: SubscriptionId) -> Replayed:
-    """Put this subscription's dead deliveries back on their stream for the notifier to try again."""
+    """Try this subscription's dead deliveries again: matches the notifier could not take are put back on
+    ``matches``; deliveries whose retries ran out are handed to the notifier with a ReplayRequested event."""
     subscription = await ctx.ops.get(owner, subscription_id)
-    replayed: list[str] = []
-    skipped: list[str] = []
-    for dead_stream in DEAD_DELIVERY_STREAMS:
-        report = await replay_dead(ctx.redis, dead_stream, subscription_ids={subscription.id})
-        replayed += report.replayed
-        skipped += report.skipped
-    return Replayed(replayed=replayed, skipped=skipped)
+    report = await replay_dead(ctx.redis, dead_letter_stream(Stream.MATCHES), subscription_ids={subscription.id})
+    delivery_ids = await dead_delivery_ids(ctx.redis, subscription.id)
+    if delivery_ids:
+        event = ReplayRequested(subscription_id=subscription.id, delivery_ids=delivery_ids, requested_by=owner)
+        await ctx.ops.publish(Stream.DELIVERIES_REPLAY, event)
+    return Replayed(replayed=report.replayed + delivery_ids, skipped=report.skipped)

@@ -14,13 +14,12 @@ import redis.asyncio as aioredis
 from faststream.redis.parser.binary import BinaryMessageFormatV1
 from pydantic import ValidationError
 
-from shared.events import MatchFound, Stream, dead_letter_stream
+from shared.events import MatchFound, Stream
 
 DATA_KEY = b"__data__"
 _DEAD_PREFIX = b"dead."
 _REPLAYABLE = {str(s) for s in Stream}
 # Where failed deliveries end: the notifier's dead deliveries, and `matches` entries its handler gave up on.
-DEAD_DELIVERY_STREAMS = (str(Stream.DELIVERIES_DEAD), dead_letter_stream(Stream.MATCHES))
 
 
 def _key(k: Any) -> bytes:
@@ -114,9 +113,11 @@ async def replay_dead(
     return report
 
 
-async def dead_count(redis: aioredis.Redis, subscription_id: str, dead_stream: str = Stream.DELIVERIES_DEAD) -> int:
-    count = 0
-    for _entry_id, fields in await redis.xrange(dead_stream, min="-", max="+", count=1000):
-        if (entry_body(fields) or {}).get("subscription_id") == subscription_id:
-            count += 1
-    return count
+async def dead_delivery_ids(redis: aioredis.Redis, subscription_id: str, limit: int = 1000) -> list[str]:
+    """Ids of the subscription's deliveries whose retries ran out (DeliveryResult events on deliveries.dead)."""
+    ids = []
+    for _entry_id, fields in await redis.xrange(Stream.DELIVERIES_DEAD, min="-", max="+", count=limit):
+        body = entry_body(fields) or {}
+        if body.get("subscription_id") == subscription_id and body.get("event_id"):
+            ids.append(body["event_id"])
+    return ids

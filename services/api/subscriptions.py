@@ -10,9 +10,9 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, HttpUrl
 
 from services.api.store import FeedSecrets
-from shared.storage import SubscriptionStore
 from services.api.webhooks import new_secret
 from shared.events import Event, FeedbackGiven, Stream, SubscriptionChanged
+from shared.storage import SubscriptionStore
 from shared.subscription import Subscription, SubscriptionSpec, WebhookEndpoint
 
 Publish = Callable[[Stream, Event], Awaitable[Any]]

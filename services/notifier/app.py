@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import time
+
 import redis.asyncio as aioredis
+import structlog
 from faststream.redis import RedisRouter
 
 from services.notifier.intake import Intake
+from services.notifier.queue import DeliveryQueue
 from services.notifier.runtime import delivery_loop, digest_loop, redis_url
 from services.notifier.settings import NotifierSettings
 from shared.consumer import make_router, subscriber
-from shared.events import MatchFound, Stream, SubscriptionChanged
+from shared.events import MatchFound, ReplayRequested, Stream, SubscriptionChanged
 from shared.runtime import create_service_app
 
 SERVICE = "notifier"
+log = structlog.get_logger("paperwire.notifier")
 
 
 def build_router(settings: NotifierSettings) -> RedisRouter:
     router = make_router(SERVICE, settings)
-    intake = Intake(aioredis.Redis.from_url(redis_url(settings)))
+    redis = aioredis.Redis.from_url(redis_url(settings))
+    intake = Intake(redis)
 
     @subscriber(router, Stream.MATCHES, service=SERVICE, settings=settings)
     async def on_match(event: MatchFound) -> None:
@@ -26,6 +32,11 @@ def build_router(settings: NotifierSettings) -> RedisRouter:
     @subscriber(router, Stream.SUBSCRIPTIONS, service=SERVICE, settings=settings)
     async def on_subscription(event: SubscriptionChanged) -> None:
         await intake.on_subscription(event)
+
+    @subscriber(router, Stream.DELIVERIES_REPLAY, service=SERVICE, settings=settings)
+    async def on_replay(event: ReplayRequested) -> None:
+        jobs = await DeliveryQueue(redis).replay(event.delivery_ids or None, time.time(), event.subscription_id)
+        log.info("replay_requested", subscription=event.subscription_id, by=event.requested_by, requeued=len(jobs))
 
     return router
 

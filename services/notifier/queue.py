@@ -119,10 +119,14 @@ class DeliveryQueue:
     async def dead_jobs(self) -> list[DeliveryJob]:
         return [DeliveryJob.model_validate_json(raw) for raw in (await self.redis.hgetall(DEAD)).values()]
 
-    async def replay(self, job_ids: list[str] | None, now: float) -> list[DeliveryJob]:
-        """Put dead jobs (all, or the given ids) back in the queue with a fresh retry budget."""
+    async def replay(
+        self, job_ids: list[str] | None, now: float, subscription_id: str | None = None
+    ) -> list[DeliveryJob]:
+        """Put dead jobs (all, the given ids, or one subscription's) back in the queue with a fresh retry budget."""
         dead = {job.id: job for job in await self.dead_jobs()}
         chosen = [dead[i] for i in job_ids if i in dead] if job_ids else list(dead.values())
+        if subscription_id is not None:
+            chosen = [job for job in chosen if job.subscription_id == subscription_id]
         replayed = []
         for job in chosen:
             fresh = job.model_copy(update={"attempts": 0, "last_error": None, "last_status": None})

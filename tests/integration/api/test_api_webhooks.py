@@ -14,7 +14,7 @@ from standardwebhooks import Webhook
 
 from services.api.streams import entry_body
 from shared.consumer import dead_letter
-from shared.events import MatchFound
+from shared.events import DeliveryResult, MatchFound
 from shared.paper import Paper
 from tests.integration.api.api_helpers import SPEC, fixture_papers, owner_token
 
@@ -118,3 +118,30 @@ async def test_replay_dead_deliveries_only_for_the_owner(
     assert entry_body(fields)["subscription_id"] == mine
     again = (await api.post(f"/v1/subscriptions/{mine}/deliveries/replay", headers=alice)).json()
     assert again["replayed"] == []
+
+
+async def test_replay_hands_dead_deliveries_to_the_notifier(
+    api: httpx.AsyncClient, redis: aioredis.Redis, clean_redis: str
+) -> None:
+    alice = await owner_token(redis, "alice")
+    bob = await owner_token(redis, "bob")
+    mine = (await api.post("/v1/subscriptions", json=SPEC, headers=alice)).json()["id"]
+    theirs = (await api.post("/v1/subscriptions", json=SPEC, headers=bob)).json()["id"]
+    async with RedisBroker(clean_redis) as broker:
+        for sid, delivery_id in ((mine, "msg_mine"), (theirs, "msg_theirs")):
+            dead = DeliveryResult(
+                event_id=delivery_id,
+                subscription_id=sid,
+                paper_ids=["2605.05242"],
+                channel="webhook",
+                target="endpoint",
+                status="dead",
+                attempts=6,
+                status_code=503,
+            )
+            await broker.publish(dead, stream="deliveries.dead")
+    replayed = (await api.post(f"/v1/subscriptions/{mine}/deliveries/replay", headers=alice)).json()
+    assert replayed["replayed"] == ["msg_mine"]
+    [(_id, fields)] = await redis.xrange("deliveries.replay")
+    request = entry_body(fields)
+    assert request["subscription_id"] == mine and request["delivery_ids"] == ["msg_mine"]

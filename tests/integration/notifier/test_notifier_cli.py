@@ -58,6 +58,6 @@ def test_dead_deliveries_are_listed_and_replayed(
 def test_bench_deliver_reports_throughput_and_isolation() -> None:
     result = CliRunner().invoke(cli(), ["bench", "deliver", "--n", "40", "--endpoints", "2"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output.splitlines()[0])
+    report = json.loads(result.stdout.splitlines()[0])
     assert report["deliveries"] == 40 and report["deliveries_per_s"] > 0
     assert 0 < report["isolation_s"] < report["webhook_timeout_s"]

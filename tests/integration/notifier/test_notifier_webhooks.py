@@ -155,3 +155,19 @@ async def test_hanging_endpoint_does_not_delay_the_others(
         assert elapsed < 2.0
         assert len(fast.requests) == len(papers)
         assert len(arrived) == settings.webhook_concurrency_per_endpoint  # none beyond its own slots
+
+
+async def test_replay_request_requeues_only_that_subscriptions_dead_jobs(
+    redis: aioredis.Redis, fixtures_dir: Path
+) -> None:
+    """The api asks for a replay with a ReplayRequested event; the notifier requeues that subscription's jobs."""
+    queue = DeliveryQueue(redis)
+    mine = subscription(id="mine", channels=Channels(webhooks=[endpoint("http://127.0.0.1:9/a")]))
+    theirs = subscription(id="theirs", channels=Channels(webhooks=[endpoint("http://127.0.0.1:9/b")]))
+    paper_items = items(hf_papers(fixtures_dir)[:1])
+    mine_job, theirs_job = alert_jobs(mine, paper_items[0])[0], alert_jobs(theirs, paper_items[0])[0]
+    for job in (mine_job, theirs_job):
+        await queue.bury(job)
+    requeued = await queue.replay(None, time.time(), subscription_id="mine")
+    assert [j.id for j in requeued] == [mine_job.id]
+    assert [j.id for j in await queue.dead_jobs()] == [theirs_job.id]
