@@ -13,6 +13,7 @@ from faststream.redis import RedisBroker
 from faststream.redis.parser.binary import BinaryMessageFormatV1
 
 from services.embedder.settings import EmbedderSettings
+from services.parser.tokens import PaperTokenizer
 from shared.consumer import ensure_groups
 from shared.embedding import ModelError, compose_text, load_embedder
 from shared.events import PaperEmbedded, PaperParsed, Stream
@@ -67,6 +68,7 @@ async def test_burst_is_embedded_into_the_right_papers_exactly_once(
 ) -> None:
     rows = labeled_rows(30, step=70)
     events = [PaperParsed(paper=Paper(id=r["id"], title=r["title"], abstract=r["summary"])) for r in rows]
+    PaperTokenizer.open(model_dir).attach(events[::2])  # half carry the parser's token ids: same vectors
     blank = events[3].paper.model_copy(update={"id": "2503.99999", "title": "", "abstract": "  \n "})
     broken = PaperParsed(paper=blank)
     await ensure_groups(redis)
