@@ -56,8 +56,8 @@ def pipeline_app(redis_url: str, names: Sequence[str] = PIPELINE, log_level: str
     return build_app(load_services(names), redis_url, log_level)
 
 
-async def serve_api(redis_url: str, host: str, port: int) -> None:
-    """The api service's HTTP server in this event loop (uvicorn without its own signal handling)."""
+def api_server(redis_url: str, host: str, port: int):
+    """The api service's HTTP server for this event loop (uvicorn without its own signal handling)."""
     import uvicorn
 
     module = importlib.import_module("services.api.app")
@@ -65,16 +65,16 @@ async def serve_api(redis_url: str, host: str, port: int) -> None:
     config = uvicorn.Config(module.create_api(settings), host=host, port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    await server.serve()
+    return server
 
 
 async def run_forever(app: FastStream, *, redis_url: str, api: bool, host: str, port: int) -> None:
-    tasks = [asyncio.create_task(app.run())]
-    if api:
-        tasks.append(asyncio.create_task(serve_api(redis_url, host, port)))
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    app.exit()
-    for task in pending:
-        task.cancel()
-    for task in done:
-        task.result()
+    """Run until SIGINT/SIGTERM (FastStream handles them), then stop the api server gracefully."""
+    server = api_server(redis_url, host, port) if api else None
+    api_task = asyncio.create_task(server.serve()) if server else None
+    try:
+        await app.run()
+    finally:
+        if server and api_task:
+            server.should_exit = True
+            await api_task

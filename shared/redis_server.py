@@ -66,7 +66,10 @@ class EmbeddedRedis:
             "--logfile",
             str(self.data_dir / "redis.log"),
         ]
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: Ctrl-C in a terminal stops paperwire, which then stops Redis last, not first.
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         atexit.register(self.stop)
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + timeout
