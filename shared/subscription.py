@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from shared.paper import InvalidArxivId, normalize_arxiv_id
+from shared.query import QueryError, parse_query
 from shared.taxonomy import is_known_category
 
 _EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
@@ -113,6 +114,20 @@ class SubscriptionSpec(BaseModel):
         if any(len(v) > 2000 for v in cleaned):
             raise ValueError("entries must be at most 2000 characters")
         return cleaned
+
+    @field_validator("keywords")
+    @classmethod
+    def _queries_parse(cls, values: list[str]) -> list[str]:
+        """The classifier runs these with the same parser, so a query that would fail there fails here."""
+        problems = []
+        for value in values:
+            try:
+                parse_query(value)
+            except QueryError as exc:
+                problems.append(f"{value!r}: {exc}")
+        if problems:
+            raise ValueError(f"bad keyword queries: {'; '.join(problems)}")
+        return values
 
     @field_validator("categories", "exclude_categories")
     @classmethod

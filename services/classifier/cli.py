@@ -16,6 +16,9 @@ def eval_relevance(
     k: Annotated[int, typer.Option("--k", help="seed papers per simulated subscriber")] = 10,
     draws: Annotated[int, typer.Option("--draws", help="random seed draws per category")] = 5,
     eval_days: Annotated[int, typer.Option("--eval-days", help="last days treated as new papers")] = 2,
+    folds: Annotated[
+        str, typer.Option("--folds", help="'last': the last --eval-days are new; 'rotate': each day in turn is new")
+    ] = "last",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
     rounds: Annotated[int, typer.Option("--feedback-rounds", help="simulated rating rounds")] = 3,
@@ -35,6 +38,7 @@ def eval_relevance(
             k=k,
             draws=draws,
             eval_days=eval_days,
+            folds=folds,
             seed=seed,
             feedback_rounds=rounds,
             cache=cache,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import structlog
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 DIMS = 384
@@ -34,19 +35,23 @@ def model_dir() -> Path:
 
 
 def _load(onnx_dir: Path | None = None) -> EmbedFn:
-    """The shared ONNX embedder when an exported model directory is given or found, else
-    sentence-transformers on the same bundled weights (a dev dependency)."""
+    """The shared ONNX embedder from the exported model directory (the one the embedder service uses:
+    ``PAPERWIRE_MODEL_DIR``, else ``data/models/<id>``); sentence-transformers on the bundled weights
+    only as a last resort (a dev dependency), with a warning, so a missing export is visible."""
+    from shared.embedding import default_model_dir
+
     candidates = [onnx_dir] if onnx_dir else []
-    env_dir = os.environ.get("CLASSIFIER_MODEL_DIR") or os.environ.get("EMBEDDER_MODEL_DIR")
-    if env_dir:
-        candidates.append(Path(env_dir))
-    candidates.append(Path("data/model"))
+    candidates.append(default_model_dir())
     for candidate in candidates:
         if (candidate / "manifest.json").exists():
             from shared.embedding import load_embedder
 
             embedder = load_embedder(candidate, "fp32")
             return lambda texts: np.asarray(embedder.embed(list(texts)), dtype=np.float32)
+    structlog.get_logger("paperwire.classifier").warning(
+        "no exported model; falling back to sentence-transformers (run `paperwire model export`)",
+        looked_in=[str(c) for c in candidates],
+    )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 

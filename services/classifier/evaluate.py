@@ -1,8 +1,11 @@
 """`paperwire eval relevance`: the "category as interest" protocol, paperwire against known recipes.
 
-The last ``eval_days`` days are new papers, earlier days are history. For each primary category with
-at least ``k`` history papers and some new ones, a simulated subscriber gives ``k`` random history
-papers of that category as seeds; every new paper is ranked; relevant = same primary category.
+The last ``eval_days`` days are new papers, earlier days are history (``folds="last"``); or, with
+``folds="rotate"``, each day in turn is the new day and every other day is history, and the
+per-category results of all folds are averaged (a category of another fold counts separately).
+For each primary category with at least ``k`` history papers and some new ones, a simulated
+subscriber gives ``k`` random history papers of that category as seeds; every new paper is ranked;
+relevant = same primary category.
 Metrics are macro-averaged: per category over draws, then over categories.
 """
 
@@ -53,6 +56,7 @@ class EvalResult:
     k: int
     draws: int
     eval_days: int
+    folds: str
     n_history: int
     n_new: int
     categories: list[str]
@@ -69,6 +73,7 @@ class EvalResult:
             "k": self.k,
             "draws": self.draws,
             "eval_days": self.eval_days,
+            "folds": self.folds,
             "history_papers": self.n_history,
             "new_papers": self.n_new,
             "categories": len(self.categories),
@@ -88,8 +93,22 @@ def split_by_days(papers: list[LabeledPaper], eval_days: int) -> tuple[list[Labe
     return [p for p in papers if p.day < cut], [p for p in papers if p.day >= cut]
 
 
-def build_split(papers: list[LabeledPaper], eval_days: int, cache: Path | None, embed: Callable | None = None) -> Split:
-    history, new = split_by_days(papers, eval_days)
+def rotating_splits(papers: list[LabeledPaper]) -> list[tuple[list[LabeledPaper], list[LabeledPaper]]]:
+    """Each day in turn is the new day; all other days (earlier and later) are its history."""
+    days = sorted({p.day for p in papers})
+    if len(days) < 2:
+        raise ValueError(f"the data set has {len(days)} day(s); rotating folds need at least 2")
+    return [([p for p in papers if p.day != d], [p for p in papers if p.day == d]) for d in days]
+
+
+def build_split(
+    papers: list[LabeledPaper],
+    eval_days: int,
+    cache: Path | None,
+    embed: Callable | None = None,
+    parts: tuple[list[LabeledPaper], list[LabeledPaper]] | None = None,
+) -> Split:
+    history, new = parts if parts is not None else split_by_days(papers, eval_days)
     texts_h, texts_n = [p.text for p in history], [p.text for p in new]
     vectors = embed_cached(texts_h + texts_n, cache, embed)
     return Split(history, new, vectors[: len(history)], vectors[len(history) :], texts_h, texts_n)
@@ -183,6 +202,7 @@ def evaluate(
     k: int = 10,
     draws: int = 5,
     eval_days: int = 2,
+    folds: str = "last",
     seed: int = 0,
     feedback_rounds: int = 3,
     cache: Path | None = Path("data/cache/embeddings.sqlite"),
@@ -190,35 +210,50 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
 ) -> EvalResult:
     papers = load_dataset(dataset) if isinstance(dataset, Path) else dataset
-    split = build_split(papers, eval_days, cache, embed)
-    _tfidf(split)
-    prim_h, prim_n = split.primaries()
-    categories = sorted(c for c in set(prim_h) if (prim_h == c).sum() >= k and (prim_n == c).any())
-    if not categories:
-        raise ValueError(f"no primary category has >= {k} history papers and some new ones")
+    if folds not in ("last", "rotate"):
+        raise ValueError(f"--folds must be 'last' or 'rotate', not {folds!r}")
+    if folds == "rotate":
+        parts_list: list[tuple[list[LabeledPaper], list[LabeledPaper]] | None] = list(rotating_splits(papers))
+        embed_cached([p.text for p in papers], cache, embed)  # embed every paper once, then folds hit the cache
+    else:
+        parts_list = [None]
     rng = np.random.default_rng(seed)
     per_cat: dict[str, dict[str, list[tuple[float, float]]]] = {m: {} for m in METHODS}
     rounds: dict[int, dict[str, list[float]]] = {r: {} for r in range(feedback_rounds + 1)}
-    ranker = ProductionRanker(background=split.x_history)
-    for cat_no, category in enumerate(categories):
-        if progress:
-            progress(f"[{cat_no + 1}/{len(categories)}] {category}")
-        relevant = prim_n == category
-        pool = np.flatnonzero(prim_h == category)
-        for _ in range(draws):
-            seeds = rng.choice(pool, size=k, replace=False)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for method in METHODS:
-                    if method == "paperwire":
-                        scores = ranker.scores(split.x_new, split.x_history[seeds])
-                    else:
-                        scores = baseline_scores(method, split, seeds, rng)
-                    per_cat[method].setdefault(category, []).append(
-                        (ndcg_at_k(scores, relevant, 10), precision_at_k(scores, relevant, 10))
-                    )
-            if feedback_rounds:
-                _feedback_run(ranker, split, seeds, relevant, feedback_rounds, category, rounds)
+    categories: list[str] = []
+    n_history = n_new = 0
+    for fold_no, parts in enumerate(parts_list):
+        split = build_split(papers, eval_days, cache, embed, parts)
+        n_history += len(split.history)
+        n_new += len(split.new)
+        _tfidf(split)
+        prim_h, prim_n = split.primaries()
+        fold_cats = sorted(c for c in set(prim_h) if (prim_h == c).sum() >= k and (prim_n == c).any())
+        prefix = f"{split.new[0].day}/" if folds == "rotate" else ""
+        ranker = ProductionRanker(background=split.x_history)
+        for category in fold_cats:
+            key = prefix + category
+            categories.append(key)
+            if progress:
+                progress(f"[fold {fold_no + 1}/{len(parts_list)}] {category}")
+            relevant = prim_n == category
+            pool = np.flatnonzero(prim_h == category)
+            for _ in range(draws):
+                seeds = rng.choice(pool, size=k, replace=False)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    for method in METHODS:
+                        if method == "paperwire":
+                            scores = ranker.scores(split.x_new, split.x_history[seeds])
+                        else:
+                            scores = baseline_scores(method, split, seeds, rng)
+                        per_cat[method].setdefault(key, []).append(
+                            (ndcg_at_k(scores, relevant, 10), precision_at_k(scores, relevant, 10))
+                        )
+                if feedback_rounds:
+                    _feedback_run(ranker, split, seeds, relevant, feedback_rounds, key, rounds)
+    if not categories:
+        raise ValueError(f"no primary category has >= {k} history papers and some new ones")
     methods = {
         m: {
             "ndcg@10": round(float(np.mean([np.mean([a for a, _ in v]) for v in per_cat[m].values()])), 4),
@@ -230,9 +265,13 @@ def evaluate(
     for r in range(feedback_rounds + 1):
         value = float(np.mean([np.mean(v) for v in rounds[r].values()])) if rounds[r] else 0.0
         round_rows.append({"round": r, "ndcg@10": round(value, 4)})
-    for row in round_rows:
+    for i, row in enumerate(round_rows):
         row["gain"] = round(row["ndcg@10"] - round_rows[0]["ndcg@10"], 4)
-    return EvalResult(k, draws, eval_days, len(split.history), len(split.new), categories, methods, round_rows)
+        row["gain_over_previous"] = round(row["ndcg@10"] - round_rows[max(i - 1, 0)]["ndcg@10"], 4)
+    n_folds = len(parts_list)
+    return EvalResult(
+        k, draws, eval_days, folds, n_history // n_folds, n_new // n_folds, categories, methods, round_rows
+    )
 
 
 def _feedback_run(
@@ -271,8 +310,12 @@ def format_table(result: EvalResult) -> str:
     data = result.to_dict()
     setup = data["setup"]
     lines = [
-        f"history {result.n_history} papers, new {result.n_new} papers (last {result.eval_days} day(s)), "
-        f"{len(result.categories)} categories, k={result.k} seeds, {result.draws} draws",
+        (
+            f"rotating folds (each day new once): history {result.n_history}, new {result.n_new} papers per fold, "
+            if result.folds == "rotate"
+            else f"history {result.n_history} papers, new {result.n_new} papers (last {result.eval_days} day(s)), "
+        )
+        + f"{len(result.categories)} categories, k={result.k} seeds, {result.draws} draws",
         "",
         f"{'method':50s} {'nDCG@10':>8s} {'P@10':>8s}",
     ]
@@ -284,5 +327,8 @@ def format_table(result: EvalResult) -> str:
     if result.feedback_rounds:
         lines += ["", "feedback rounds (user rates the top 10 each round; scored on unrated papers)"]
         for row in result.feedback_rounds:
-            lines.append(f"  round {row['round']}: nDCG@10 {row['ndcg@10']:.4f}  gain {row['gain']:+.4f}")
+            lines.append(
+                f"  round {row['round']}: nDCG@10 {row['ndcg@10']:.4f}  gain {row['gain']:+.4f}"
+                f"  (vs previous round {row['gain_over_previous']:+.4f})"
+            )
     return "\n".join(lines)

@@ -18,24 +18,52 @@ import torch
 torch.set_num_threads(1)
 
 
+def _b64(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+
+
+def _unb64(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
+
+
 @dataclass
 class LinearModel:
+    """``w·x + b``; with ``center`` set, ``w·unit(x - center)`` (a cosine in background-centred space)."""
+
     weights: np.ndarray  # (d,)
     bias: float
     n_pos: int = 0
     n_neg: int = 0
+    center: np.ndarray | None = None
+    kind: str = "linear"  # "linear" (logistic regression) or "centroid"
+    loo_auc: float = float("nan")  # leave-one-out AUC that chose this model, for logs and reasons
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
-        return vectors @ self.weights + self.bias
+        vectors = np.asarray(vectors, np.float32)
+        if self.center is None:
+            return vectors @ self.weights + self.bias
+        shifted = vectors - self.center
+        norms = np.maximum(np.linalg.norm(shifted, axis=-1), 1e-12)
+        return (shifted @ self.weights) / norms + self.bias
 
     def to_dict(self) -> dict[str, object]:
-        raw = np.asarray(self.weights, dtype="<f4").tobytes()
-        return {"w": base64.b64encode(raw).decode(), "b": self.bias, "n_pos": self.n_pos, "n_neg": self.n_neg}
+        out: dict[str, object] = {"w": _b64(self.weights), "b": self.bias, "n_pos": self.n_pos, "n_neg": self.n_neg}
+        out["kind"] = self.kind
+        if self.center is not None:
+            out["center"] = _b64(self.center)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> LinearModel:
-        weights = np.frombuffer(base64.b64decode(str(data["w"])), dtype="<f4").astype(np.float32)
-        return cls(weights, float(data["b"]), int(data.get("n_pos", 0)), int(data.get("n_neg", 0)))  # type: ignore[arg-type]
+        center = _unb64(str(data["center"])) if data.get("center") else None
+        return cls(
+            _unb64(str(data["w"])),
+            float(data["b"]),  # type: ignore[arg-type]
+            int(data.get("n_pos", 0)),  # type: ignore[arg-type]
+            int(data.get("n_neg", 0)),  # type: ignore[arg-type]
+            center,
+            str(data.get("kind", "linear")),
+        )
 
 
 def train_linear(
@@ -69,7 +97,7 @@ def train_linear(
     dims = x.shape[1]
     w = torch.zeros(dims, requires_grad=True)
     b = torch.zeros(1, requires_grad=True)
-    if warm is not None and warm.weights.shape == (dims,):
+    if warm is not None and warm.center is None and warm.weights.shape == (dims,):
         with torch.no_grad():
             w.copy_(torch.from_numpy(warm.weights))
             b.fill_(warm.bias)

@@ -1,11 +1,20 @@
-"""Seed-based ranking with feedback: the model the eval command measures and the service runs.
+"""Seed-based ranking with feedback: the one model the eval command measures and the service runs.
 
-A subscription is a handful of positive vectors (seed papers, interest texts, liked papers), maybe
-some disliked papers, and a background of recent papers it did not pick. A strongly L2-regularised,
-class-balanced logistic regression against that background sits between the centroid-minus-
-background direction (its limit under heavy regularisation: robust with 10 seeds) and a free linear
-classifier (better once ratings accumulate). Liked and disliked papers enter as labeled examples
-with more weight than the background, and retraining warm-starts from the previous weights.
+A subscription gives a handful of positives (seed papers, interest texts, liked papers), maybe some
+disliked papers, and a background of recent papers it did not pick. The background is *unlabeled*,
+not negative: it holds papers on the subscriber's topic too (positive-unlabeled learning). How many
+depends on the topic's share of the listing, which we cannot see, and it decides which model wins:
+
+* a **centroid** of the positives in background-centred space (minus a Rocchio share of the disliked
+  papers) is robust when the topic is broad: its background is full of unlabeled positives that a
+  discriminative model learns to push down;
+* a class-balanced, L2-regularised **logistic regression** against the background (disliked papers as
+  explicit negatives) is sharper for narrow topics.
+
+Instead of guessing, each subscription picks by leave-one-out on its own positives: hold one out,
+fit on the rest, and measure the share of background papers it is ranked above (P-vs-U AUC, which
+under the usual "selected completely at random" assumption is a linear function of the P-vs-N AUC).
+No labels beyond the user's own are used, so the choice adapts to other fields and data sets.
 """
 
 from __future__ import annotations
@@ -18,6 +27,26 @@ from services.classifier.learner import LinearModel, train_linear
 
 SEED_L2 = 0.03
 FEEDBACK_L2 = 0.01
+ROCCHIO_NEGATIVE = 0.25  # classic Rocchio gamma: disliked papers pull the centroid away, gently
+MAX_HELD_OUT = 10  # leave-one-out rounds per fit (evenly spread over the positives)
+LOO_STEPS = 10  # L-BFGS steps per leave-one-out fit, warm-started from the full fit
+DUPLICATE_COS = 0.999  # a background row this close to a positive is that paper (float16 copies differ)
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
+def centroid_model(positives: np.ndarray, disliked: np.ndarray, center: np.ndarray) -> LinearModel:
+    """Cosine to the Rocchio centroid in background-centred space (``LinearModel.center`` set)."""
+    pos = _unit_rows(positives - center)
+    direction = pos.mean(axis=0)
+    if len(disliked):
+        direction = direction - ROCCHIO_NEGATIVE * _unit_rows(disliked - center).mean(axis=0)
+    direction = direction / max(float(np.linalg.norm(direction)), 1e-12)
+    return LinearModel(
+        direction.astype(np.float32), 0.0, len(positives), len(disliked), center=center.astype(np.float32)
+    )
 
 
 @dataclass
@@ -25,6 +54,50 @@ class SeedRanker:
     background: np.ndarray
     background_weight: float = 1.0
     l2: float = SEED_L2
+    steps: int = 30
+
+    def _l2(self, n_negatives: int) -> float:
+        # Rated papers carry more weight as they accumulate; few ratings barely move the seed model.
+        return self.l2 if n_negatives == 0 else max(FEEDBACK_L2, self.l2 * 10 / (10 + n_negatives))
+
+    def fit_linear(
+        self, positives: np.ndarray, disliked: np.ndarray, warm: LinearModel | None = None, steps: int | None = None
+    ) -> LinearModel:
+        return train_linear(
+            positives,
+            disliked,
+            background=self.background,
+            background_weight=self.background_weight,
+            l2=self._l2(len(disliked)),
+            warm=warm if warm is not None and warm.center is None else None,
+            steps=steps or self.steps,
+        )
+
+    def center(self) -> np.ndarray:
+        return self.background.mean(axis=0)
+
+    def loo_auc(self, positives: np.ndarray, disliked: np.ndarray, kind: str, full: LinearModel) -> float:
+        """Mean share of background (and disliked) papers ranked below a held-out positive."""
+        n = len(positives)
+        if n < 3:
+            return float("nan")
+        held = np.unique(np.linspace(0, n - 1, min(n, MAX_HELD_OUT)).round().astype(int))
+        # The positives themselves may sit in the background sample: they are not "others" to beat.
+        unit = positives / np.maximum(np.linalg.norm(positives, axis=1, keepdims=True), 1e-12)
+        copies = (self.background @ unit.T).max(axis=1) > DUPLICATE_COS * np.linalg.norm(self.background, axis=1)
+        others = self.background[~copies]
+        others = np.concatenate([others, disliked]) if len(disliked) else others
+        center = self.center()
+        aucs = []
+        for i in held:
+            rest = np.delete(positives, i, axis=0)
+            if kind == "centroid":
+                model = centroid_model(rest, disliked, center)
+            else:
+                model = self.fit_linear(rest, disliked, warm=full, steps=LOO_STEPS)
+            score = model.logits(positives[i : i + 1])[0]
+            aucs.append(float(np.mean(model.logits(others) < score)))
+        return float(np.mean(aucs))
 
     def fit(
         self,
@@ -32,18 +105,18 @@ class SeedRanker:
         negatives: np.ndarray | None = None,
         warm: LinearModel | None = None,
     ) -> LinearModel:
+        """Fit both candidates and keep the one its own positives prefer under leave-one-out."""
         dims = positives.shape[1]
-        negatives = np.zeros((0, dims), np.float32) if negatives is None else negatives
-        # Rated papers carry more weight as they accumulate; few ratings barely move the seed model.
-        l2 = self.l2 if len(negatives) == 0 else max(FEEDBACK_L2, self.l2 * 10 / (10 + len(negatives)))
-        return train_linear(
-            positives,
-            negatives,
-            background=self.background,
-            background_weight=self.background_weight,
-            l2=l2,
-            warm=warm,
-        )
+        disliked = np.zeros((0, dims), np.float32) if negatives is None else np.asarray(negatives, np.float32)
+        linear = self.fit_linear(positives, disliked, warm=warm)
+        centroid = centroid_model(positives, disliked, self.center())
+        auc_linear = self.loo_auc(positives, disliked, "linear", linear)
+        auc_centroid = self.loo_auc(positives, disliked, "centroid", centroid)
+        if np.isnan(auc_linear) or auc_linear >= auc_centroid:
+            linear.kind, linear.loo_auc = "linear", auc_linear
+            return linear
+        centroid.kind, centroid.loo_auc = "centroid", auc_centroid
+        return centroid
 
     def scores(self, candidates: np.ndarray, positives: np.ndarray) -> np.ndarray:
         return self.fit(positives).logits(candidates)

@@ -17,15 +17,17 @@ import numpy as np
 from scipy import sparse
 
 from services.classifier.learner import LinearModel
-from services.classifier.query import Node, Term, normalize_text, parse_query
 from shared.paper import Paper
+from shared.query import Node, Term, normalize_text, parse_query
 from shared.subscription import Subscription
 from shared.taxonomy import category_matches
 
 KEYWORD_BONUS = 0.15
 AUTHOR_SCORE = 1.0
-MODEL_WEIGHT = 0.85  # share of the model in the semantic score before enough ratings
-MIN_RATINGS = 6  # ratings (with both likes and dislikes) before the feedback model takes over
+# The model already blends seeds and ratings (one fit, ratings weighing more as they accumulate, see
+# ranker.py), so it ranks alone; the closest-positive cosine only sets the scale thresholds live on.
+MODEL_WEIGHT = 1.0
+MIN_RATINGS = 6  # ratings (with both likes and dislikes) before reasons credit "your ratings"
 FEEDBACK_WEIGHT = 1.0
 
 
@@ -94,19 +96,10 @@ class Match:
     paper_id: str
     score: float
     reasons: list[str]
+    trending_rank: int | None = None
 
 
-def semantic_blend(
-    max_cos: np.ndarray, percentile: np.ndarray, background_cos: np.ndarray, weight: float
-) -> np.ndarray:
-    """The semantic score: the model's verdict expressed on the cosine scale, blended with the cosine.
-
-    ``percentile`` is the share of recent background papers the model ranks below this paper; it is
-    mapped through the background's own closest-positive cosines (quantile mapping), so the score has
-    the cosine's distribution (thresholds keep their meaning) but the model's ranking.
-    """
-    mapped = np.interp(percentile, np.linspace(0.0, 1.0, len(background_cos)), background_cos)
-    return (1.0 - weight) * max_cos + weight * mapped
+TrendingRanks = dict[str, np.ndarray]  # "day"/"week" -> (papers,) rank by upvotes, 1 = top, 0 = not listed
 
 
 def _term_columns(papers: list[Paper], terms: set[Term]) -> dict[Term, np.ndarray]:
@@ -118,8 +111,79 @@ def _term_columns(papers: list[Paper], terms: set[Term]) -> dict[Term, np.ndarra
     }
 
 
-def _percentiles(logits: np.ndarray, background: np.ndarray) -> np.ndarray:
-    return np.searchsorted(background, logits, side="right") / max(len(background), 1)
+def _model_logits(vectors: np.ndarray, models: list[LinearModel]) -> np.ndarray:
+    """(papers x models) logits in two matrix products; centred models divide by ``|x - center|``."""
+    w = np.stack([m.weights for m in models]).astype(np.float32)
+    b = np.array([m.bias for m in models], np.float32)
+    logits = vectors @ w.T
+    centred = np.array([m.center is not None for m in models])
+    if centred.any():
+        c = np.stack([m.center for m in models if m.center is not None]).astype(np.float32)
+        wc = w[centred]
+        sq = (vectors * vectors).sum(axis=1)[:, None] - 2.0 * (vectors @ c.T) + (c * c).sum(axis=1)[None, :]
+        logits[:, centred] = (logits[:, centred] - (wc * c).sum(axis=1)[None, :]) / np.sqrt(np.maximum(sq, 1e-24))
+    return logits + b[None, :]
+
+
+def _positions(logits: np.ndarray, backgrounds: np.ndarray) -> np.ndarray:
+    """Per column, how many of that model's sorted background logits are <= each paper's: one searchsorted.
+
+    Columns are moved apart by a constant offset so the concatenation of all sorted backgrounds stays
+    sorted; a paper's position in it, minus its column's start, is its rank in its own background.
+    """
+    n_models, m = backgrounds.shape
+    lo = min(float(backgrounds.min()), float(logits.min()))
+    span = max(float(backgrounds.max()), float(logits.max())) - lo + 1.0
+    offsets = np.arange(n_models, dtype=np.float64) * span - lo
+    keys = (backgrounds.astype(np.float64) + offsets[:, None]).ravel()
+    pos = np.searchsorted(keys, logits.astype(np.float64) + offsets[None, :], side="right")
+    return pos - (np.arange(n_models) * m)[None, :]
+
+
+def calibrate(logits: np.ndarray, bg_logits: list[np.ndarray], bg_cos: list[np.ndarray]) -> np.ndarray:
+    """Put each model's logits on the cosine scale: a monotone map through its background sample.
+
+    Each background paper gives a point (model logit, closest-positive cosine), both sorted; a paper's
+    logit is interpolated between its neighbours, and beyond the ends extended along the overall
+    slope. Thresholds keep their cosine meaning, and the order is the model's own, ties included.
+    """
+    if len({len(x) for x in bg_logits}) != 1:
+        return np.concatenate(
+            [calibrate(logits[:, j : j + 1], [bg_logits[j]], [bg_cos[j]]) for j in range(len(bg_logits))], axis=1
+        )
+    lx = np.stack(bg_logits).astype(np.float64)  # (models x m), sorted rows
+    ly = np.stack(bg_cos).astype(np.float64)
+    m = lx.shape[1]
+    pos = _positions(logits, lx)
+    cols = np.arange(lx.shape[0])[None, :]
+    left, right = np.clip(pos - 1, 0, m - 1), np.clip(pos, 0, m - 1)
+    xl, xr, yl, yr = lx[cols, left], lx[cols, right], ly[cols, left], ly[cols, right]
+    gap = xr - xl
+    frac = np.where(gap > 0, (logits - xl) / np.where(gap > 0, gap, 1.0), 0.0)
+    out = yl + np.clip(frac, 0.0, 1.0) * (yr - yl)
+    slope = (ly[:, -1] - ly[:, 0]) / np.maximum(lx[:, -1] - lx[:, 0], 1e-9)
+    slope = np.maximum(slope, 1e-6)[None, :]
+    out = np.where(pos == 0, ly[:, :1].T + (logits - lx[:, :1].T) * slope, out)
+    out = np.where(pos >= m, ly[:, -1:].T + (logits - lx[:, -1:].T) * slope, out)
+    return out.astype(np.float32)
+
+
+def trending_matrix(profiles: list[Profile], n: int, trending: TrendingRanks | None) -> np.ndarray:
+    """(papers x subs) trending rank where it is within the subscription's top-N, else 0."""
+    out = np.zeros((n, len(profiles)), np.int64)
+    if not trending:
+        return out
+    for window in ("day", "week"):
+        cols = [
+            j for j, p in enumerate(profiles) if p.subscription.trending and p.subscription.trending.window == window
+        ]
+        ranks = trending.get(window)
+        if not cols or ranks is None:
+            continue
+        top = np.array([profiles[j].subscription.trending.top for j in cols])  # type: ignore[union-attr]
+        r = np.asarray(ranks, np.int64)[:, None]
+        out[:, cols] = np.where((r > 0) & (r <= top[None, :]), r, 0)
+    return out
 
 
 class Scorer:
@@ -146,16 +210,25 @@ class Scorer:
         semantic = max_cos.copy()
         with_model = np.flatnonzero(weights > 0)
         if len(with_model):
-            w = np.stack([profiles[i].model.weights for i in with_model])  # type: ignore[union-attr]
-            b = np.array([profiles[i].model.bias for i in with_model], np.float32)  # type: ignore[union-attr]
-            logits = vectors @ w.T + b
-            for col, i in enumerate(with_model):  # one vectorised searchsorted per subscription
-                prof = profiles[i]
-                pct = _percentiles(logits[:, col], prof.background_logits)  # type: ignore[arg-type]
-                semantic[:, i] = semantic_blend(max_cos[:, i], pct, prof.background_cos, float(weights[i]))  # type: ignore[arg-type]
+            logits = _model_logits(vectors, [profiles[i].model for i in with_model])  # type: ignore[misc]
+            mapped = calibrate(
+                logits,
+                [profiles[i].background_logits for i in with_model],  # type: ignore[misc]
+                [profiles[i].background_cos for i in with_model],  # type: ignore[misc]
+            )
+            w = weights[with_model][None, :]
+            semantic[:, with_model] = (1.0 - w) * max_cos[:, with_model] + w * mapped
         return max_cos, semantic
 
-    def score(self, papers: list[Paper], vectors: np.ndarray, *, with_reasons: bool = True) -> list[Match]:
+    def score(
+        self,
+        papers: list[Paper],
+        vectors: np.ndarray,
+        *,
+        with_reasons: bool = True,
+        trending: TrendingRanks | None = None,
+    ) -> list[Match]:
+        """Matches of every (paper, subscription) pair that passes; ``trending`` gives the papers' ranks."""
         vectors = np.asarray(vectors, np.float32).reshape(len(papers), -1)
         terms = {t for p in self.profiles for q in p.queries for t in q.terms()}
         columns = _term_columns(papers, terms)
@@ -164,7 +237,7 @@ class Scorer:
         for start in range(0, len(self.profiles), self.chunk):
             part = self.profiles[start : start + self.chunk]
             max_cos, semantic = self._chunk_semantic(vectors, part)
-            matches += self._decide(papers, vectors, part, semantic, columns, authors, with_reasons)
+            matches += self._decide(papers, vectors, part, semantic, columns, authors, with_reasons, trending)
         return matches
 
     def _decide(
@@ -176,6 +249,7 @@ class Scorer:
         columns: dict[Term, np.ndarray],
         authors: list[set[str]],
         with_reasons: bool,
+        trending: TrendingRanks | None = None,
     ) -> list[Match]:
         n, s = semantic.shape
         kw = np.zeros((n, s), bool)
@@ -202,11 +276,22 @@ class Scorer:
         score = np.where(only_keywords[None, :] & kw, np.maximum(score, 1.0), score)
         threshold = np.array([p.subscription.threshold for p in profiles], np.float32)
         hit = ((score >= threshold[None, :]) | kw) & allowed
+        rank = trending_matrix(profiles, n, trending)
+        is_trending = np.array([p.subscription.trending is not None for p in profiles])
+        if is_trending.any():
+            narrow = np.array([bool(p.subscription.trending and p.subscription.trending.narrow) for p in profiles])
+            # A trending subscription gets the window's top papers, narrowed (if asked) to its own matches.
+            trend_hit = (rank > 0) & allowed & (~narrow[None, :] | hit)
+            hit = np.where(is_trending[None, :], trend_hit, hit)
+            top = np.array([p.subscription.trending.top if p.subscription.trending else 1 for p in profiles])
+            rank_score = 1.0 - (rank - 1) / (2.0 * top[None, :])
+            score = np.where(is_trending[None, :] & only_keywords[None, :] & trend_hit, rank_score, score)
         hit |= author_hit
         score = np.where(author_hit, np.maximum(score, AUTHOR_SCORE), score)
         out = []
         for i, j in zip(*np.nonzero(hit), strict=True):
             prof, paper = profiles[j], papers[i]
+            trend_rank = int(rank[i, j]) if rank[i, j] > 0 and is_trending[j] else None
             reasons = (
                 self._reasons(
                     prof, paper, vectors[i], float(semantic[i, j]), columns, i, bool(author_hit[i, j]), authors[i]
@@ -214,7 +299,12 @@ class Scorer:
                 if with_reasons
                 else []
             )
-            out.append(Match(prof.subscription.id, paper.id, round(float(score[i, j]), 4), reasons))
+            if with_reasons and trend_rank is not None:
+                window = "today" if prof.subscription.trending.window == "day" else "this week"  # type: ignore[union-attr]
+                upvotes = paper.hf.upvotes if paper.hf else 0
+                reasons = [r for r in reasons if "upvotes on Hugging Face" not in r]
+                reasons.insert(0, f"#{trend_rank} trending on Hugging Face Daily Papers {window} ({upvotes} upvotes)")
+            out.append(Match(prof.subscription.id, paper.id, round(float(score[i, j]), 4), reasons, trend_rank))
         return out
 
     @staticmethod

@@ -2,7 +2,8 @@
 
 Redis keys it owns (prefix ``classifier:``): ``classifier:background:{space}`` (list of recent
 vectors, float16), ``classifier:feedback:{sub}`` (hash paper id -> like/dislike),
-``classifier:model:{sub}`` (the trained model, JSON). Matches are claimed once per
+``classifier:model:{sub}`` (the trained model, JSON), ``classifier:trending:{YYYY-MM-DD}`` (sorted set
+paper id -> Hugging Face upvotes of that Daily Papers day, for trending ranks). Matches are claimed once per
 subscription + paper, so a redelivered event never publishes a second MatchFound.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -17,7 +19,7 @@ import redis.asyncio as aioredis
 from services.classifier.embedding import embed_cached
 from services.classifier.learner import LinearModel
 from services.classifier.profiles import build_profile
-from services.classifier.scoring import Match, Profile, Scorer
+from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
 from shared.events import FeedbackGiven, MatchFound, PaperEmbedded
 from shared.paper import Paper
 from shared.storage import PaperStore, SubscriptionStore, claim_once
@@ -109,11 +111,38 @@ class ClassifierState:
         await self.add_background(vector)
         return await self.score_papers([event.paper], vector[None, :])
 
+    async def trending_ranks(self, papers: list[Paper]) -> TrendingRanks:
+        """Record each paper's upvotes under its Daily Papers day; rank = 1 + papers with more upvotes.
+
+        The day's (or the seven days') board as known when the paper arrives: a later paper with more
+        upvotes does not take back a notification already sent.
+        """
+        day_ranks = np.zeros(len(papers), np.int64)
+        week_ranks = np.zeros(len(papers), np.int64)
+        for i, paper in enumerate(papers):
+            if paper.hf is None:
+                continue
+            day: date = paper.hf.daily_date or paper.announced or datetime.now(UTC).date()
+            upvotes = paper.hf.upvotes
+            key = f"classifier:trending:{day.isoformat()}"
+            await self.redis.zadd(key, {paper.id: upvotes}, gt=True)
+            await self.redis.expire(key, int(timedelta(days=9).total_seconds()))
+            above = [
+                await self.redis.zcount(
+                    f"classifier:trending:{(day - timedelta(days=d)).isoformat()}", f"({upvotes}", "+inf"
+                )
+                for d in range(7)
+            ]
+            day_ranks[i] = above[0] + 1
+            week_ranks[i] = sum(above) + 1
+        return {"day": day_ranks, "week": week_ranks}
+
     async def score_papers(self, papers: list[Paper], vectors: np.ndarray) -> list[MatchFound]:
         profiles = list(self.profiles.values())
         if not profiles:
             return []
-        matches: list[Match] = Scorer(profiles).score(papers, vectors)
+        trending = await self.trending_ranks(papers) if any(p.subscription.trending for p in profiles) else None
+        matches: list[Match] = Scorer(profiles).score(papers, vectors, trending=trending)
         by_id = {p.id: p for p in papers}
         out = []
         for match in matches:
@@ -126,6 +155,7 @@ class ClassifierState:
                         paper=by_id[match.paper_id],
                         score=match.score,
                         reasons=match.reasons,
+                        trending_rank=match.trending_rank,
                     )
                 )
         return out

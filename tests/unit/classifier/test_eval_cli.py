@@ -57,6 +57,28 @@ def test_eval_relevance_on_a_real_slice(tmp_path: Path, labeled_slice) -> None:
     assert [r["round"] for r in out["feedback_rounds"]] == [0, 1, 2, 3]
 
 
+def test_eval_relevance_rotating_folds_on_a_real_slice(tmp_path: Path, labeled_slice) -> None:
+    """Each of the three days is the new day once; categories are counted per fold (day/category)."""
+    _, _, cache = labeled_slice
+    data = tmp_path / "data"
+    data.mkdir()
+    for src in sorted(DATASET.glob("*.jsonl"))[:3]:
+        (data / src.name).write_text("\n".join(src.read_text().splitlines()[:60]) + "\n")
+    shutil.copy(cache, tmp_path / "cache.sqlite")
+    args = ["eval", "relevance", "--dataset", str(data), "--k", "5", "--draws", "1", "--folds", "rotate"]
+    args += ["--feedback-rounds", "0", "--json", "--cache", str(tmp_path / "cache.sqlite")]
+    result = CliRunner().invoke(make_app(), args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["setup"]["folds"] == "rotate"
+    assert out["setup"]["best_baseline"] in ("tfidf_svm", "embedding_centroid", "embedding_logreg")
+    assert out["paperwire"]["ndcg@10"] > out["random"]["ndcg@10"]
+    text = CliRunner().invoke(make_app(), [a for a in args if a != "--json"]).output
+    assert "rotating folds (each day new once)" in text
+    bad = CliRunner().invoke(make_app(), [*args[:4], "--folds", "sideways"])
+    assert bad.exit_code == 2 and "--folds must be 'last' or 'rotate'" in bad.output
+
+
 def test_eval_relevance_reports_bad_dataset(tmp_path: Path) -> None:
     bad = tmp_path / "x.jsonl"
     bad.write_text('{"id": "1", "title": "t", "categories": "cs.CL"}\n')

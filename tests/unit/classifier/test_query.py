@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.classifier.query import QueryError, normalize_text, parse_query
+from shared.query import QueryError, normalize_text, parse_query
 
 
 def run(query: str, title: str, abstract: str = "") -> bool:

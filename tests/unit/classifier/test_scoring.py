@@ -88,4 +88,5 @@ def test_feedback_moves_ranking_in_expected_direction(labeled_slice) -> None:
         return float(ranks[is_cv].mean())
 
     assert mean_cv_rank(after) < mean_cv_rank(before) - 5
-    assert after.model_weight() == 1.0 and before.model_weight() < 1.0
+    assert after.n_ratings == 12 and before.n_ratings == 0
+    assert after.model is not None and after.model.n_neg == 6

@@ -1,0 +1,51 @@
+"""Subscription validation: every bad field gets a message that names the problem."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from shared.subscription import Subscription, SubscriptionSpec
+
+
+def _error(**fields: object) -> str:
+    with pytest.raises(ValidationError) as info:
+        SubscriptionSpec(**{"name": "s", **fields})  # type: ignore[arg-type]
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"interests": []}, "needs interests, seed papers, keywords, authors or trending"),
+        ({"interests": ["  "]}, "must not be blank"),
+        ({"categories": ["cs.XX", "cs.CL"]}, "unknown arXiv categories: cs.XX"),
+        ({"interests": ["x"], "exclude_categories": ["physics.magic"]}, "unknown arXiv categories: physics.magic"),
+        ({"seed_papers": ["2401.01234", "not-an-id"]}, "malformed arXiv ids: 'not-an-id'"),
+        ({"keywords": ['"unclosed phrase']}, "unbalanced quote"),
+        ({"keywords": ["(llm OR"]}, "bad keyword queries: '(llm OR': query ends where a term was expected"),
+        ({"keywords": ["-diffusion"]}, "a query cannot only exclude"),
+        ({"keywords": ["ab*"]}, "needs at least 3 letters before the *"),
+        ({"interests": ["x"], "threshold": 1.5}, "less than or equal to 1"),
+        ({"interests": ["x"], "top_k": 0}, "greater than or equal to 1"),
+        ({"trending": {"window": "month"}}, "'day' or 'week'"),
+        ({"trending": {"top": 0}}, "greater than or equal to 1"),
+        ({"interests": ["x"], "channels": {"email": "nobody"}}, "not an email address"),
+        ({"interests": ["x"], "schedule": {"timezone": "Mars/Olympus"}}, "unknown time zone"),
+        ({"interests": ["x"], "colour": "red"}, "Extra inputs are not permitted"),
+    ],
+)
+def test_bad_field_says_why(fields: dict[str, object], message: str) -> None:
+    assert message in _error(**fields)
+
+
+def test_good_spec_normalises_ids_and_keeps_queries() -> None:
+    spec = SubscriptionSpec(
+        name="ok",
+        seed_papers=["arXiv:2401.01234v2", "https://arxiv.org/abs/2401.01234", "hep-th/9711200"],
+        keywords=['ti:"language model" -survey', "diffusion OR flow*"],
+        trending={"window": "week", "top": 5, "narrow": True},
+    )
+    assert spec.seed_papers == ["2401.01234", "hep-th/9711200"]
+    assert spec.keywords == ['ti:"language model" -survey', "diffusion OR flow*"]
+    assert Subscription(**spec.model_dump()).trending.top == 5  # type: ignore[union-attr]
