@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 N="${N:-16384}"
 export PAPERWIRE_MODEL_DIR="${PAPERWIRE_MODEL_DIR:-/tmp/paperwire-gpu-model}"
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# Tokenizer worker processes turn their own Rust threads off; the baseline keeps its parallel tokenizer.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=true
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== environment" >&2
