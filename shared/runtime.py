@@ -60,14 +60,17 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
     """One broker carrying the routers of ``services``; groups ensured first, loops started after."""
     level = log_level or services[0].settings.log_level
     broker = RedisBroker(redis_url, logger=structlog.get_logger("faststream"))
-    for definition in services:
-        broker.include_router(definition.with_redis(redis_url).build_router(definition.with_redis(redis_url).settings))
     app = FastStream(broker, logger=structlog.get_logger("paperwire"))
     running: list[asyncio.Task[None]] = []
 
     @app.on_startup
     async def _prepare() -> None:
+        """Routers are built here, not at import: a service that cannot start (say, a model that does not
+        match its manifest) refuses at start with its reason, and importing its module never fails."""
         configure_logging(level)
+        for definition in services:
+            settings = definition.with_redis(redis_url).settings
+            broker.include_router(definition.build_router(settings))
         client = aioredis.Redis.from_url(redis_url)
         try:
             await ensure_groups(client)

@@ -14,9 +14,8 @@ from services.embedder.batch import carried_ids, done_key, embedded_events, plan
 from services.embedder.model import LazyEmbedder, check_model
 from services.embedder.settings import EmbedderSettings
 from shared.consumer import dead_letter, make_router, subscriber
-from shared.embedding import ModelError
 from shared.events import Stream
-from shared.runtime import DEFAULT_REDIS_URL, REGISTRY, ServiceDef, create_service_app
+from shared.runtime import DEFAULT_REDIS_URL, create_service_app
 from shared.storage import PaperStore, claim_once
 
 SERVICE = "embedder"
@@ -82,23 +81,4 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _build_at_import(settings: EmbedderSettings) -> RedisRouter:
-    """Importing this module never fails: a model problem found here refuses at service start instead."""
-    try:
-        return build_router(settings)
-    except ModelError as exc:
-        _refusals.append(exc)
-        return make_router(SERVICE, settings)
-
-
-_refusals: list[ModelError] = []
-_settings = EmbedderSettings()
-app = create_service_app(SERVICE, _build_at_import, _settings)
-REGISTRY[SERVICE] = ServiceDef(SERVICE, build_router, _settings)  # `paperwire run` builds (and checks) at start
-
-
-@app.on_startup
-async def _refuse_a_mismatched_model() -> None:
-    if _refusals:
-        log.error("model_refused", error=str(_refusals[0]))
-        raise _refusals[0]
+app = create_service_app(SERVICE, build_router, EmbedderSettings())

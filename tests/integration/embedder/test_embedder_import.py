@@ -9,12 +9,11 @@ from pathlib import Path
 
 SCRIPT = """
 import asyncio
-from faststream import TestApp
 import services.embedder.app as mod
-print("imported", len(mod._refusals))
+print("imported")
 async def main():
     try:
-        async with TestApp(mod.app):
+        async with mod.app:
             print("started")
     except Exception as exc:
         print("refused:", type(exc).__name__, exc)
@@ -23,10 +22,10 @@ asyncio.run(main())
 
 
 def test_import_succeeds_and_start_refuses(tmp_path: Path, clean_redis: str) -> None:
-    env = os.environ | {"PAPERWIRE_MODEL_DIR": str(tmp_path), "EMBEDDER_REDIS_URL": clean_redis}
+    env = os.environ | {"PAPERWIRE_MODEL_DIR": str(tmp_path), "REDIS_URL": clean_redis}
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "imported 1" in out.stdout
+    assert "imported" in out.stdout
     assert "refused: ModelError no manifest.json in" in out.stdout
     assert "paperwire model export" in out.stdout
     assert "started" not in out.stdout
