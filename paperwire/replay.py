@@ -42,7 +42,30 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
 
-class ReplayServer:
+class _LocalServer:
+    """A threaded HTTP server on an ephemeral 127.0.0.1 port, run for the length of a ``with`` block."""
+
+    path = ""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._httpd = _Server(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}{self.path}"
+
+    def __enter__(self):  # noqa: ANN204 - returns the subclass
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class ReplayServer(_LocalServer):
     """A threaded HTTP server on 127.0.0.1 replaying recorded responses; logs every request it served."""
 
     def __init__(self, routes: list[Route]) -> None:
@@ -69,21 +92,7 @@ class ReplayServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> ReplayServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._serve(Handler)
 
 
 @dataclass
@@ -92,8 +101,10 @@ class ReceivedWebhook:
     body: bytes
 
 
-class WebhookReceiver:
+class WebhookReceiver(_LocalServer):
     """A webhook endpoint on 127.0.0.1 that keeps every POST it accepted."""
+
+    path = "/hooks/paperwire"
 
     def __init__(self) -> None:
         self.received: list[ReceivedWebhook] = []
@@ -110,18 +121,4 @@ class WebhookReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/hooks/paperwire"
-
-    def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._serve(Handler)

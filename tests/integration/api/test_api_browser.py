@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 
 import httpx
 import pytest
@@ -12,25 +10,10 @@ import redis.asyncio as aioredis
 from faststream.redis import RedisBroker
 
 from shared.events import MatchFound
+from tests.browser import HEADLESS_FLAGS, require
 from tests.integration.api.api_helpers import SPEC, LiveServer, fixture_papers, owner_token
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-def _need_browser() -> None:
-    missing = [name for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not path]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("selenium (pip)")
-    if missing:
-        reason = f"headless browser test needs {', '.join(missing)} (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 async def _prepare(url: str, base: str, fixtures_dir) -> tuple[dict[str, str], str, str]:
@@ -50,7 +33,7 @@ async def _prepare(url: str, base: str, fixtures_dir) -> tuple[dict[str, str], s
 
 
 def test_edit_subscription_in_headless_chromium(live_api: LiveServer, clean_redis: str, fixtures_dir, tmp_path):
-    _need_browser()
+    browser = require("chromium", "chromedriver", python_modules=("selenium",))
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -59,19 +42,10 @@ def test_edit_subscription_in_headless_chromium(live_api: LiveServer, clean_redi
 
     alice, sid, page = asyncio.run(_prepare(clean_redis, live_api.url, fixtures_dir))
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1200,1600",
-    ):
+    options.binary_location = browser["chromium"]
+    for flag in (*HEADLESS_FLAGS, "--window-size=1200,1600"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(browser["chromedriver"]), options=options)
     try:
         driver.set_page_load_timeout(30)
         driver.get(page)

@@ -7,24 +7,12 @@ import json
 
 import redis as redis_sync
 import redis.asyncio as aioredis
-import typer
 import yaml
 from typer.testing import CliRunner
 
-from services.api.cli import COMMANDS
+from paperwire.cli import app as paperwire_cli
 from services.api.store import TokenStore
 from shared.subscription import Subscription
-
-
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    groups: dict[str, typer.Typer] = {}
-    for group, name, function in COMMANDS:
-        if group not in groups:
-            groups[group] = typer.Typer()
-            app.add_typer(groups[group], name=group)
-        groups[group].command(name)(function)
-    return app
 
 
 def verify(url: str, token: str) -> str | None:
@@ -42,7 +30,7 @@ def test_owner_token_subscription_export_cycle(clean_redis: str, tmp_path) -> No
     """Sync on purpose: the commands run their own event loop, as they do from a shell."""
     runner = CliRunner()
     env = {"REDIS_URL": clean_redis}
-    app = cli()
+    app = paperwire_cli
 
     def run(*args: str, input: str | None = None):
         return runner.invoke(app, list(args), env=env, input=input)

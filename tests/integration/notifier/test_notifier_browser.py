@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 import subprocess
 import zlib
@@ -15,18 +13,10 @@ import pytest
 from services.notifier.email_render import Links, render_html
 from services.notifier.jobs import MatchItem, digest_jobs
 from shared.subscription import Channels, Schedule
+from tests.browser import HEADLESS_FLAGS, require
 from tests.unit.notifier.notifier_papers import HF_MAY, hf_papers, listing_papers, subscription
 
 pytestmark = pytest.mark.browser
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (CI installs the Debian chromium package)")
-        pytest.skip("chromium is not installed: apt-get install -y chromium")
-    return found
 
 
 def png_pixels(path: Path) -> tuple[int, int, bytes]:
@@ -44,7 +34,7 @@ def png_pixels(path: Path) -> tuple[int, int, bytes]:
 
 
 def test_digest_renders_in_chromium(fixtures_dir: Path, tmp_path: Path) -> None:
-    binary = chromium()
+    binary = require("chromium")["chromium"]
     hf = hf_papers(fixtures_dir, HF_MAY)
     listing = listing_papers(fixtures_dir, 3)
     matches = [
@@ -61,13 +51,7 @@ def test_digest_renders_in_chromium(fixtures_dir: Path, tmp_path: Path) -> None:
     shot = tmp_path / "digest.png"
     common = [
         binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *HEADLESS_FLAGS,
         "--hide-scrollbars",
         f"--user-data-dir={tmp_path / 'profile'}",
     ]

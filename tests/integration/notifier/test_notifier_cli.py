@@ -8,24 +8,12 @@ from pathlib import Path
 
 import pytest
 import redis as redis_sync
-import typer
 from typer.testing import CliRunner
 
-from services.notifier.cli import COMMANDS
+from paperwire.cli import app as paperwire_cli
 from services.notifier.jobs import DeliveryJob, alert_jobs
 from services.notifier.queue import DEAD, JOBS
 from tests.unit.notifier.notifier_papers import hf_papers, items, subscription
-
-
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    groups: dict[str, typer.Typer] = {}
-    for group, name, function in COMMANDS:
-        if group not in groups:
-            groups[group] = typer.Typer()
-            app.add_typer(groups[group], name=group)
-        groups[group].command(name)(function)
-    return app
 
 
 def test_dead_deliveries_are_listed_and_replayed(
@@ -39,24 +27,24 @@ def test_dead_deliveries_are_listed_and_replayed(
         job.attempts, job.last_status, job.last_error = 7, 503, "HTTP 503: down"
         redis.hset(DEAD, job.id, job.model_dump_json())
     runner = CliRunner()
-    listed = runner.invoke(cli(), ["deliveries", "dead"])
+    listed = runner.invoke(paperwire_cli, ["deliveries", "dead"])
     assert listed.exit_code == 0, listed.output
     rows = [json.loads(line) for line in listed.output.splitlines()]
     assert sorted(r["id"] for r in rows) == sorted(j.id for j in jobs) and rows[0]["last_status"] == 503
-    assert runner.invoke(cli(), ["deliveries", "replay"]).exit_code != 0  # needs --id or --all
-    replayed = runner.invoke(cli(), ["deliveries", "replay", "--id", jobs[0].id])
+    assert runner.invoke(paperwire_cli, ["deliveries", "replay"]).exit_code != 0  # needs --id or --all
+    replayed = runner.invoke(paperwire_cli, ["deliveries", "replay", "--id", jobs[0].id])
     assert replayed.exit_code == 0 and replayed.output.splitlines() == ["replayed 1 deliveries", jobs[0].id]
     assert redis.hlen(JOBS) == 1 and redis.hlen(DEAD) == 1
     queued = DeliveryJob.model_validate_json(redis.hget(JOBS, jobs[0].id))
     assert queued.attempts == 0 and queued.last_error is None  # a fresh retry budget
     assert redis.zscore(f"notifier:q:{jobs[0].target_key}", jobs[0].id) <= time.time()
-    assert runner.invoke(cli(), ["deliveries", "replay", "--all"]).output.startswith("replayed 1 deliveries")
+    assert runner.invoke(paperwire_cli, ["deliveries", "replay", "--all"]).output.startswith("replayed 1 deliveries")
     assert redis.hlen(DEAD) == 0 and redis.hlen(JOBS) == 2
     redis.close()
 
 
 def test_bench_deliver_reports_throughput_and_isolation() -> None:
-    result = CliRunner().invoke(cli(), ["bench", "deliver", "--n", "40", "--endpoints", "2"])
+    result = CliRunner().invoke(paperwire_cli, ["bench", "deliver", "--n", "40", "--endpoints", "2"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.splitlines()[0])
     assert report["deliveries"] == 40 and report["deliveries_per_s"] > 0

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from services.embedder.cli import COMMANDS
+from paperwire.cli import app as paperwire_cli
 from services.embedder.export import bundled_model_dir, export_model, real_abstracts
 from services.embedder.model import check_model
 from services.embedder.settings import EmbedderSettings
@@ -125,27 +124,16 @@ def test_export_again_is_a_no_op(model_dir: Path) -> None:
     assert set(manifest.files) == {"fp32", "fp16", "int8"}
 
 
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    groups: dict[str, typer.Typer] = {}
-    for group, name, function in COMMANDS:
-        if group not in groups:
-            groups[group] = typer.Typer()
-            app.add_typer(groups[group], name=group)
-        groups[group].command(name)(function)
-    return app
-
-
 def test_cli_model_export_reports_the_files(model_dir: Path) -> None:
-    result = CliRunner().invoke(cli(), ["model", "export", "--out", str(model_dir)])
+    result = CliRunner().invoke(paperwire_cli, ["model", "export", "--out", str(model_dir)])
     assert result.exit_code == 0, result.output
     assert "int8: model.int8.onnx sha256" in result.output and "min cosine to fp32 0.9" in result.output
-    bad = CliRunner().invoke(cli(), ["model", "export", "--out", str(model_dir), "--precision", "fp8"])
+    bad = CliRunner().invoke(paperwire_cli, ["model", "export", "--out", str(model_dir), "--precision", "fp8"])
     assert bad.exit_code == 2 and "unknown precision" in bad.output
 
 
 def test_cli_bench_embed_json(model_dir: Path) -> None:
-    result = CliRunner().invoke(cli(), ["bench", "embed", "--n", "12", "--json", "--model-dir", str(model_dir)])
+    result = CliRunner().invoke(paperwire_cli, ["bench", "embed", "--n", "12", "--json", "--model-dir", str(model_dir)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{") :])
     assert report["n"] == 12 and report["precision"] == "int8"
