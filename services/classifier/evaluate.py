@@ -20,7 +20,7 @@ import numpy as np
 
 from services.classifier.dataset import LabeledPaper, load_dataset
 from services.classifier.embedding import embed_cached
-from services.classifier.learner import LinearModel
+from services.classifier.learner import Model
 from services.classifier.metrics import ndcg_at_k, precision_at_k, top_k
 from services.classifier.profiles import build_profile
 from services.classifier.scoring import Scorer
@@ -188,8 +188,8 @@ class ProductionRanker:
         seeds: np.ndarray,
         liked: np.ndarray,
         disliked: np.ndarray,
-        state: LinearModel | None = None,
-    ) -> tuple[np.ndarray, LinearModel | None]:
+        state: Model | None = None,
+    ) -> tuple[np.ndarray, Model | None]:
         seed_map = {f"s{i}": ("", v) for i, v in enumerate(seeds)}
         profile = build_profile(_EVAL_SUB, seeds[:0], seed_map, liked, disliked, self.background, warm=state)
         _, semantic = Scorer([profile])._chunk_semantic(candidates, [profile])
@@ -219,7 +219,7 @@ def evaluate(
         parts_list = [None]
     rng = np.random.default_rng(seed)
     per_cat: dict[str, dict[str, list[tuple[float, float]]]] = {m: {} for m in METHODS}
-    rounds: dict[int, dict[str, list[float]]] = {r: {} for r in range(feedback_rounds + 1)}
+    rounds: dict[int, dict[str, list[tuple[float, float]]]] = {r: {} for r in range(feedback_rounds + 1)}
     categories: list[str] = []
     n_history = n_new = 0
     for fold_no, parts in enumerate(parts_list):
@@ -261,13 +261,16 @@ def evaluate(
         }
         for m in METHODS
     }
-    round_rows = []
+    round_rows: list[dict[str, float]] = []
     for r in range(feedback_rounds + 1):
-        value = float(np.mean([np.mean(v) for v in rounds[r].values()])) if rounds[r] else 0.0
-        round_rows.append({"round": r, "ndcg@10": round(value, 4)})
-    for i, row in enumerate(round_rows):
-        row["gain"] = round(row["ndcg@10"] - round_rows[0]["ndcg@10"], 4)
-        row["gain_over_previous"] = round(row["ndcg@10"] - round_rows[max(i - 1, 0)]["ndcg@10"], 4)
+        per = rounds[r].values()
+        value = float(np.mean([np.mean([a for a, _ in v]) for v in per])) if rounds[r] else 0.0
+        control = float(np.mean([np.mean([b for _, b in v]) for v in per])) if rounds[r] else 0.0
+        row = {"round": r, "ndcg@10": round(value, 4), "seeds_only_ndcg@10": round(control, 4)}
+        row["gain"] = round(value - control, 4)
+        row["gain_over_previous"] = round(row["gain"] - (round_rows[-1]["gain"] if round_rows else 0.0), 4)
+        row["runs"] = sum(len(v) for v in per)
+        round_rows.append(row)
     n_folds = len(parts_list)
     return EvalResult(
         k, draws, eval_days, folds, n_history // n_folds, n_new // n_folds, categories, methods, round_rows
@@ -281,29 +284,38 @@ def _feedback_run(
     relevant: np.ndarray,
     n_rounds: int,
     category: str,
-    rounds: dict[int, dict[str, list[float]]],
+    rounds: dict[int, dict[str, list[tuple[float, float]]]],
 ) -> None:
     """Rank, let the simulated user rate the top 10 unrated papers, retrain, rank the unrated rest again.
 
     Rated papers leave the candidate list, so every round is scored on papers the user has not seen:
-    a gain is a better ranking of new papers, not the liked ones floating back to the top.
+    a gain is a better ranking of new papers, not the liked ones floating back to the top. Each round
+    also records the seeds-only model on the same candidates (the control): removing the best papers
+    makes later rounds harder for any ranker, so the gain of feedback is the difference between the two.
+    A run counts only if relevant papers are left in every round (the same runs in every round).
     """
     rated = np.zeros(len(split.new), dtype=bool)
     liked: list[int] = []
     disliked: list[int] = []
     state = None
-    for r in range(n_rounds + 1):
+    control_all = ranker.scores(split.x_new, split.x_history[seeds])
+    rows: list[tuple[float, float]] = []
+    for _ in range(n_rounds + 1):
         candidates = np.flatnonzero(~rated)
         if not relevant[candidates].any():
-            break
+            return
         scores, state = ranker.scores_with_feedback(
             split.x_new[candidates], split.x_history[seeds], split.x_new[liked], split.x_new[disliked], state
         )
-        rounds[r].setdefault(category, []).append(ndcg_at_k(scores, relevant[candidates], 10))
+        rows.append(
+            (ndcg_at_k(scores, relevant[candidates], 10), ndcg_at_k(control_all[candidates], relevant[candidates], 10))
+        )
         shown = candidates[top_k(scores, 10)]
         rated[shown] = True
         liked += [int(i) for i in shown if relevant[i]]
         disliked += [int(i) for i in shown if not relevant[i]]
+    for r, row in enumerate(rows):
+        rounds[r].setdefault(category, []).append(row)
 
 
 def format_table(result: EvalResult) -> str:
@@ -325,10 +337,15 @@ def format_table(result: EvalResult) -> str:
     lines.append("")
     lines.append(f"paperwire - best baseline ({setup['best_baseline']}): {setup['margin_over_best_baseline']:+.4f}")  # type: ignore[index]
     if result.feedback_rounds:
-        lines += ["", "feedback rounds (user rates the top 10 each round; scored on unrated papers)"]
+        runs = int(result.feedback_rounds[0]["runs"])
+        lines += [
+            "",
+            f"feedback rounds (user rates the top 10 each round; scored on unrated papers; {runs} runs with relevant"
+            " papers left in every round; gain = with feedback - seeds-only model on the same papers)",
+        ]
         for row in result.feedback_rounds:
             lines.append(
-                f"  round {row['round']}: nDCG@10 {row['ndcg@10']:.4f}  gain {row['gain']:+.4f}"
-                f"  (vs previous round {row['gain_over_previous']:+.4f})"
+                f"  round {row['round']}: nDCG@10 {row['ndcg@10']:.4f}  seeds only {row['seeds_only_ndcg@10']:.4f}"
+                f"  gain {row['gain']:+.4f}  (vs previous round {row['gain_over_previous']:+.4f})"
             )
     return "\n".join(lines)

@@ -66,6 +66,69 @@ class LinearModel:
         )
 
 
+@dataclass
+class BlendModel:
+    """``Σ coef·part(x) + offset``: the seed model and the feedback model, each standardised on the background.
+
+    Used until ratings dominate: the weight of the seed model is ``prior / (prior + ratings)``, so ten
+    ratings count as much as the seeds, and a handful cannot override them.
+    """
+
+    parts: list[LinearModel]
+    coefs: list[float]
+    offset: float
+    n_pos: int = 0
+    n_neg: int = 0
+    kind: str = "blend"
+    loo_auc: float = float("nan")
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        return sum(c * p.logits(vectors) for c, p in zip(self.coefs, self.parts, strict=True)) + self.offset
+
+    @property
+    def center(self) -> None:
+        return None
+
+    def feedback_part(self) -> LinearModel:
+        return self.parts[-1]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": "blend",
+            "parts": [p.to_dict() for p in self.parts],
+            "coefs": self.coefs,
+            "offset": self.offset,
+            "n_pos": self.n_pos,
+            "n_neg": self.n_neg,
+        }
+
+
+Model = LinearModel | BlendModel
+
+
+def model_from_dict(data: dict[str, object]) -> Model:
+    if data.get("kind") == "blend":
+        return BlendModel(
+            [LinearModel.from_dict(p) for p in data["parts"]],  # type: ignore[attr-defined]
+            [float(c) for c in data["coefs"]],  # type: ignore[attr-defined]
+            float(data["offset"]),  # type: ignore[arg-type]
+            int(data.get("n_pos", 0)),  # type: ignore[arg-type]
+            int(data.get("n_neg", 0)),  # type: ignore[arg-type]
+        )
+    return LinearModel.from_dict(data)
+
+
+def blend(models: list[LinearModel], weights: list[float], background: np.ndarray) -> BlendModel:
+    """Weighted sum of models after standardising each one's logits on the background sample."""
+    coefs, offset = [], 0.0
+    for model, weight in zip(models, weights, strict=True):
+        bg = model.logits(background)
+        sd = max(float(bg.std()), 1e-9)
+        coefs.append(weight / sd)
+        offset -= weight * float(bg.mean()) / sd
+    return BlendModel(models, coefs, offset, models[-1].n_pos, models[-1].n_neg)
+
+
 def train_linear(
     positives: np.ndarray,
     negatives: np.ndarray,

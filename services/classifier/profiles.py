@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.classifier.learner import LinearModel
+from services.classifier.learner import Model
 from services.classifier.ranker import SeedRanker
 from services.classifier.scoring import Profile
 from shared.subscription import Subscription
@@ -19,7 +19,7 @@ def build_profile(
     liked: np.ndarray,
     disliked: np.ndarray,
     background: np.ndarray,
-    warm: LinearModel | None = None,
+    warm: Model | None = None,
 ) -> Profile:
     """Positives = interests + seeds + liked; the model trains against disliked and the background."""
     dims = background.shape[1] if background.ndim == 2 and background.size else 384
@@ -42,7 +42,8 @@ def build_profile(
     n_ratings = len(liked) + len(disliked)
     if len(vectors) and len(background) >= MIN_BACKGROUND:
         ranker = SeedRanker(background=background)
-        model = ranker.fit(vectors, disliked if len(disliked) else None, warm=warm)
+        n_seed_rows = len(vectors) - len(liked)  # interests and seed papers come first
+        model = ranker.fit_feedback(vectors[:n_seed_rows], vectors[n_seed_rows:], disliked, warm=warm)
         bg_logits = model.logits(background)
     enough = n_ratings if (len(liked) and len(disliked)) else 0
     return Profile.build(subscription, vectors, labels, model, bg_logits, enough, background)

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.classifier.learner import LinearModel, train_linear
+from services.classifier.learner import BlendModel, LinearModel, Model, blend, train_linear
 
 SEED_L2 = 0.03
 FEEDBACK_L2 = 0.01
 ROCCHIO_NEGATIVE = 0.25  # classic Rocchio gamma: disliked papers pull the centroid away, gently
 MAX_HELD_OUT = 10  # leave-one-out rounds per fit (evenly spread over the positives)
 LOO_STEPS = 10  # L-BFGS steps per leave-one-out fit, warm-started from the full fit
+RATING_PRIOR = 10.0  # the seeds count as this many ratings in the blend with the feedback model
 DUPLICATE_COS = 0.999  # a background row this close to a positive is that paper (float16 copies differ)
 
 
@@ -118,6 +119,29 @@ class SeedRanker:
         centroid.kind, centroid.loo_auc = "centroid", auc_centroid
         return centroid
 
+    def fit_feedback(
+        self, seeds: np.ndarray, liked: np.ndarray, disliked: np.ndarray, warm: Model | None = None
+    ) -> Model:
+        """The seed model, blended with a feedback model once the user rated papers.
+
+        The feedback model is the logistic regression on seeds + liked against disliked + background
+        (warm-started from the last one, so a new rating costs a few L-BFGS steps); its share grows as
+        ``ratings / (RATING_PRIOR + ratings)``, so a first handful of ratings refines the seeds' ranking
+        instead of replacing it.
+        """
+        n_ratings = len(liked) + len(disliked)
+        if len(seeds) == 0:
+            return self.fit(liked, disliked if len(disliked) else None, warm=_linear_part(warm))
+        base = self.fit(seeds)
+        if n_ratings == 0:
+            return base
+        positives = np.concatenate([seeds, liked]) if len(liked) else seeds
+        feedback = self.fit_linear(positives, disliked, warm=_linear_part(warm))
+        share = n_ratings / (RATING_PRIOR + n_ratings)
+        model = blend([base, feedback], [1.0 - share, share], self.background)
+        model.loo_auc = base.loo_auc
+        return model
+
     def scores(self, candidates: np.ndarray, positives: np.ndarray) -> np.ndarray:
         return self.fit(positives).logits(candidates)
 
@@ -127,8 +151,13 @@ class SeedRanker:
         seeds: np.ndarray,
         liked: np.ndarray,
         disliked: np.ndarray,
-        state: LinearModel | None = None,
-    ) -> tuple[np.ndarray, LinearModel]:
-        positives = np.concatenate([seeds, liked]) if len(liked) else seeds
-        model = self.fit(positives, disliked if len(disliked) else None, warm=state)
+        state: Model | None = None,
+    ) -> tuple[np.ndarray, Model]:
+        model = self.fit_feedback(seeds, liked, disliked, warm=state)
         return model.logits(candidates), model
+
+
+def _linear_part(model: Model | None) -> LinearModel | None:
+    if isinstance(model, BlendModel):
+        return model.feedback_part()
+    return model if model is not None and model.center is None else None

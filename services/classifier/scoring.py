@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from services.classifier.learner import LinearModel
+from services.classifier.learner import BlendModel, LinearModel, Model
 from shared.paper import Paper
 from shared.query import Node, Term, normalize_text, parse_query
 from shared.subscription import Subscription
@@ -48,7 +48,7 @@ class Profile:
     subscription: Subscription
     vectors: np.ndarray  # positives: interest texts, seed papers, liked papers (rows L2-normalised)
     labels: list[str]  # plain words per positive row, e.g. 'seed paper 2401.01234 "Title"'
-    model: LinearModel | None = None
+    model: Model | None = None
     background_logits: np.ndarray | None = None  # sorted model logits of the background sample
     background_cos: np.ndarray | None = None  # sorted closest-positive cosines of the background sample
     n_ratings: int = 0
@@ -61,7 +61,7 @@ class Profile:
         subscription: Subscription,
         vectors: np.ndarray,
         labels: list[str],
-        model: LinearModel | None = None,
+        model: Model | None = None,
         background_logits: np.ndarray | None = None,
         n_ratings: int = 0,
         background: np.ndarray | None = None,
@@ -111,7 +111,25 @@ def _term_columns(papers: list[Paper], terms: set[Term]) -> dict[Term, np.ndarra
     }
 
 
-def _model_logits(vectors: np.ndarray, models: list[LinearModel]) -> np.ndarray:
+def _model_logits(vectors: np.ndarray, models: list[Model]) -> np.ndarray:
+    """(papers x models) logits as matrix products; a blend is a weighted sum of its parts' columns."""
+    if not any(isinstance(m, BlendModel) for m in models):
+        return _linear_logits(vectors, models)  # type: ignore[arg-type]
+    parts: list[LinearModel] = []
+    rows, cols, coefs, offsets = [], [], [], np.zeros(len(models), np.float32)
+    for j, model in enumerate(models):
+        pieces = list(zip(model.coefs, model.parts, strict=True)) if isinstance(model, BlendModel) else [(1.0, model)]
+        offsets[j] = model.offset if isinstance(model, BlendModel) else 0.0
+        for coef, part in pieces:
+            rows.append(len(parts))
+            cols.append(j)
+            coefs.append(coef)
+            parts.append(part)
+    combine = sparse.csr_matrix((coefs, (rows, cols)), shape=(len(parts), len(models)), dtype=np.float32)
+    return np.asarray((combine.T @ _linear_logits(vectors, parts).T).T) + offsets[None, :]
+
+
+def _linear_logits(vectors: np.ndarray, models: list[LinearModel]) -> np.ndarray:
     """(papers x models) logits in two matrix products; centred models divide by ``|x - center|``."""
     w = np.stack([m.weights for m in models]).astype(np.float32)
     b = np.array([m.bias for m in models], np.float32)

@@ -17,7 +17,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from services.classifier.embedding import embed_cached
-from services.classifier.learner import LinearModel
+from services.classifier.learner import model_from_dict
 from services.classifier.profiles import build_profile
 from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
 from shared.events import FeedbackGiven, MatchFound, PaperEmbedded
@@ -80,7 +80,7 @@ class ClassifierState:
             else np.zeros((0, 384), np.float32)
         )
         raw_model = await self.redis.get(f"classifier:model:{subscription.id}")
-        warm = LinearModel.from_dict(json.loads(raw_model)) if raw_model else None
+        warm = model_from_dict(json.loads(raw_model)) if raw_model else None
         background = await self.background()
         profile = await asyncio.to_thread(
             build_profile, subscription, interests, seeds, liked, disliked, background, warm

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from services.classifier.dataset import load_dataset
@@ -48,4 +50,8 @@ async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> Non
     await state.refresh(sub)
     assert await redis.hget("classifier:feedback:cl", papers[41].id) == b"dislike"
     assert await redis.get("classifier:model:cl") is not None
-    assert np.isfinite(state.profiles["cl"].model.weights).all()
+    model = state.profiles["cl"].model
+    assert model is not None and model.kind == "blend" and model.n_neg == 1  # seeds blended with one rating
+    assert np.isfinite(model.logits(vectors)).all()
+    stored = json.loads(await redis.get("classifier:model:cl"))
+    assert stored["kind"] == "blend" and len(stored["parts"]) == 2

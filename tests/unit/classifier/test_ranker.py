@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from services.classifier.learner import LinearModel
+from services.classifier.learner import LinearModel, model_from_dict
 from services.classifier.profiles import build_profile
 from services.classifier.ranker import SeedRanker
-from services.classifier.scoring import Scorer
+from services.classifier.scoring import Scorer, _model_logits
 from shared.subscription import Subscription
 
 EMPTY = np.zeros((0, 384), np.float32)
@@ -49,3 +51,24 @@ def test_scorer_keeps_the_model_order_on_the_cosine_scale(labeled_slice) -> None
     assert np.all(np.diff(semantic[order, 0]) >= -1e-6), "calibration is monotone: ranking is the model's"
     assert len(np.unique(semantic[:, 0])) == len(np.unique(np.round(logits, 6))), "no ties made at the top"
     assert semantic.max() > profile.background_cos.min()  # type: ignore[union-attr]
+
+
+def test_ratings_blend_with_seeds_and_move_the_ranking(labeled_slice) -> None:
+    """cs.CL seeds; the user likes vision papers and dislikes language ones: vision papers climb."""
+    papers, vectors, _ = labeled_slice
+    background, new = vectors[:120], vectors[120:]
+    cl = np.array([i for i in range(120) if papers[i].primary == "cs.CL"])
+    cv = np.array([i for i in range(120) if papers[i].primary == "cs.CV"])
+    ranker = SeedRanker(background=background)
+    seeds_only = ranker.fit_feedback(background[cl[:8]], EMPTY, EMPTY)
+    rated = ranker.fit_feedback(background[cl[:8]], background[cv[:6]], background[cl[8:14]], warm=seeds_only)
+    assert rated.kind == "blend" and rated.coefs[0] > 0 and rated.coefs[1] > 0  # type: ignore[union-attr]
+    is_cv = np.array([p.primary == "cs.CV" for p in papers[120:]])
+
+    def mean_cv_rank(model) -> float:  # noqa: ANN001
+        return float(np.argsort(np.argsort(-model.logits(new)))[is_cv].mean())
+
+    assert mean_cv_rank(rated) < mean_cv_rank(seeds_only) - 5
+    again = model_from_dict(json.loads(json.dumps(rated.to_dict())))
+    np.testing.assert_allclose(again.logits(new), rated.logits(new), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_model_logits(new, [rated, seeds_only])[:, 0], rated.logits(new), rtol=1e-4, atol=1e-4)
