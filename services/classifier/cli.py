@@ -1,4 +1,4 @@
-"""Commands mounted by the lead's CLI: `paperwire eval relevance`, `paperwire bench score`."""
+"""Commands mounted by the lead's CLI: `paperwire eval relevance`, `paperwire bench score`, `paperwire seeds import`."""
 
 from __future__ import annotations
 
@@ -71,7 +71,31 @@ def bench_score(
         )
 
 
+def seeds_import(
+    path: Annotated[Path, typer.Argument(help="BibTeX (.bib) or CSL-JSON (.json) export, e.g. from Zotero")],
+    as_json: Annotated[bool, typer.Option("--json", help="print {ids, skipped}")] = False,
+) -> None:
+    """arXiv ids of a reference manager export, ready for a subscription's seed_papers."""
+    from shared.seeds_import import SeedImportError, import_seeds
+
+    if not path.exists():
+        raise typer.BadParameter(f"{path} does not exist", param_hint="PATH")
+    try:
+        result = import_seeds(path.read_text(encoding="utf-8"))
+    except SeedImportError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps({"ids": result.ids, "skipped": result.skipped}, indent=2))
+        return
+    for arxiv_id in result.ids:
+        typer.echo(arxiv_id)
+    for entry in result.skipped:
+        typer.echo(f"skipped (no arXiv id): {entry}", err=True)
+
+
 COMMANDS: list[tuple[str, str, Callable[..., None]]] = [
     ("eval", "relevance", eval_relevance),
+    ("seeds", "import", seeds_import),
     ("bench", "score", bench_score),
 ]

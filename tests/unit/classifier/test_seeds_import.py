@@ -87,3 +87,19 @@ def test_csl_json_ids_from_number_doi_and_pdf_url() -> None:
 def test_unreadable_exports_say_why(text: str, message: str) -> None:
     with pytest.raises(SeedImportError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         import_seeds(text)
+
+
+def test_seeds_import_command(tmp_path) -> None:  # noqa: ANN001
+    from typer.testing import CliRunner
+
+    from tests.unit.classifier.test_eval_cli import make_app
+
+    bib = tmp_path / "library.bib"
+    bib.write_text(ZOTERO_BIB)
+    result = CliRunner().invoke(make_app(), ["seeds", "import", str(bib), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["ids"] == ["1706.03762", "2503.16511", "hep-th/9711200"]
+    bad = tmp_path / "notes.txt"
+    bad.write_text("just some words")
+    result = CliRunner().invoke(make_app(), ["seeds", "import", str(bad)])
+    assert result.exit_code == 2 and "BibTeX (.bib) or CSL-JSON" in result.output
