@@ -21,6 +21,12 @@ app.add_typer(subscriptions_app, name="subscriptions")
 SERVICES_WITH_COMMANDS = ("fetcher", "parser", "embedder", "classifier", "notifier", "api")
 
 
+@app.callback()
+def _setup() -> None:
+    """Logs go to stderr, so a command's output (a token, JSON lines) can be captured from stdout."""
+    configure_logging(ServiceSettings().log_level)
+
+
 def _mount_service_commands() -> None:
     """Each service lists its commands in ``services/<name>/cli.py`` as (group, name, function)."""
     groups: dict[str, typer.Typer] = {"subscriptions": subscriptions_app}
