@@ -130,11 +130,15 @@ async def test_dead_after_last_attempt_then_replayed_once(
 async def test_hanging_endpoint_does_not_delay_the_others(
     redis: aioredis.Redis, settings_for, fixtures_dir: Path
 ) -> None:
+    """Causal, not timed: every delivery to a healthy endpoint completes while all of a hanging endpoint's
+    requests are still open (its timeout is far away), so none of them waited on it. The time bound itself is
+    measured by `paperwire bench deliver`."""
     arrived: list[float] = []
+    release = asyncio.Event()
 
     async def hang(request: Received, index: int):
         arrived.append(time.monotonic())
-        await asyncio.sleep(30)
+        await release.wait()
         return 200, {}, b"late"
 
     papers = hf_papers(fixtures_dir)
@@ -143,16 +147,14 @@ async def test_hanging_endpoint_does_not_delay_the_others(
         healthy = subscription(name="healthy", channels=Channels(webhooks=[endpoint(fast.url + "/ok")]))
         # the hanging endpoint's deliveries are queued first, so they are taken first
         await queue_alerts(redis, stuck, hf_papers(fixtures_dir, HF_JUNE)[:10])
-        settings = settings_for(webhook_timeout_s=5.0)
+        settings = settings_for(webhook_timeout_s=120.0)
         async with running(settings):
             # the slow endpoint now holds all its slots (4 requests hanging)
             await wait_for(lambda: len(arrived) == settings.webhook_concurrency_per_endpoint)
-            started = time.monotonic()
             await queue_alerts(redis, healthy, papers)
-            await wait_for(lambda: len(fast.requests) == len(papers), limit_s=2.0)
-            elapsed = time.monotonic() - started
-        # the bound: well under one webhook timeout (5 s here, 15 s in production)
-        assert elapsed < 2.0
+            await wait_for(lambda: len(fast.requests) == len(papers), limit_s=60.0)
+            assert not release.is_set()  # every hanging request is still open
+            release.set()
         assert len(fast.requests) == len(papers)
         assert len(arrived) == settings.webhook_concurrency_per_endpoint  # none beyond its own slots
 
