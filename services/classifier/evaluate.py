@@ -336,7 +336,7 @@ def format_table(result: EvalResult) -> str:
         lines.append(f"{METHOD_LABELS[m]:50s} {v['ndcg@10']:8.4f} {v['p@10']:8.4f}")
     lines.append("")
     lines.append(f"paperwire - best baseline ({setup['best_baseline']}): {setup['margin_over_best_baseline']:+.4f}")  # type: ignore[index]
-    if result.feedback_rounds:
+    if len(result.feedback_rounds) > 1:
         runs = int(result.feedback_rounds[0]["runs"])
         lines += [
             "",

@@ -143,47 +143,22 @@ def _linear_logits(vectors: np.ndarray, models: list[LinearModel]) -> np.ndarray
     return logits + b[None, :]
 
 
-def _positions(logits: np.ndarray, backgrounds: np.ndarray) -> np.ndarray:
-    """Per column, how many of that model's sorted background logits are <= each paper's: one searchsorted.
-
-    Columns are moved apart by a constant offset so the concatenation of all sorted backgrounds stays
-    sorted; a paper's position in it, minus its column's start, is its rank in its own background.
-    """
-    n_models, m = backgrounds.shape
-    lo = min(float(backgrounds.min()), float(logits.min()))
-    span = max(float(backgrounds.max()), float(logits.max())) - lo + 1.0
-    offsets = np.arange(n_models, dtype=np.float64) * span - lo
-    keys = (backgrounds.astype(np.float64) + offsets[:, None]).ravel()
-    pos = np.searchsorted(keys, logits.astype(np.float64) + offsets[None, :], side="right")
-    return pos - (np.arange(n_models) * m)[None, :]
-
-
 def calibrate(logits: np.ndarray, bg_logits: list[np.ndarray], bg_cos: list[np.ndarray]) -> np.ndarray:
     """Put each model's logits on the cosine scale: a monotone map through its background sample.
 
     Each background paper gives a point (model logit, closest-positive cosine), both sorted; a paper's
     logit is interpolated between its neighbours, and beyond the ends extended along the overall
     slope. Thresholds keep their cosine meaning, and the order is the model's own, ties included.
+    One vectorised ``np.interp`` over all papers per subscription (a loop per subscription, not per
+    pair: measured faster than one flattened searchsorted + gathers over the whole chunk).
     """
-    if len({len(x) for x in bg_logits}) != 1:
-        return np.concatenate(
-            [calibrate(logits[:, j : j + 1], [bg_logits[j]], [bg_cos[j]]) for j in range(len(bg_logits))], axis=1
-        )
-    lx = np.stack(bg_logits).astype(np.float64)  # (models x m), sorted rows
-    ly = np.stack(bg_cos).astype(np.float64)
-    m = lx.shape[1]
-    pos = _positions(logits, lx)
-    cols = np.arange(lx.shape[0])[None, :]
-    left, right = np.clip(pos - 1, 0, m - 1), np.clip(pos, 0, m - 1)
-    xl, xr, yl, yr = lx[cols, left], lx[cols, right], ly[cols, left], ly[cols, right]
-    gap = xr - xl
-    frac = np.where(gap > 0, (logits - xl) / np.where(gap > 0, gap, 1.0), 0.0)
-    out = yl + np.clip(frac, 0.0, 1.0) * (yr - yl)
-    slope = (ly[:, -1] - ly[:, 0]) / np.maximum(lx[:, -1] - lx[:, 0], 1e-9)
-    slope = np.maximum(slope, 1e-6)[None, :]
-    out = np.where(pos == 0, ly[:, :1].T + (logits - lx[:, :1].T) * slope, out)
-    out = np.where(pos >= m, ly[:, -1:].T + (logits - lx[:, -1:].T) * slope, out)
-    return out.astype(np.float32)
+    columns = np.ascontiguousarray(np.asarray(logits, np.float32).T)
+    out = np.empty_like(columns)
+    for j, (x, y) in enumerate(zip(bg_logits, bg_cos, strict=True)):
+        row = columns[j]
+        slope = max(float(y[-1] - y[0]) / max(float(x[-1] - x[0]), 1e-9), 1e-6)
+        out[j] = np.interp(row, x, y) + slope * (np.maximum(row - x[-1], 0.0) + np.minimum(row - x[0], 0.0))
+    return out.T
 
 
 def trending_matrix(profiles: list[Profile], n: int, trending: TrendingRanks | None) -> np.ndarray:
