@@ -31,8 +31,18 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
             state.space = event.manifest.space  # follow the embedder's vector space
         found = await state.score_event(event)
         for match in found:
+            profile = state.profiles.get(match.subscription_id)
+            if profile is not None and event.paper.id in profile.subscription.seed_papers:
+                continue  # the user's own seed paper is no news to them
             await matches.publish(match)
-        log.info("scored", paper=event.paper.id, matches=len(found), subscriptions=len(state.profiles))
+        refreshed = await state.seed_arrived(event.paper.id)
+        log.info(
+            "scored",
+            paper=event.paper.id,
+            matches=len(found),
+            subscriptions=len(state.profiles),
+            seed_of=refreshed or None,
+        )
 
     @subscriber(router, Stream.SUBSCRIPTIONS, service=SERVICE, settings=settings)
     async def on_subscription(event: SubscriptionChanged) -> None:
@@ -42,6 +52,7 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
         await state.refresh(event.subscription)
         missing = await state.missing_seeds(event.subscription)
         if missing:
+            state.await_seeds(event.subscription_id, missing)
             await fetches.publish(FetchRequested(arxiv_ids=missing, reason=f"seeds of {event.subscription_id}"))
 
     @subscriber(router, Stream.FEEDBACK, service=SERVICE, settings=settings)

@@ -34,6 +34,22 @@ class ClassifierState:
         self.cache = cache
         self.profiles: dict[str, Profile] = {}
         self.loaded = False
+        # seed paper id -> subscriptions whose profile lacks it until its vector arrives (fetched on request)
+        self.awaiting: dict[str, set[str]] = {}
+
+    def await_seeds(self, subscription_id: str, paper_ids: list[str]) -> None:
+        for paper_id in paper_ids:
+            self.awaiting.setdefault(paper_id, set()).add(subscription_id)
+
+    async def seed_arrived(self, paper_id: str) -> list[str]:
+        """Rebuild the profiles that were waiting for this seed paper; returns their subscription ids."""
+        waiting = sorted(self.awaiting.pop(paper_id, set()))
+        store = SubscriptionStore(self.redis)
+        for subscription_id in waiting:
+            subscription = await store.get(subscription_id)
+            if subscription is not None:
+                await self.refresh(subscription)
+        return waiting
 
     async def background(self) -> np.ndarray:
         raws = await self.redis.lrange(f"classifier:background:{self.space}", 0, self.background_size - 1)
