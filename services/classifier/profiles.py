@@ -5,22 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from services.classifier.learner import Model
-from services.classifier.ranker import HUB_PENALTY, Density, SeedRanker
+from services.classifier.ranker import SeedRanker
 from services.classifier.scoring import Profile
 from shared.subscription import Subscription
 
 MIN_BACKGROUND = 20
-_DENSITY: list[tuple[np.ndarray, Density]] = []  # the last background (a copy) and its density: one serves all
-
-
-def background_density(background: np.ndarray) -> Density:
-    if _DENSITY:
-        last, density = _DENSITY[0]
-        if last.shape == background.shape and np.array_equal(last, background):
-            return density
-    density = Density.of(background)
-    _DENSITY[:] = [(background.copy(), density)]
-    return density
 
 
 def build_profile(
@@ -50,17 +39,11 @@ def build_profile(
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     model = None
     bg_logits = None
-    density = None
-    hub = 0.0
     n_ratings = len(liked) + len(disliked)
     if len(vectors) and len(background) >= MIN_BACKGROUND:
         ranker = SeedRanker(background=background)
         n_seed_rows = len(vectors) - len(liked)  # interests and seed papers come first
         model = ranker.fit_feedback(vectors[:n_seed_rows], vectors[n_seed_rows:], disliked, warm=warm)
         bg_logits = model.logits(background)
-        # Hubness correction (ranker.Density): the background's calibration points carry it too.
-        density = background_density(background)
-        hub = HUB_PENALTY * float(bg_logits.std())
-        bg_logits = bg_logits - hub * density.own
     enough = n_ratings if (len(liked) and len(disliked)) else 0
-    return Profile.build(subscription, vectors, labels, model, bg_logits, enough, background, hub, density)
+    return Profile.build(subscription, vectors, labels, model, bg_logits, enough, background)

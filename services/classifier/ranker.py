@@ -15,9 +15,6 @@ Instead of guessing, each subscription picks by leave-one-out on its own positiv
 fit on the rest, and measure the share of background papers it is ranked above (P-vs-U AUC, which
 under the usual "selected completely at random" assumption is a linear function of the P-vs-N AUC).
 No labels beyond the user's own are used, so the choice adapts to other fields and data sets.
-
-The profile then takes a hub share off each paper's score (``Density``): generic papers in crowded
-regions of the background otherwise reach the top of many subscriptions' rankings.
 """
 
 from __future__ import annotations
@@ -35,48 +32,10 @@ MAX_HELD_OUT = 10  # leave-one-out rounds per fit (evenly spread over the positi
 LOO_STEPS = 10  # L-BFGS steps per leave-one-out fit, warm-started from the full fit
 RATING_PRIOR = 10.0  # the seeds count as this many ratings in the blend with the feedback model
 DUPLICATE_COS = 0.999  # a background row this close to a positive is that paper (float16 copies differ)
-HUB_NEIGHBOURS = 10  # a paper's density: mean centred cosine to its nearest background papers
-HUB_PENALTY = 0.2  # background SDs of the model score taken off per background SD of density
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-
-
-@dataclass
-class Density:
-    """Hubness correction: how crowded a paper's neighbourhood of the background is, in background SDs.
-
-    Papers in dense regions (generic, many-topic papers) sit near every subscription's positives and
-    float to the top of many rankings (hubs, as in CSLS for cross-lingual retrieval). A paper's density
-    is the mean background-centred cosine to its ``HUB_NEIGHBOURS`` nearest background papers,
-    standardised on the background itself (each background paper leaving itself out). It depends on
-    the background only, so one matrix product serves every subscription of a batch.
-    """
-
-    background: np.ndarray
-    units: np.ndarray
-    center: np.ndarray
-    mean: float
-    sd: float
-    own: np.ndarray  # standardised density of the background papers themselves
-
-    @classmethod
-    def of(cls, background: np.ndarray) -> Density:
-        center = background.mean(axis=0)
-        units = _unit_rows(background - center).astype(np.float32)
-        k = min(HUB_NEIGHBOURS, len(units) - 1)
-        sims = units @ units.T
-        np.fill_diagonal(sims, -np.inf)  # each paper leaves itself out
-        raw = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:].mean(axis=1)
-        mean, sd = float(raw.mean()), max(float(raw.std()), 1e-9)
-        return cls(background, units, center, mean, sd, (raw - mean) / sd)
-
-    def __call__(self, vectors: np.ndarray) -> np.ndarray:
-        k = min(HUB_NEIGHBOURS, len(self.units))
-        sims = _unit_rows(np.asarray(vectors, np.float32) - self.center) @ self.units.T
-        raw = np.partition(sims, sims.shape[1] - k, axis=1)[:, -k:].mean(axis=1)
-        return (raw - self.mean) / self.sd
 
 
 def centroid_model(positives: np.ndarray, disliked: np.ndarray, center: np.ndarray) -> LinearModel:

@@ -17,7 +17,6 @@ import numpy as np
 from scipy import sparse
 
 from services.classifier.learner import BlendModel, LinearModel, Model
-from services.classifier.ranker import Density
 from shared.paper import Paper
 from shared.query import Node, Term, normalize_text, parse_query
 from shared.subscription import Subscription
@@ -55,8 +54,6 @@ class Profile:
     n_ratings: int = 0
     queries: list[Node] = field(default_factory=list)
     query_texts: list[str] = field(default_factory=list)
-    hub: float = 0.0  # model-logit units taken off per background SD of a paper's density (see ranker.Density)
-    density: Density | None = None
 
     @classmethod
     def build(
@@ -68,8 +65,6 @@ class Profile:
         background_logits: np.ndarray | None = None,
         n_ratings: int = 0,
         background: np.ndarray | None = None,
-        hub: float = 0.0,
-        density: Density | None = None,
     ) -> Profile:
         vectors = np.asarray(vectors, np.float32).reshape(-1, vectors.shape[-1] if vectors.size else 384)
         bg_cos = None
@@ -85,8 +80,6 @@ class Profile:
             n_ratings,
             [parse_query(q) for q in subscription.keywords],
             list(subscription.keywords),
-            hub if density is not None else 0.0,
-            density,
         )
 
     def model_weight(self) -> float:
@@ -150,18 +143,6 @@ def _linear_logits(vectors: np.ndarray, models: list[LinearModel]) -> np.ndarray
     return logits + b[None, :]
 
 
-def _hub_correct(logits: np.ndarray, vectors: np.ndarray, profiles: list[Profile]) -> None:
-    """Subtract each profile's hub share of the papers' density; one density per distinct background."""
-    groups: dict[int, list[int]] = {}
-    for j, prof in enumerate(profiles):
-        if prof.hub and prof.density is not None:
-            groups.setdefault(id(prof.density), []).append(j)
-    for cols in groups.values():
-        density = profiles[cols[0]].density(vectors)  # type: ignore[misc]
-        hubs = np.array([profiles[j].hub for j in cols], np.float32)
-        logits[:, cols] -= hubs[None, :] * density[:, None].astype(np.float32)
-
-
 def calibrate(logits: np.ndarray, bg_logits: list[np.ndarray], bg_cos: list[np.ndarray]) -> np.ndarray:
     """Put each model's logits on the cosine scale: a monotone map through its background sample.
 
@@ -223,7 +204,6 @@ class Scorer:
         with_model = np.flatnonzero(weights > 0)
         if len(with_model):
             logits = _model_logits(vectors, [profiles[i].model for i in with_model])  # type: ignore[misc]
-            _hub_correct(logits, vectors, [profiles[i] for i in with_model])
             mapped = calibrate(
                 logits,
                 [profiles[i].background_logits for i in with_model],  # type: ignore[misc]
