@@ -26,7 +26,14 @@ except ImportError:
 import numpy as np  # noqa: E402
 
 from services.embedder.export import real_abstracts  # noqa: E402
-from shared.embedding import _worker_init, _worker_prepare, _worker_tokenize, load_embedder, tokenize  # noqa: E402
+from shared.embedding import (  # noqa: E402
+    _worker_init,
+    _worker_prepare,
+    _worker_tokenize,
+    load_embedder,
+    load_tokenizer,
+    tokenize,
+)
 
 
 def timed(fn, repeats: int = 2) -> tuple[float, object]:
@@ -45,12 +52,15 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=16384)
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--cuda-sessions", type=int, default=2, help="ONNX Runtime sessions (CUDA streams)")
+    parser.add_argument("--tokenizer", default="auto", choices=["auto", "flash", "hf"], help="engine end to end")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     base = real_abstracts()
     texts = [base[i % len(base)] + ("" if i < len(base) else f" [{i // len(base)}]") for i in range(args.n)]
-    embedder = load_embedder(args.model_dir, args.precision, cuda_sessions=args.cuda_sessions)
+    embedder = load_embedder(
+        args.model_dir, args.precision, cuda_sessions=args.cuda_sessions, tokenizer_engine=args.tokenizer
+    )
     tok, max_tokens = embedder.tokenizer, embedder.max_tokens
     n = len(texts)
     result: dict[str, object] = {
@@ -59,26 +69,30 @@ def main() -> int:
         "provider": embedder.provider,
         "precision": embedder.precision,
         "cuda_sessions": len(embedder.sessions) if embedder.on_cuda else 0,
+        "tokenizer": embedder.tokenizer.engine,
     }
 
-    os.environ["TOKENIZERS_PARALLELISM"] = "true"
-    s, (flat, lengths) = timed(lambda: tokenize(tok, texts, max_tokens))
-    result["tokenize_in_process_texts_per_s"] = round(n / s, 1)
-
     chunk = 512
-    tokenizer_path = str(args.model_dir / "tokenizer.json")
+    tokenizer_path = args.model_dir / "tokenizer.json"
     spawn = mp.get_context("spawn")  # never fork a process holding a CUDA context
-    with ProcessPoolExecutor(
-        args.workers, mp_context=spawn, initializer=_worker_init, initargs=(tokenizer_path, max_tokens)
-    ) as pool:
-        list(pool.map(_worker_tokenize, [texts[:64]] * args.workers))  # warm the workers
-        s, _ = timed(lambda: list(pool.map(_worker_tokenize, [texts[i : i + chunk] for i in range(0, n, chunk)])))
-        result[f"tokenize_{args.workers}_processes_texts_per_s"] = round(n / s, 1)
-        # what the embedder's workers now do: tokenize + plan + pad, arrays sent back ready to run
-        prep = [texts[i : i + 1024] for i in range(0, n, 1024)]
-        budgets, buckets = [embedder.token_budget] * len(prep), [embedder.bucket] * len(prep)
-        s, _ = timed(lambda: list(pool.map(_worker_prepare, prep, budgets, buckets)))
-    result[f"prepare_padded_{args.workers}_processes_texts_per_s"] = round(n / s, 1)
+    for engine in dict.fromkeys(("hf", embedder.tokenizer.engine)):
+        os.environ["TOKENIZERS_PARALLELISM"] = "true"
+        engine_tok = load_tokenizer(tokenizer_path, max_tokens, engine)
+        s, _ = timed(lambda t=engine_tok: tokenize(t, texts, max_tokens))
+        result[f"{engine}_tokenize_in_process_texts_per_s"] = round(n / s, 1)
+        with ProcessPoolExecutor(
+            args.workers, mp_context=spawn, initializer=_worker_init, initargs=(str(tokenizer_path), max_tokens, engine)
+        ) as pool:
+            list(pool.map(_worker_tokenize, [texts[:64]] * args.workers))  # warm the workers
+            parts = [texts[i : i + chunk] for i in range(0, n, chunk)]
+            s, _ = timed(lambda p=pool, parts=parts: list(p.map(_worker_tokenize, parts)))
+            result[f"{engine}_tokenize_{args.workers}_processes_texts_per_s"] = round(n / s, 1)
+            # what the embedder's workers do: tokenize + plan + pad, arrays sent back ready to run
+            prep = [texts[i : i + 1024] for i in range(0, n, 1024)]
+            budgets, buckets = [embedder.token_budget] * len(prep), [embedder.bucket] * len(prep)
+            s, _ = timed(lambda p=pool, prep=prep, b=budgets, k=buckets: list(p.map(_worker_prepare, prep, b, k)))
+        result[f"{engine}_prepare_padded_{args.workers}_processes_texts_per_s"] = round(n / s, 1)
+    flat, lengths = tokenize(tok, texts, max_tokens)
 
     embedder.embed_tokens(flat[: int(lengths[:256].sum())], lengths[:256])  # warm-up
     s, vectors = timed(lambda: embedder.embed_tokens(flat, lengths))

@@ -103,13 +103,16 @@ def _timed(fn, *args, **kwargs) -> tuple[Any, float]:  # noqa: ANN001
     return value, time.perf_counter() - start
 
 
-def parser_tokenize_rate(tokenizer_path: Path, max_tokens: int, texts: list[str]) -> float:
+def parser_tokenize_rate(tokenizer_path: Path, max_tokens: int, texts: list[str], engine: str = "auto") -> float:
     """Texts/s one parser core tokenizes (a single-threaded tokenizer in its own process, best of 2)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(
-        1, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(str(tokenizer_path), max_tokens)
+        1,
+        mp_context=mp.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(str(tokenizer_path), max_tokens, engine),
     ) as pool:
         pool.submit(_worker_time_tokenize, texts[:64]).result()
         best = min(pool.submit(_worker_time_tokenize, texts).result() for _ in range(2))
@@ -132,6 +135,7 @@ def run_bench(
     baseline_impl: str = "auto",
     repeats: int | None = None,
     cuda_sessions: int = 2,
+    tokenizer_engine: str = "auto",
 ) -> dict[str, Any]:
     """Embed the same real texts three ways, best of ``repeats`` alternating runs each: paperwire from text
     (tokenize + infer), paperwire from token ids carried in the events (the service path when parsers
@@ -142,7 +146,9 @@ def run_bench(
     export_model(src, model_dir, ("fp32", "fp16", "int8") if precision == "auto" else ("fp32", precision))
     export_s = time.perf_counter() - export_started
 
-    embedder = load_embedder(model_dir, precision, token_budget=token_budget, cuda_sessions=cuda_sessions)
+    embedder = load_embedder(
+        model_dir, precision, token_budget=token_budget, cuda_sessions=cuda_sessions, tokenizer_engine=tokenizer_engine
+    )
     on_cuda = embedder.on_cuda
     n = n or (16384 if on_cuda else 256)
     repeats = max(1, repeats or (2 if on_cuda else 1))
@@ -177,7 +183,9 @@ def run_bench(
                 ref_s = min(ref_s, seconds)
     finally:
         embedder.close()
-    per_core = parser_tokenize_rate(embedder.tokenizer_path, embedder.max_tokens, texts[: min(n, 2048)])
+    sample = texts[: min(n, 2048)]
+    per_core = parser_tokenize_rate(embedder.tokenizer_path, embedder.max_tokens, sample, embedder.tokenizer.engine)
+    per_core_hf = parser_tokenize_rate(embedder.tokenizer_path, embedder.max_tokens, sample, "hf")
     result: dict[str, Any] = {
         "n": n,
         "unique_texts": len(set(texts)),
@@ -189,6 +197,7 @@ def run_bench(
         "model_id": embedder.info.model_id,
         "precision": embedder.precision,
         "provider": embedder.provider,
+        "tokenizer": embedder.tokenizer.engine,
         "tokenizer_workers": workers,
         "cuda_sessions": len(embedder.sessions) if on_cuda else 0,
         "repeats": repeats,
@@ -200,6 +209,7 @@ def run_bench(
         "from_ids_texts_per_s": round(n / ids_s, 1),
         "from_ids_vs_text_max_abs_diff": float(np.abs(from_ids - ours).max()),
         "parser_tokenize_per_core_texts_per_s": round(per_core, 1),
+        "hf_tokenize_per_core_texts_per_s": round(per_core_hf, 1),
         "parser_cores_to_feed": round(n / ids_s / per_core, 2),
     }
     if base is not None:
@@ -237,10 +247,13 @@ def format_result(result: dict[str, Any]) -> str:
         f"mean {result['mean_tokens']} tokens, max {result['max_tokens']}",
         f"host: {result['cpu']} x{result['cpu_count']}" + (f", GPU {result['gpu']}" if result.get("gpu") else ""),
         f"paperwire: {result['paperwire_texts_per_s']:.1f} texts/s ({result['precision']} on "
-        f"{result['provider']}, {result['tokenizer_workers']} tokenizer processes, tokenize + infer)",
+        f"{result['provider']}, {result['tokenizer']} tokenizer x{result['tokenizer_workers']} processes, "
+        "tokenize + infer)",
         f"from ids:  {result['from_ids_texts_per_s']:.1f} texts/s (token ids carried from the parsers; they "
         f"tokenize {result['parser_tokenize_per_core_texts_per_s']:.0f} texts/s per core, so "
         f"{result['parser_cores_to_feed']} parser cores feed this)",
+        f"tokenizer: {result['tokenizer']} {result['parser_tokenize_per_core_texts_per_s']:.0f} texts/s per core, "
+        f"HF tokenizers {result['hf_tokenize_per_core_texts_per_s']:.0f}",
     ]
     if "baseline" in result:
         lines += [

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from shared.embedding import PRECISIONS, ModelError
+from shared.embedding import PRECISIONS, TOKENIZER_ENGINES, ModelError
 
 
 def model_export(
@@ -63,6 +63,7 @@ def bench_embed(
     repeats: Annotated[
         int | None, typer.Option("--repeats", help="alternating runs of each side, best kept (default 2 on CUDA)")
     ] = None,
+    tokenizer: Annotated[str, typer.Option("--tokenizer", help="auto, flash or hf")] = "auto",
 ) -> None:
     """paperwire from text, paperwire from parser-made token ids, and sentence-transformers (warmed up) on the
     same real texts: texts/s, ratios, cosine, and how many parser cores it takes to feed the model."""
@@ -70,7 +71,17 @@ def bench_embed(
 
     if precision not in ("auto", *PRECISIONS):
         raise typer.BadParameter(f"precision must be auto or one of {', '.join(PRECISIONS)}")
-    result = run_bench(n, precision, model_dir=model_dir, workers=workers, baseline=baseline, repeats=repeats)
+    if tokenizer not in TOKENIZER_ENGINES:
+        raise typer.BadParameter(f"tokenizer must be one of {', '.join(TOKENIZER_ENGINES)}")
+    result = run_bench(
+        n,
+        precision,
+        model_dir=model_dir,
+        workers=workers,
+        baseline=baseline,
+        repeats=repeats,
+        tokenizer_engine=tokenizer,
+    )
     typer.echo(json.dumps(result, indent=2) if as_json else format_result(result))
 
 

@@ -37,6 +37,7 @@ def open_embedder(settings: EmbedderSettings) -> Embedder:
         max_tokens=settings.max_tokens,
         threads=settings.threads,
         token_budget=settings.token_budget,
+        tokenizer_engine=settings.tokenizer,
     )
     workers = settings.tokenizer_workers
     if workers is None:

@@ -34,6 +34,10 @@ class EmbedderSettings(ServiceSettings):
     tokenizer_workers: int | None = Field(
         default=None, ge=0, description="tokenizer processes (default: cores-1 on CUDA, none on CPU)"
     )
+    tokenizer: Literal["auto", "flash", "hf"] = Field(
+        default="auto",
+        description="auto: flash-tokenizer for plain-ASCII texts when it reproduces HF tokenizers' ids exactly",
+    )
     threads: int | None = Field(
         default=None, ge=1, description="CPU: single-threaded ONNX Runtime runs side by side (default: one per core)"
     )

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pytest
+from tokenizers import Tokenizer
 
 from services.embedder.export import bundled_model_dir, real_abstracts
-from shared.embedding import compose_text, cut_text, load_tokenizer, plan_batches, tokenize
+from shared.embedding import _PROBES, ModelError, compose_text, cut_text, load_tokenizer, plan_batches, tokenize
+
+
+def reference_tokenizer(max_tokens: int = 256) -> Tokenizer:
+    """HF tokenizers straight from the model's tokenizer.json: the ids the model was trained with."""
+    tok = Tokenizer.from_file(str(bundled_model_dir() / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_tokens)
+    return tok
+
+
+def split_ids(flat: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+    return [part.tolist() for part in np.split(flat, np.cumsum(lengths)[:-1])]
 
 
 def test_compose_text_joins_title_and_abstract_with_whitespace_collapsed() -> None:
@@ -25,18 +42,44 @@ def test_cut_text_never_splits_a_word() -> None:
     assert cut_text("unbreakable", 4) == "unbr"
 
 
-def test_token_ids_with_the_character_cut_equal_the_full_text_ids() -> None:
-    """The shortcut must never change a vector: compare with plain truncation on every real abstract."""
-    tok = load_tokenizer(bundled_model_dir() / "tokenizer.json", 256)
+@pytest.mark.parametrize("engine", ["auto", "hf"])
+def test_token_ids_equal_plain_hf_tokenizers_on_every_real_abstract(engine: str) -> None:
+    """Neither the character cut nor the fast engine may change a vector: compare with plain HF truncation."""
+    tok = load_tokenizer(bundled_model_dir() / "tokenizer.json", 256, engine)
+    assert tok.engine == ("flash" if engine == "auto" else "hf")
     texts = real_abstracts()
     assert len(texts) == 2190
+    assert sum(not t.isascii() for t in texts) > 20  # some take the HF route even with the fast engine
     flat, lengths = tokenize(tok, texts, 256)
-    full = tok.encode_batch(texts)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    for i, enc in enumerate(full):
-        assert flat[offsets[i] : offsets[i] + lengths[i]].tolist() == enc.ids, texts[i][:60]
+    full = reference_tokenizer().encode_batch(texts)
+    for i, (ids, enc) in enumerate(zip(split_ids(flat, lengths), full, strict=True)):
+        assert ids == enc.ids, texts[i][:60]
     assert lengths.max() == 256 and (lengths == 256).sum() > 1000  # most abstracts really are truncated
     assert full[0].ids[0] == 101 and full[0].ids[-1] == 102  # [CLS] ... [SEP]
+
+
+def test_fast_engine_matches_hf_on_the_edge_cases_it_would_get_wrong_alone() -> None:
+    """flash-tokenizer alone differs from HF on some texts (Hangul, soft hyphens, words over 100 characters);
+    those are routed to HF, so the ids still match everywhere."""
+    tok = load_tokenizer(bundled_model_dir() / "tokenizer.json", 256, "flash")
+    ref = reference_tokenizer()
+    expected = [e.ids for e in ref.encode_batch(list(_PROBES))]
+    assert tok.encode_ids(_PROBES) == expected
+    raw = tok._fast.batch_encode(list(_PROBES), "longest", 256, False)
+    assert any(r != e for r, e in zip(raw, expected, strict=True))  # the routing is what makes them equal
+
+
+def test_flash_engine_refuses_a_tokenizer_it_cannot_reproduce(tmp_path: Path) -> None:
+    spec = json.loads((bundled_model_dir() / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"]["lowercase"] = False  # a cased model: flash's lower-casing switch no longer matches
+    spec["normalizer"]["strip_accents"] = True
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ModelError, match="not a plain BERT WordPiece"):
+        load_tokenizer(path, 256, "flash")
+    assert load_tokenizer(path, 256).engine == "hf"  # auto falls back, with a log line
+    with pytest.raises(ValueError, match="tokenizer engine must be one of"):
+        load_tokenizer(path, 256, "fastest")
 
 
 def test_tokenizer_ignores_the_128_token_padding_shipped_in_tokenizer_json() -> None:
