@@ -10,9 +10,10 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from faststream.redis import RedisBroker, RedisRouter
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -21,6 +22,8 @@ from services.api.asyncapi import asyncapi_document
 from services.api.deps import ApiContext
 from services.api.forms import error_messages
 from services.api.limits import BodySizeLimit
+from services.api.metrics import gather, render
+from services.api.seeds import SeedUploadError
 from services.api.settings import ApiSettings
 from services.api.store import DeliveryHistory, InvalidOwner
 from services.api.subscriptions import Conflict, NotFound, WebhooksNotAccepted
@@ -83,7 +86,8 @@ def create_api(settings: ApiSettings | None = None) -> FastAPI:
         description="Subscriptions, webhook endpoints, feedback links and personal feeds of paperwire.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    uploads = {routes.SEEDS_IMPORT_PATH: settings.seeds_max_bytes, web.SEEDS_UPLOAD_PATH: settings.seeds_max_bytes}
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, per_path=uploads)
     app.include_router(routes.router)
     app.include_router(web.router)
 
@@ -115,6 +119,7 @@ def create_api(settings: ApiSettings | None = None) -> FastAPI:
 
     @app.exception_handler(WebhooksNotAccepted)
     @app.exception_handler(InvalidOwner)
+    @app.exception_handler(SeedUploadError)
     async def _unprocessable(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
@@ -129,6 +134,27 @@ def create_api(settings: ApiSettings | None = None) -> FastAPI:
         except Exception:
             return JSONResponse({"status": "redis unreachable"}, status_code=503)
         return Health(status="ready")
+
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text format (OpenMetrics when the Accept header asks for it)",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            503: {"description": "Redis unreachable", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        },
+    )
+    async def metrics(request: Request) -> Response:
+        """Streams, consumer groups, dead letters and the fetcher's counters, read from Redis at each scrape."""
+        try:
+            snapshot = await gather(request.app.state.ctx.redis)
+        except (RedisError, OSError):
+            return PlainTextResponse("redis unreachable\n", status_code=503)
+        body, content_type = render(snapshot, request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     @app.get("/asyncapi.json", tags=["ops"])
     async def asyncapi_json() -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from typing import Any
 
 Scope = dict[str, Any]
@@ -13,12 +15,21 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeLimit:
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    """``max_bytes`` everywhere except the paths matching a pattern of ``per_path`` (uploads), which get theirs."""
+
+    def __init__(self, app: Any, max_bytes: int, per_path: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = [(re.compile(pattern), limit) for pattern, limit in (per_path or {}).items()]
 
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps({"detail": f"body: larger than {self.max_bytes} bytes"}).encode()
+    def limit_for(self, path: str) -> int:
+        for pattern, limit in self.per_path:
+            if pattern.fullmatch(path):
+                return limit
+        return self.max_bytes
+
+    async def _refuse(self, send: Any, max_bytes: int) -> None:
+        body = json.dumps({"detail": f"body: larger than {max_bytes} bytes"}).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -32,14 +43,15 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope.get("path", ""))
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_large = int(value) > self.max_bytes
+                    too_large = int(value) > max_bytes
                 except ValueError:
                     too_large = True
                 if too_large:
-                    await self._refuse(send)
+                    await self._refuse(send, max_bytes)
                     return
         seen = 0
         started = False
@@ -49,7 +61,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     raise BodyTooLarge
             return message
 
@@ -63,4 +75,4 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, max_bytes)

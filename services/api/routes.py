@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response
-from pydantic import BaseModel, HttpUrl
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, Field, HttpUrl
 
 from services.api.deps import ApiContext, context, current_owner, error_responses
+from services.api.seeds import REQUEST_BODY, SeedFormat, read_export, upload_from_request
 from services.api.store import DeliveryHistory, FeedSecrets
 from services.api.streams import dead_delivery_ids, recent_matches, replay_dead
 from services.api.subscriptions import (
@@ -26,6 +27,7 @@ from shared.subscription import SubscriptionSpec
 router = APIRouter(prefix="/v1", tags=["api"], responses=error_responses(400, 401, 404, 409, 413, 422, 429))
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SEEDS_IMPORT_PATH = r"/v1/subscriptions/[^/]+/seeds/import"  # the body size limit of uploads applies here
 SubscriptionId = Annotated[str, Path(pattern=SLUG, description="subscription id")]
 EndpointId = Annotated[str, Path(pattern=SLUG, description="webhook endpoint id")]
 Owner = Annotated[str, Depends(current_owner)]
@@ -73,6 +75,14 @@ class Links(BaseModel):
 class Replayed(BaseModel):
     replayed: list[str]
     skipped: list[str]
+
+
+class SeedsImported(BaseModel):
+    format: SeedFormat
+    added: list[str] = Field(description="arXiv ids added to the seed papers, in the export's order")
+    already_present: list[str] = Field(description="arXiv ids of the export that were seed papers already")
+    no_arxiv_id: list[str] = Field(description="entries without an arXiv id, as 'citation key: title'")
+    subscription: SubscriptionView
 
 
 @router.get("/me", response_model=Me)
@@ -126,6 +136,31 @@ async def resume_subscription(owner: Owner, ctx: Ctx, subscription_id: Subscript
 async def delete_subscription(owner: Owner, ctx: Ctx, subscription_id: SubscriptionId) -> Response:
     await ctx.ops.delete(owner, subscription_id)
     return Response(status_code=204)
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/seeds/import",
+    response_model=SeedsImported,
+    openapi_extra=REQUEST_BODY,
+)
+async def import_seed_papers(
+    owner: Owner, ctx: Ctx, subscription_id: SubscriptionId, request: Request
+) -> SeedsImported:
+    """Add the arXiv ids of a BibTeX or CSL-JSON library export (Zotero exports both) to the seed papers.
+
+    Ids already there are reported, not repeated; entries without an arXiv id are listed by citation key and
+    title. Like any edit it publishes SubscriptionChanged, so seeds the system has not seen yet are fetched.
+    A file that is neither format: 422 saying why; larger than ``API_SEEDS_MAX_BYTES``: 413."""
+    await ctx.ops.get(owner, subscription_id)  # a missing or foreign subscription is 404 before the upload is read
+    export = read_export(await upload_from_request(request))
+    subscription, added, present = await ctx.ops.add_seeds(owner, subscription_id, export.found.ids)
+    return SeedsImported(
+        format=export.format,
+        added=added,
+        already_present=present,
+        no_arxiv_id=export.found.skipped,
+        subscription=subscription_view(subscription),
+    )
 
 
 @router.get("/subscriptions/{subscription_id}/matches", response_model=list[MatchFound])

@@ -14,6 +14,9 @@ class ApiSettings(ServiceSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="larger request bodies get 413")
+    seeds_max_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="largest library export the seed import takes (413 above)"
+    )
     auth_fail_limit: int = Field(default=10, ge=1, description="failed token checks per client and window")
     auth_fail_window_s: int = Field(default=60, ge=1)
     matches_scan: int = Field(default=5000, ge=10, description="newest entries of `matches` read for a page or feed")

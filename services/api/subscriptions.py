@@ -9,6 +9,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, HttpUrl
 
+from services.api.seeds import new_seeds
 from services.api.store import FeedSecrets
 from services.api.webhooks import new_secret
 from shared.events import Event, FeedbackGiven, Stream, SubscriptionChanged
@@ -96,6 +97,18 @@ class SubscriptionOps:
                 data[key] = value
         spec = SubscriptionSpec.model_validate(data)
         return await self.replace(owner, subscription_id, spec)
+
+    async def add_seeds(
+        self, owner: str | None, subscription_id: str, ids: list[str]
+    ) -> tuple[Subscription, list[str], list[str]]:
+        """Add the seed papers it does not have yet, as an edit (stored, SubscriptionChanged published), and
+        return (subscription, added, already there). Nothing new: nothing is stored or published."""
+        current = await self.get(owner, subscription_id)
+        added, present = new_seeds(current.seed_papers, ids)
+        if not added:
+            return current, added, present
+        updated = await self.patch(owner, subscription_id, {"seed_papers": [*current.seed_papers, *added]})
+        return updated, added, present
 
     async def set_active(self, owner: str | None, subscription_id: str, active: bool) -> Subscription:
         current = await self.get(owner, subscription_id)

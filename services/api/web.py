@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from services.api.atom import build_feed
 from services.api.deps import ApiContext, context, error_responses
 from services.api.forms import error_messages, form_to_changes, form_values, merge_changes, parse_form
+from services.api.seeds import REQUEST_BODY, SeedUploadError, read_export, upload_from_request
 from services.api.store import DeliveryHistory, FeedSecrets
 from services.api.streams import recent_matches
 from services.api.subscriptions import NotFound, webhook_view
@@ -31,6 +32,7 @@ HTML: dict[int | str, dict[str, Any]] = {200: {"content": {"text/html": {"schema
 Ctx = Annotated[ApiContext, Depends(context)]
 Token = Annotated[str, Path(max_length=1000, pattern=r"^[A-Za-z0-9_.=-]+$", description="signed link token")]
 FeedSecret = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9_-]+$", description="feed secret")]
+SEEDS_UPLOAD_PATH = r"/web/[^/]+/seeds"  # the body size limit of uploads applies here
 
 
 def _verify(ctx: ApiContext, token: str, *actions: str) -> dict[str, Any]:
@@ -101,6 +103,7 @@ async def _render(
     errors: list[str] | None = None,
     values: dict[str, str] | None = None,
     saved: bool = False,
+    imported: dict[str, Any] | None = None,
 ) -> HTMLResponse:
     matches = await recent_matches(ctx.redis, subscription.id, limit=50, scan=ctx.settings.matches_scan)
     log = DeliveryLog(ctx.redis)
@@ -120,6 +123,7 @@ async def _render(
         deliveries=await DeliveryHistory(ctx.redis).recent(subscription.id, 10),
         errors=errors or [],
         saved=saved,
+        imported=imported,
     )
 
 
@@ -161,3 +165,18 @@ async def web_rate(request: Request, ctx: Ctx, token: Token) -> Response:
         return await _render(request, ctx, token, subscription, errors=["label: must be like or dislike"])
     await ctx.ops.rate(subscription.id, paper_id, label, "web")
     return RedirectResponse(f"/web/{token}", status_code=303)
+
+
+@router.post("/web/{token}/seeds", responses=HTML, openapi_extra=REQUEST_BODY)
+async def web_import_seeds(request: Request, ctx: Ctx, token: Token) -> Response:
+    """The page's file input: a BibTeX or CSL-JSON export's arXiv ids added to the seed papers."""
+    subscription = await _subscription_for_view(ctx, token)
+    try:
+        export = read_export(await upload_from_request(request))
+        subscription, added, present = await ctx.ops.add_seeds(None, subscription.id, export.found.ids)
+    except SeedUploadError as exc:
+        return await _render(request, ctx, token, subscription, errors=[str(exc)])
+    except ValidationError as exc:
+        return await _render(request, ctx, token, subscription, errors=error_messages(exc))
+    imported = {"format": export.format, "added": added, "present": present, "skipped": export.found.skipped}
+    return await _render(request, ctx, token, subscription, imported=imported)

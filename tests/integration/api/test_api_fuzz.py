@@ -37,6 +37,8 @@ CHECKS = [
     missing_required_header,
 ]
 
+# The seed import takes a BibTeX file as its body: fuzz it as the text it is.
+schemathesis.serializer.alias("application/x-bibtex", "text/plain")
 schema = schemathesis.openapi.from_dict(create_api().openapi())
 
 
