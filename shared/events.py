@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -23,6 +23,7 @@ class Stream(StrEnum):
     RAW = "papers.raw"
     PARSED = "papers.parsed"
     EMBEDDED = "papers.embedded"
+    TRENDING = "papers.trending"
     MATCHES = "matches"
     DELIVERIES = "deliveries"
     DELIVERIES_DEAD = "deliveries.dead"
@@ -78,6 +79,20 @@ class PaperParsed(Event):
     paper: Paper
     change: Literal["new", "updated", "merged"] = "new"
     tokens: TokenIds | None = None
+
+
+class UpvotesChanged(Event):
+    """A known paper's Hugging Face Daily Papers upvotes moved: what trending ranks are made of.
+
+    The parser publishes one whenever the stored count changes, and one for the first count it learns
+    (a paper first listed on Daily Papers, ``upvotes_before`` None), so a consumer's board holds every
+    listed paper. An upvote move alone is no ``PaperParsed`` event: the paper's text did not change.
+    """
+
+    paper_id: str
+    daily_date: date = Field(description="the Daily Papers day the paper is listed on")
+    upvotes: int
+    upvotes_before: int | None = Field(default=None, description="None: the first count seen for this paper")
 
 
 class EmbeddingManifest(BaseModel):
@@ -168,6 +183,7 @@ CONSUMER_GROUPS: dict[Stream, tuple[str, ...]] = {
     Stream.RAW: ("parser",),
     Stream.PARSED: ("embedder",),
     Stream.EMBEDDED: ("classifier",),
+    Stream.TRENDING: ("classifier",),
     Stream.MATCHES: ("notifier",),
     Stream.FEEDBACK: ("classifier",),
     Stream.SUBSCRIPTIONS: ("classifier", "notifier"),
@@ -180,6 +196,7 @@ STREAM_MODELS: dict[Stream, type[Event]] = {
     Stream.RAW: RawPapers,
     Stream.PARSED: PaperParsed,
     Stream.EMBEDDED: PaperEmbedded,
+    Stream.TRENDING: UpvotesChanged,
     Stream.MATCHES: MatchFound,
     Stream.DELIVERIES: DeliveryResult,
     Stream.FEEDBACK: FeedbackGiven,

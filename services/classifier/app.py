@@ -1,4 +1,5 @@
-"""Classifier service wiring: papers.embedded -> matches; subscriptions and feedback refresh profiles."""
+"""Classifier service wiring: papers.embedded and papers.trending -> matches; subscriptions and feedback refresh
+profiles."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from services.classifier.embedding import DIMS, MODEL_ID
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
 from shared.consumer import make_router, subscriber
-from shared.events import FeedbackGiven, FetchRequested, PaperEmbedded, Stream, SubscriptionChanged
+from shared.events import (
+    FeedbackGiven,
+    FetchRequested,
+    PaperEmbedded,
+    Stream,
+    SubscriptionChanged,
+    UpvotesChanged,
+)
 from shared.runtime import DEFAULT_REDIS_URL, create_service_app
 from shared.storage import SubscriptionStore
 
@@ -31,9 +39,6 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
             state.space = event.manifest.space  # follow the embedder's vector space
         found = await state.score_event(event)
         for match in found:
-            profile = state.profiles.get(match.subscription_id)
-            if profile is not None and event.paper.id in profile.subscription.seed_papers:
-                continue  # the user's own seed paper is no news to them
             await matches.publish(match)
         refreshed = await state.seed_arrived(event.paper.id)
         log.info(
@@ -42,6 +47,20 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
             matches=len(found),
             subscriptions=len(state.profiles),
             seed_of=refreshed or None,
+        )
+
+    @subscriber(router, Stream.TRENDING, service=SERVICE, settings=settings)
+    async def on_trending(event: UpvotesChanged) -> None:
+        found = await state.upvotes_changed(event)
+        for match in found:
+            await matches.publish(match)
+        log.info(
+            "upvotes_changed",
+            paper=event.paper_id,
+            day=event.daily_date.isoformat(),
+            upvotes=event.upvotes,
+            before=event.upvotes_before,
+            matches=len(found),
         )
 
     @subscriber(router, Stream.SUBSCRIPTIONS, service=SERVICE, settings=settings)

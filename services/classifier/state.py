@@ -3,15 +3,16 @@
 Redis keys it owns (prefix ``classifier:``): ``classifier:background:{space}`` (list of recent
 vectors, float16), ``classifier:feedback:{sub}`` (hash paper id -> like/dislike),
 ``classifier:model:{sub}`` (the trained model, JSON), ``classifier:trending:{YYYY-MM-DD}`` (sorted set
-paper id -> Hugging Face upvotes of that Daily Papers day, for trending ranks). Matches are claimed once per
-subscription + paper, so a redelivered event never publishes a second MatchFound.
+paper id -> Hugging Face upvotes of that Daily Papers day) and ``classifier:trending:day:{paper}`` (the day a
+paper is listed on): the trending board, written only from papers.trending and read for every trending rank.
+Matches are claimed once per subscription + paper, so a redelivered event never publishes a second MatchFound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -20,10 +21,13 @@ from services.classifier.embedding import embed_cached
 from services.classifier.learner import model_from_dict
 from services.classifier.profiles import build_profile
 from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
-from shared.events import FeedbackGiven, MatchFound, PaperEmbedded
+from shared.events import FeedbackGiven, MatchFound, PaperEmbedded, UpvotesChanged
 from shared.paper import Paper
 from shared.storage import PaperStore, SubscriptionStore, claim_once
 from shared.subscription import Subscription
+
+TRENDING_TTL_S = int(timedelta(days=9).total_seconds())  # a week window back from any day still listed
+TRENDING_WINDOW_DAYS = {"day": 1, "week": 7}
 
 
 class ClassifierState:
@@ -127,43 +131,83 @@ class ClassifierState:
         await self.add_background(vector)
         return await self.score_papers([event.paper], vector[None, :])
 
-    async def trending_ranks(self, papers: list[Paper]) -> TrendingRanks:
-        """Record each paper's upvotes under its Daily Papers day; rank = 1 + papers with more upvotes.
+    async def record_upvotes(self, event: UpvotesChanged) -> None:
+        """Put a paper's count on its day's board; GT keeps a late-redelivered older count from lowering it."""
+        day_key = f"classifier:trending:day:{event.paper_id}"
+        listed = await self.redis.get(day_key)
+        pipe = self.redis.pipeline(transaction=True)
+        if listed is not None and listed.decode() != event.daily_date.isoformat():
+            pipe.zrem(f"classifier:trending:{listed.decode()}", event.paper_id)  # listed on another day now
+        key = f"classifier:trending:{event.daily_date.isoformat()}"
+        pipe.zadd(key, {event.paper_id: event.upvotes}, gt=True)
+        pipe.expire(key, TRENDING_TTL_S)
+        pipe.set(day_key, event.daily_date.isoformat(), ex=TRENDING_TTL_S)
+        await pipe.execute()
 
-        The day's (or the seven days') board as known when the paper arrives: a later paper with more
-        upvotes does not take back a notification already sent.
+    async def trending_ranks(self, paper_ids: list[str]) -> TrendingRanks:
+        """Each paper's rank on the board now: 1 + papers with more upvotes on its day (or its day and the six
+        before, for "week"); 0 when the board does not list it (no papers.trending event for it yet).
+
+        Ranks are read when a paper is scored or its count moves, so a paper that climbs later is ranked
+        then; a paper that another one overtakes keeps the notification it already had.
         """
-        day_ranks = np.zeros(len(papers), np.int64)
-        week_ranks = np.zeros(len(papers), np.int64)
-        for i, paper in enumerate(papers):
-            if paper.hf is None:
+        ranks = {window: np.zeros(len(paper_ids), np.int64) for window in TRENDING_WINDOW_DAYS}
+        for i, paper_id in enumerate(paper_ids):
+            listed = await self.redis.get(f"classifier:trending:day:{paper_id}")
+            if listed is None:
                 continue
-            day: date = paper.hf.daily_date or paper.announced or datetime.now(UTC).date()
-            upvotes = paper.hf.upvotes
-            key = f"classifier:trending:{day.isoformat()}"
-            await self.redis.zadd(key, {paper.id: upvotes}, gt=True)
-            await self.redis.expire(key, int(timedelta(days=9).total_seconds()))
-            above = [
-                await self.redis.zcount(
-                    f"classifier:trending:{(day - timedelta(days=d)).isoformat()}", f"({upvotes}", "+inf"
-                )
-                for d in range(7)
-            ]
-            day_ranks[i] = above[0] + 1
-            week_ranks[i] = sum(above) + 1
-        return {"day": day_ranks, "week": week_ranks}
+            day = date.fromisoformat(listed.decode())
+            upvotes = await self.redis.zscore(f"classifier:trending:{day.isoformat()}", paper_id)
+            if upvotes is None:
+                continue
+            pipe = self.redis.pipeline(transaction=False)
+            for d in range(max(TRENDING_WINDOW_DAYS.values())):
+                pipe.zcount(f"classifier:trending:{(day - timedelta(days=d)).isoformat()}", f"({upvotes}", "+inf")
+            above = await pipe.execute()
+            for window, days in TRENDING_WINDOW_DAYS.items():
+                ranks[window][i] = sum(above[:days]) + 1
+        return ranks
 
-    async def score_papers(self, papers: list[Paper], vectors: np.ndarray) -> list[MatchFound]:
-        profiles = list(self.profiles.values())
+    async def upvotes_changed(self, event: UpvotesChanged) -> list[MatchFound]:
+        """Record the count, then rank the paper for trending subscriptions if it is already embedded.
+
+        A paper not embedded yet is ranked when its papers.embedded event is scored, from the board this wrote.
+        """
+        await self.record_upvotes(event)
+        if not self.loaded:
+            await self.load_all()
+        trending = [p for p in self.profiles.values() if p.subscription.trending is not None]
+        if not trending:
+            return []
+        store = PaperStore(self.redis)
+        paper = await store.get(event.paper_id)
+        vectors = await store.get_vectors(self.space, [event.paper_id])
+        if paper is None or event.paper_id not in vectors:
+            return []
+        return await self.score_papers([paper], vectors[event.paper_id][None, :], trending)
+
+    async def score_papers(
+        self, papers: list[Paper], vectors: np.ndarray, profiles: list[Profile] | None = None
+    ) -> list[MatchFound]:
+        """Matches of ``papers`` against ``profiles`` (default: all), each claimed once per subscription + paper.
+
+        A subscription's own seed paper is never news to it, so it is not matched.
+        """
+        profiles = list(self.profiles.values()) if profiles is None else profiles
         if not profiles:
             return []
-        trending = await self.trending_ranks(papers) if any(p.subscription.trending for p in profiles) else None
+        trending = None
+        if any(p.subscription.trending for p in profiles):
+            trending = await self.trending_ranks([p.id for p in papers])
         matches: list[Match] = Scorer(profiles).score(papers, vectors, trending=trending)
         by_id = {p.id: p for p in papers}
+        subs = {p.subscription.id: p.subscription for p in profiles}
         out = []
         for match in matches:
+            sub = subs[match.subscription_id]
+            if match.paper_id in sub.seed_papers:
+                continue
             if await claim_once(self.redis, f"classifier:match:{match.subscription_id}:{match.paper_id}"):
-                sub = self.profiles[match.subscription_id].subscription
                 out.append(
                     MatchFound(
                         subscription_id=sub.id,

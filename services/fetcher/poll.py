@@ -38,6 +38,11 @@ class PollReport:
         return not self.failed
 
 
+def hf_days(newest: date, days: int) -> list[date]:
+    """The Daily Papers dates to poll, newest first: older lists still collect upvotes (the trending signal)."""
+    return [newest - timedelta(days=offset) for offset in range(days)]
+
+
 def make_fetcher(settings: FetcherSettings, redis: aioredis.Redis) -> tuple[Fetcher, SharedRateLimiter]:
     client = make_client(settings.connect_timeout_s, settings.read_timeout_s, settings.user_agent)
     fetcher = Fetcher(
@@ -91,8 +96,8 @@ async def poll_once(
                 await redis.delete(job.key)  # a new poll of the same window: records may have been added since
             report.sources.append(await oai.harvest(fetcher, limiter, redis, settings.oai_url, job, publish))
         if settings.hf_enabled:
-            day: date = settings.hf_date or now.date()
-            report.sources.append(await hf_daily.fetch_day(fetcher, settings.hf_url, day, publish))
+            for day in hf_days(settings.hf_date or now.date(), settings.hf_days):
+                report.sources.append(await hf_daily.fetch_day(fetcher, settings.hf_url, day, publish))
     finally:
         await fetcher.client.aclose()
     if report.ok:

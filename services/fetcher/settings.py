@@ -26,6 +26,13 @@ class FetcherSettings(ServiceSettings):
     oai_metadata_prefix: str = Field(default="arXivRaw", pattern="^(arXivRaw|arXiv)$")
     hf_enabled: bool = True
     hf_date: date | None = Field(default=None, description="fixed Daily Papers date; default today (UTC)")
+    hf_days: int = Field(
+        default=2,
+        ge=1,
+        le=14,
+        description="Daily Papers dates polled each cycle, counting back from hf_date (or today): the default 2 is "
+        "today and yesterday, whose lists keep collecting upvotes",
+    )
 
     max_results: int = Field(default=100, ge=1, le=30_000, description="papers per query per poll")
     page_size: int = Field(default=100, ge=1, le=2_000, description="arXiv allows at most 2,000 per page")

@@ -1,4 +1,4 @@
-"""Parser service wiring: papers.raw -> parse -> merge with the store -> papers.parsed."""
+"""Parser service wiring: papers.raw -> parse -> merge with the store -> papers.parsed (and papers.trending)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from faststream import Context
 from faststream.redis import RedisRouter
 
 from services.parser.errors import ParseError
-from services.parser.ingest import describe, ingest
+from services.parser.ingest import describe, ingest, listing_day
 from services.parser.parse import parse_document
 from services.parser.settings import ParserSettings
 from services.parser.tokens import open_tokenizer
@@ -26,6 +26,7 @@ log = structlog.get_logger("paperwire.parser")
 def build_router(settings: ParserSettings) -> RedisRouter:
     router = make_router(SERVICE, settings)
     parsed = router.publisher(stream=Stream.PARSED)
+    trending = router.publisher(stream=Stream.TRENDING)
     redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
     store = PaperStore(redis)
     tokenizer = open_tokenizer(settings.tokenize, settings.resolved_model_dir(), settings.max_tokens)
@@ -44,15 +45,18 @@ def build_router(settings: ParserSettings) -> RedisRouter:
             log.warning("item_skipped", index=error.index, ident=error.ident, reason=error.reason, **describe(event))
         if result.no_announcement:
             log.info("no_announcement", reason=result.no_announcement, **describe(event))
-        report = await ingest(result, store)
+        report = await ingest(result, store, listing_day(event))
         if tokenizer is not None and report.events:
             tokenizer.attach(report.events)  # the embedder's tokenizing, done on this (scalable) replica
         for parsed_event in report.events:
             await parsed.publish(parsed_event)
+        for moved in report.trending:
+            await trending.publish(moved)
         log.info(
             "document_parsed",
             papers=len(result.papers),
             published=len(report.events),
+            upvote_changes=len(report.trending),
             unchanged=report.unchanged,
             item_errors=report.item_errors,
             **describe(event),

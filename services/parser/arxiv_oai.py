@@ -93,7 +93,7 @@ def parse_arxiv_raw(element: ET.Element) -> Paper:
 
 
 def parse_arxiv_format(element: ET.Element) -> Paper:
-    """arXiv metadata format: structured authors with affiliations, created/updated dates, no versions."""
+    """arXiv metadata format: structured authors with affiliations, created/updated days, no version numbers."""
     paper_id, version = split_arxiv_id(_required(element, "id"))
     authors: list[Author] = []
     container = next((c for c in element if local(c.tag) == "authors"), None)
@@ -103,13 +103,14 @@ def parse_arxiv_format(element: ET.Element) -> Paper:
         affiliations = [clean_text(text_of(a) or "") for a in author if local(a.tag) == "affiliation"]
         if name:
             authors.append(Author(name=name, affiliations=[a for a in affiliations if a]))
+    created = _day(_text(element, "created"))
     return _paper(
         element,
         paper_id,
         version=version,
         authors=authors,
-        submitted=_day(_text(element, "created")),
-        updated=_day(_text(element, "updated")),
+        submitted=created,
+        updated=_day(_text(element, "updated")) or created,  # no <updated>: one version, as arXivRaw and the API say
     )
 
 

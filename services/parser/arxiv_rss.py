@@ -1,7 +1,9 @@
 """arXiv RSS 2.0 and Atom category feeds (``rss.arxiv.org/rss/<cats>``, ``/atom/<cats>``) into papers.
 
-Each item carries ``arxiv:announce_type`` (new, cross, replace, replace-cross) and the announcement
-date. A feed with no items is arXiv saying "nothing was announced" (weekends, holidays): that is a
+Each item carries ``arxiv:announce_type`` (new, cross, replace, replace-cross), the announcement
+date, the authors as one ``dc:creator`` line, and ``arxiv:DOI`` / ``arxiv:journal_reference`` once
+published (arXiv's RSS and Atom specifications list the same item elements for both layouts).
+A feed with no items is arXiv saying "nothing was announced" (weekends, holidays): that is a
 ``no_announcement`` fact with the reason, not an error.
 """
 
@@ -18,6 +20,7 @@ from services.parser.xmlsafe import DEFAULT_MAX_BYTES, local, parse_xml, text_of
 from shared.paper import Author, Paper, clean_text, split_arxiv_id
 
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
+ATOM_SKIP_DAYS = ("Saturday", "Sunday")
 _DESC_RE = re.compile(
     r"^\s*arXiv:(?P<id>\S+)\s+Announce Type:\s*(?P<type>[a-z-]+)\s*(?:Abstract:\s*)?(?P<abstract>.*)$", re.S
 )
@@ -48,12 +51,15 @@ def parse(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParseResu
         try:
             result.papers.append(parse_item(item, feed_date))
         except (ValueError, ParseError) as exc:
-            result.errors.append(ItemError(index=index, reason=str(exc), ident=_text(item, "guid")))
+            ident = _text(item, "guid") or _text(item, "id")
+            result.errors.append(ItemError(index=index, reason=str(exc), ident=ident))
     return result
 
 
 def _no_items_reason(channel: ET.Element, feed_date: date | None) -> str:
     skip = [clean_text(text_of(d) or "") for s in channel if local(s.tag) == "skipDays" for d in s]
+    if not skip and local(channel.tag) == "feed":
+        skip = list(ATOM_SKIP_DAYS)  # Atom has no skipDays element; arXiv's weekend is the same
     when = f"{feed_date:%A %Y-%m-%d}" if feed_date else "this feed"
     if feed_date and feed_date.strftime("%A") in skip:
         return f"no announcement on {when}: arXiv does not announce on {', '.join(sorted(skip))}"
@@ -84,10 +90,13 @@ def _atom_entry(entry: ET.Element, feed_date: date | None) -> Paper:
     announce = _text(entry, "announce_type") or (match.group("type") if match else None)
     abstract = match.group("abstract") if match else summary
     categories = [c.get("term", "") for c in entry if local(c.tag) == "category" and c.get("term")]
+    creator = _text(entry, "creator")
     authors = [
         Author(name=clean_text(_text(a, "name") or "")) for a in entry if local(a.tag) == "author" and _text(a, "name")
     ]
-    if len(authors) == 1 and "," in authors[0].name:
+    if creator:
+        authors = split_authors(creator)  # arXiv's Atom layout: one dc:creator line, as in RSS
+    elif len(authors) == 1 and "," in authors[0].name:
         authors = split_authors(authors[0].name)
     announced = _date(parse_iso(_text(entry, "published"))) or feed_date
     return _paper(entry, paper_id, version, announce, abstract, categories, authors, announced)
@@ -110,6 +119,7 @@ def _paper(
     if announce is not None and announce not in ANNOUNCE_TYPES:
         raise ValueError(f"{paper_id}: unknown announce type {announce!r}")
     links = {"abs": f"https://arxiv.org/abs/{paper_id}", "pdf": f"https://arxiv.org/pdf/{paper_id}"}
+    doi = (_text(item, "DOI") or "").split()
     return Paper(
         id=paper_id,
         version=version,
@@ -119,6 +129,8 @@ def _paper(
         categories=list(dict.fromkeys(c for c in categories if c)),
         announced=announced,
         announce_type=announce,  # type: ignore[arg-type]
+        doi=doi[0] if doi else None,
+        journal_ref=clean_text(_text(item, "journal_reference") or "") or None,
         links=links,
         sources=["arxiv-rss"],
     )

@@ -10,7 +10,7 @@ from shared.events import RawPapers
 
 
 async def fetch_day(fetcher: Fetcher, base_url: str, day: date, publish: Publish) -> SourceReport:
-    """One day's list; published even when known, so the parser turns upvote changes into "merged" events."""
+    """One day's list; published even when known, so the parser turns upvote changes into papers.trending events."""
     report = SourceReport("hf-daily", f"{base_url}?date={day.isoformat()}")
     try:
         result = await fetcher.get(base_url, params={"date": day.isoformat()}, conditional=True)

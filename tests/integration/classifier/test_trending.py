@@ -1,21 +1,37 @@
 """Trending subscriptions on a real Redis with a real Hugging Face Daily Papers response (30 papers, 2026-06-12).
 
-Upvotes read from the fixture by hand: 2606.13681 has 118, 2606.13392 103, 2606.08063 74, 2606.13106 18.
+Upvotes read from the fixture by hand: 2606.13681 has 118, 2606.13392 103, 2606.08063 74, 2606.13106 18; 4 papers
+have more than 18, so 2606.13106 is 5th of the day. The board is fed the way papers.trending feeds it: one
+UpvotesChanged per paper (its first count), then a climb, as the parser publishes them. Counts that move are
+variants made here at run time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import date
 from pathlib import Path
 
+import numpy as np
+import redis.asyncio as aioredis
+from faststream import TestApp
+from faststream.redis import RedisBroker
+from faststream.redis.parser.binary import BinaryMessageFormatV1
+
+from services.classifier.app import SERVICE, build_router
 from services.classifier.embedding import DIMS, MODEL_ID, embed_cached
+from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
+from shared.events import MatchFound, Stream, UpvotesChanged
 from shared.paper import HuggingFaceInfo, Paper
-from shared.storage import SubscriptionStore
+from shared.runtime import ServiceDef, build_app
+from shared.storage import PaperStore, SubscriptionStore
 from shared.subscription import Subscription
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "hf_daily_papers" / "sotawhat_hf_daily_papers_2026-06.json"
+SPACE = f"{MODEL_ID}:{DIMS}"
+DAY = date(2026, 6, 12)
 
 
 def hf_papers() -> list[Paper]:
@@ -33,17 +49,48 @@ def hf_papers() -> list[Paper]:
     ]
 
 
+def first_count(paper: Paper) -> UpvotesChanged:
+    assert paper.hf is not None and paper.hf.daily_date is not None
+    return UpvotesChanged(paper_id=paper.id, daily_date=paper.hf.daily_date, upvotes=paper.hf.upvotes)
+
+
+async def climb(store: PaperStore, paper_id: str, upvotes: int) -> UpvotesChanged:
+    """What the parser does for a re-polled list: store the new count, then publish the change."""
+    paper = await store.get(paper_id)
+    assert paper is not None and paper.hf is not None
+    await store.put(paper.model_copy(update={"hf": paper.hf.model_copy(update={"upvotes": upvotes})}))
+    return UpvotesChanged(paper_id=paper_id, daily_date=DAY, upvotes=upvotes, upvotes_before=paper.hf.upvotes)
+
+
 async def _run(redis, tmp_path: Path, sub: Subscription, order: list[Paper]) -> list:  # noqa: ANN001
     vectors = embed_cached([p.embedding_text() for p in order], tmp_path / "c.sqlite")
-    state = ClassifierState(redis, f"{MODEL_ID}:{DIMS}", cache=tmp_path / "c.sqlite")
+    state = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
     for v in vectors:
         await state.add_background(v)
+    for paper in order:
+        await state.record_upvotes(first_count(paper))
     await SubscriptionStore(redis).put(sub)
     await state.load_all()
     found = []
     for paper, vector in zip(order, vectors, strict=True):
         found += await state.score_papers([paper], vector[None, :])
     return found
+
+
+async def embedded_day(redis, tmp_path: Path, sub: Subscription) -> tuple[ClassifierState, PaperStore, np.ndarray]:  # noqa: ANN001
+    """All 30 papers stored with their vectors (as the embedder leaves them), on the board, the subscription live."""
+    papers = hf_papers()
+    vectors = embed_cached([p.embedding_text() for p in papers], tmp_path / "c.sqlite")
+    store = PaperStore(redis)
+    state = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
+    for paper, vector in zip(papers, vectors, strict=True):
+        await store.put(paper)
+        await store.set_vector(SPACE, paper.id, vector)
+        await state.add_background(vector)
+        await state.record_upvotes(first_count(paper))
+    await SubscriptionStore(redis).put(sub)
+    await state.load_all()
+    return state, store, vectors
 
 
 async def test_top_three_of_the_day_with_rank_and_upvotes(redis, tmp_path) -> None:
@@ -67,3 +114,102 @@ async def test_narrow_keeps_only_trending_papers_that_match_the_interests(redis,
     assert narrow and {m.paper.id for m in narrow} < wide_ids
     assert all(1 <= (m.trending_rank or 0) <= 10 for m in narrow)
     assert all(any(r.startswith("closest to your interest") for r in m.reasons) for m in narrow)
+
+
+async def test_a_paper_that_climbs_after_it_was_scored_is_delivered_once(redis, tmp_path) -> None:
+    sub = Subscription(id="hot", name="hot", trending={"window": "day", "top": 3})
+    state, store, vectors = await embedded_day(redis, tmp_path, sub)
+    papers = hf_papers()
+    first = []
+    for paper, vector in zip(papers, vectors, strict=True):  # papers.embedded, in the file's order
+        first += await state.score_papers([paper], vector[None, :])
+    assert sorted((m.paper.id, m.trending_rank) for m in first) == [
+        ("2606.08063", 3),
+        ("2606.13392", 2),
+        ("2606.13681", 1),
+    ]
+    assert (await state.trending_ranks(["2606.13106"]))["day"].tolist() == [5]
+    # 2606.13106 climbs from 18 to 200 upvotes: one match, ranked first, with the count it has now.
+    (match,) = await state.upvotes_changed(await climb(store, "2606.13106", 200))
+    assert (match.subscription_id, match.paper.id, match.trending_rank) == ("hot", "2606.13106", 1)
+    assert match.reasons[0] == "#1 trending on Hugging Face Daily Papers today (200 upvotes)"
+    assert match.paper.hf is not None and match.paper.hf.upvotes == 200
+    # It climbs again, or the same event is redelivered: delivered already, so nothing.
+    assert await state.upvotes_changed(await climb(store, "2606.13106", 210)) == []
+    redelivered = UpvotesChanged(paper_id="2606.13106", daily_date=DAY, upvotes=200, upvotes_before=18)
+    assert await state.upvotes_changed(redelivered) == []
+    assert await redis.zscore(f"classifier:trending:{DAY.isoformat()}", "2606.13106") == 210  # GT: never lowered
+    # A paper whose count moves but stays below the top 3 (0 -> 5 upvotes) is no match.
+    zero = next(p.id for p in papers if p.hf is not None and p.hf.upvotes == 0)
+    assert await state.upvotes_changed(await climb(store, zero, 5)) == []
+
+
+async def test_a_count_that_arrives_before_the_vector_ranks_the_paper_when_it_is_embedded(redis, tmp_path) -> None:
+    papers = hf_papers()
+    store = PaperStore(redis)
+    state = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
+    await SubscriptionStore(redis).put(Subscription(id="hot", name="hot", trending={"window": "day", "top": 1}))
+    for paper in papers:
+        await store.put(paper)
+        assert await state.upvotes_changed(first_count(paper)) == []  # not embedded yet: nothing to rank
+    (top,) = [p for p in papers if p.id == "2606.13681"]
+    vector = embed_cached([top.embedding_text()], tmp_path / "c.sqlite")
+    await store.set_vector(SPACE, top.id, vector[0])
+    (match,) = await state.score_papers([top], vector)  # its papers.embedded event
+    assert (match.paper.id, match.trending_rank) == ("2606.13681", 1)
+    assert await state.upvotes_changed(first_count(top)) == []  # matched once only
+
+
+def decode(entries: list, model: type) -> list:
+    out = []
+    for _, fields in entries:
+        body, _headers = BinaryMessageFormatV1.parse(fields[b"__data__"])
+        out.append(model.model_validate(json.loads(body)))
+    return out
+
+
+async def wait_for(redis: aioredis.Redis, stream: str, count: int, limit_s: float = 30.0) -> list:
+    for _ in range(int(limit_s / 0.1)):
+        entries = await redis.xrange(stream)
+        if len(entries) >= count:
+            return entries
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{stream}: fewer than {count} entries after {limit_s}s")
+
+
+async def test_classifier_service_consumes_papers_trending(redis, clean_redis: str, tmp_path) -> None:
+    """The service on papers.trending through the consumer helper: a climb becomes one MatchFound on matches,
+    its redelivery none, and an event of an unknown schema version ends in papers.trending.dead."""
+    sub = Subscription(id="hot", name="hot", trending={"window": "day", "top": 3})
+    await embedded_day(redis, tmp_path, sub)
+    settings = ClassifierSettings(
+        redis_url=clean_redis,
+        cache_path=tmp_path / "c.sqlite",
+        read_block_ms=100,
+        claim_poll_ms=100,
+        claim_idle_ms=300,
+        max_attempts=2,
+    )
+    app = build_app([ServiceDef(SERVICE, build_router, settings)], clean_redis)
+    publisher = RedisBroker(clean_redis)
+    await publisher.connect()
+    store = PaperStore(redis)
+    try:
+        async with TestApp(app):
+            moved = await climb(store, "2606.13106", 200)
+            await publisher.publish(moved, stream=Stream.TRENDING)
+            await publisher.publish(moved, stream=Stream.TRENDING)  # a duplicate publish: no second match
+            bad = moved.model_dump(mode="json") | {"schema_version": 2, "event_id": "from-the-future"}
+            await publisher.publish(bad, stream=Stream.TRENDING)
+            found = await wait_for(redis, Stream.MATCHES, 1)
+            dead = await wait_for(redis, f"{Stream.TRENDING}.dead", 1)
+            await asyncio.sleep(1.0)
+            found = await redis.xrange(Stream.MATCHES)
+            pending = await redis.xpending(Stream.TRENDING, SERVICE)
+    finally:
+        await publisher.stop()
+    (match,) = decode(found, MatchFound)
+    assert (match.subscription_id, match.paper.id, match.trending_rank) == ("hot", "2606.13106", 1)
+    ((_, fields),) = dead
+    assert b"from-the-future" in fields[b"__data__"] and fields[b"dead.attempts"] == b"2"
+    assert pending["pending"] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -23,6 +23,8 @@ FIXTURES = Path(__file__).parents[2] / "fixtures"
 ROOT = Path(__file__).parents[3]
 CL = (FIXTURES / "arxiv_api/llmpaperradar_q_cat-cs.CL_max2_2026-05-11.xml").read_bytes()
 HF = (FIXTURES / "hf_daily_papers/llmpaperradar_hf_daily_papers_2026-05.json").read_bytes()
+HF_JUNE = (FIXTURES / "hf_daily_papers/sotawhat_hf_daily_papers_2026-06.json").read_bytes()
+HF_JULY = (FIXTURES / "hf_daily_papers/allnewsai_hf_daily_papers_2026-07.json").read_bytes()
 OAI_FIRST = (FIXTURES / "arxiv_oai/saelim_ListRecordsResponse.xml").read_bytes()  # token 726959|1001
 OAI_SECOND = (FIXTURES / "arxiv_oai/litpuvn_ListRecords_arXivRaw_from2016-10-20.xml").read_bytes()
 OAI_BAD_TOKEN = (FIXTURES / "arxiv_oai/saelim_ErrorResponseBadResumptionToken.xml").read_bytes()
@@ -52,12 +54,46 @@ async def test_poll_once_with_demo_settings(redis: aioredis.Redis, clean_redis: 
     )
     sink = Sink()
     report = await poll_once(settings, redis, sink)
-    assert report.ok and report.published == 2
-    assert [e.source for e in sink.events] == ["arxiv-api", "hf-daily"]
+    # Daily Papers: hf_date and the day before (the default hf_days=2), newest first.
+    assert report.ok and report.published == 3
+    assert [e.source for e in sink.events] == ["arxiv-api", "hf-daily", "hf-daily"]
     assert sink.events[0].body == CL.decode() and sink.events[1].body == HF.decode()
     assert replay.seen[0].query["search_query"] == "cat:cs.CL"
-    assert replay.seen[1].query == {"date": "2026-05-11"}
+    assert [s.query for s in replay.seen[1:]] == [{"date": "2026-05-11"}, {"date": "2026-05-10"}]
     assert report.schedule_note
+
+
+async def test_hf_days_back_each_with_its_own_list(
+    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
+) -> None:
+    """Three Daily Papers dates, each answered by a different real recording; a date with no list is a 404."""
+    lists = {"2026-06-12": HF_JUNE, "2026-06-11": HF, "2026-06-10": HF_JULY}
+    replay.routes["/api/daily_papers"] = lambda p, q, h: (
+        Reply(200, lists[q["date"]], {"Content-Type": "application/json"}) if q.get("date") in lists else Reply(404)
+    )
+    settings = FetcherSettings(
+        redis_url=clean_redis,
+        hf_url=f"{replay.url}/api/daily_papers",
+        rss_categories=[],
+        hf_days=3,
+        arxiv_min_interval_s=0,
+    )
+    sink = Sink()
+    now = datetime(2026, 6, 12, 15, 0, tzinfo=UTC)  # no hf_date: counting back from today (UTC)
+    report = await poll_once(settings, redis, sink, now=now)
+    assert report.ok and report.published == 3
+    assert [s.query["date"] for s in replay.seen] == ["2026-06-12", "2026-06-11", "2026-06-10"]
+    assert [e.body.encode() for e in sink.events] == [HF_JUNE, HF, HF_JULY]
+    assert [e.url.rsplit("=", 1)[1] for e in sink.events] == ["2026-06-12", "2026-06-11", "2026-06-10"]
+    assert [s.entries for s in report.sources] == [30, 3, 5]
+    # One day only, when asked: just today's list.
+    replay.seen.clear()
+    one = await poll_once(settings.model_copy(update={"hf_days": 1}), redis, Sink(), now=now)
+    assert one.published == 1 and [s.query["date"] for s in replay.seen] == ["2026-06-12"]
+    # A day that fails does not cost the others: four days back, the fourth answers 404.
+    four = await poll_once(settings.model_copy(update={"hf_days": 4}), redis, Sink(), now=now)
+    assert four.published == 3 and [s.target.rsplit("=", 1)[1] for s in four.failed] == ["2026-06-09"]
+    assert "HTTP 404" in (four.failed[0].error or "")
 
 
 async def oai_route_setup(replay: ReplayServer) -> None:

@@ -1,4 +1,5 @@
-"""The parser service on a real Redis: papers.raw in, papers.parsed out; a bad document dead-lettered at once."""
+"""The parser service on a real Redis: papers.raw in, papers.parsed and papers.trending out; a bad document
+dead-lettered at once."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from faststream.redis.parser.binary import BinaryMessageFormatV1
 
 from services.parser.app import SERVICE, build_router
 from services.parser.settings import ParserSettings
-from shared.events import PaperParsed, RawPapers, Stream
+from shared.events import PaperParsed, RawPapers, Stream, UpvotesChanged
 from shared.runtime import ServiceDef, build_app
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
@@ -59,4 +60,49 @@ async def test_parser_service_end_to_end(redis: aioredis.Redis, clean_redis: str
     ((_, fields),) = dead
     assert b"entity declarations are refused" in fields[b"dead.error"]
     pending = await redis.xpending(Stream.RAW, SERVICE)
+    assert pending["pending"] == 0
+    assert await redis.xlen(Stream.TRENDING) == 0  # arXiv feeds carry no upvotes
+
+
+def decode(entries: list, model: type) -> list:
+    out = []
+    for _, fields in entries:
+        body, _headers = BinaryMessageFormatV1.parse(fields[b"__data__"])
+        out.append(model.model_validate(json.loads(body)))
+    return out
+
+
+async def test_upvote_changes_go_to_papers_trending(redis: aioredis.Redis, clean_redis: str) -> None:
+    """The real 2026-06-12 Daily Papers list (30 papers; 2606.13106 has 18 upvotes), polled three times:
+    as recorded, again identical, then a copy changed here with that paper at 150 upvotes."""
+    settings = ParserSettings(redis_url=clean_redis, read_block_ms=100, claim_poll_ms=100, tokenize=False)
+    app = build_app([ServiceDef(SERVICE, build_router, settings)], clean_redis)
+    publisher = RedisBroker(clean_redis)
+    await publisher.connect()
+    body = (FIXTURES / "hf_daily_papers/sotawhat_hf_daily_papers_2026-06.json").read_text()
+    items = json.loads(body)
+    (climber,) = [i for i in items if i["paper"]["id"] == "2606.13106"]
+    climber["paper"]["upvotes"] = 150
+    url = "https://huggingface.co/api/daily_papers?date=2026-06-12"
+    try:
+        async with TestApp(app):
+            await publisher.publish(RawPapers(source="hf-daily", url=url, body=body), stream=Stream.RAW)
+            first_counts = await wait_for(redis, Stream.TRENDING, 30)
+            await publisher.publish(RawPapers(source="hf-daily", url=url, body=body), stream=Stream.RAW)
+            await publisher.publish(RawPapers(source="hf-daily", url=url, body=json.dumps(items)), stream=Stream.RAW)
+            await wait_for(redis, Stream.TRENDING, 31)
+            await asyncio.sleep(1.0)  # nothing more may come
+            trending = decode(await redis.xrange(Stream.TRENDING), UpvotesChanged)
+            parsed = await redis.xrange(Stream.PARSED)
+            pending = await redis.xpending(Stream.RAW, SERVICE)
+    finally:
+        await publisher.stop()
+    assert len(first_counts) == 30 and len(parsed) == 30  # first poll: 30 new papers, 30 first counts
+    assert all(t.upvotes_before is None for t in trending[:30])
+    assert {t.paper_id: t.upvotes for t in trending[:30]}["2606.13681"] == 118
+    # the identical re-poll added nothing; the changed one added exactly one trending event and no parsed one
+    assert len(trending) == 31
+    moved = trending[30]
+    assert (moved.paper_id, moved.upvotes_before, moved.upvotes) == ("2606.13106", 18, 150)
+    assert moved.daily_date.isoformat() == "2026-06-12"
     assert pending["pending"] == 0

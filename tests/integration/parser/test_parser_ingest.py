@@ -2,11 +2,13 @@
 
 Fixtures share no paper across sources, so the cross-source and new-version cases use variants of
 copies built here at run time (version bumped, HF id pointed at an RSS paper, upvotes changed).
+Hugging Face counts that move go to papers.trending (``report.trending``), not papers.parsed.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -50,13 +52,37 @@ async def test_same_paper_from_rss_and_hf_is_one_paper_and_upvotes_flow(redis: a
     assert paper.announce_type == "new" and paper.categories == ["cs.CL"]  # RSS facts kept
     assert paper.hf.upvotes == 86 and paper.hf.github_repo == "https://github.com/DCI-Agent/DCI-Agent-Lite"
     assert paper.version == 1 and paper.title.startswith("When Cow Urine Cures Constipation")
-    # Same list again: nothing new. Upvotes move: a "merged" event carrying the new count (the trending signal).
-    assert (await ingest(parse_document("hf-daily", json.dumps(items)), store)).events == []
-    items[0]["paper"]["upvotes"] = 120
-    (trend,) = (await ingest(parse_document("hf-daily", json.dumps(items)), store)).events
-    assert (
-        trend.change == "merged" and trend.paper.hf.upvotes == 120 and trend.paper.sources == ["arxiv-rss", "hf-daily"]
+    # Known from RSS, first listed on Hugging Face: its first count goes on papers.trending.
+    (first,) = hf.trending
+    assert (first.paper_id, first.daily_date, first.upvotes, first.upvotes_before) == (
+        "2604.22002",
+        date(2026, 5, 8),  # submittedOnDailyAt in the file
+        86,
+        None,
     )
+    # Same list again: nothing new on either stream.
+    repeat = await ingest(parse_document("hf-daily", json.dumps(items)), store)
+    assert repeat.events == [] and repeat.trending == []
+    # Upvotes move: one trending event, and no papers.parsed (the text to embed did not change).
+    items[0]["paper"]["upvotes"] = 120
+    moved = await ingest(parse_document("hf-daily", json.dumps(items)), store)
+    assert moved.events == [] and moved.unchanged == 1
+    (trend,) = moved.trending
+    assert (trend.paper_id, trend.upvotes, trend.upvotes_before) == ("2604.22002", 120, 86)
+    stored = await store.get("2604.22002")
+    assert stored.hf.upvotes == 120 and stored.sources == ["arxiv-rss", "hf-daily"]
+
+
+async def test_first_listing_of_a_day_publishes_every_first_count(redis: aioredis.Redis) -> None:
+    """sotawhat 2026-06-12: 30 papers, none known; upvotes read by hand: 2606.13681 118, 2606.13106 18."""
+    store = PaperStore(redis)
+    body = (FIXTURES / "hf_daily_papers/sotawhat_hf_daily_papers_2026-06.json").read_bytes()
+    first = await ingest(parse_document("hf-daily", body), store, date(2026, 6, 12))
+    assert len(first.events) == 30 and {e.change for e in first.events} == {"new"}
+    counts = {t.paper_id: (t.upvotes, t.upvotes_before, t.daily_date) for t in first.trending}
+    assert len(counts) == 30
+    assert counts["2606.13681"] == (118, None, date(2026, 6, 12))
+    assert counts["2606.13106"] == (18, None, date(2026, 6, 12))
 
 
 async def test_weekend_feed_publishes_nothing(redis: aioredis.Redis) -> None:
