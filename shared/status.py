@@ -52,10 +52,13 @@ async def streams_status(redis: aioredis.Redis) -> list[StreamStatus]:
         if not await redis.exists(stream):
             out.append(StreamStatus(stream=str(stream), exists=False, length=0, dead=dead))
             continue
-        info = await redis.xinfo_stream(stream)
-        last = _text(info["last-generated-id"])
-        length = int(info["length"])
+        # XLEN + XINFO GROUPS (whose "lag" says whether a group is caught up, Redis >= 7) avoid XINFO STREAM,
+        # which returns the first and last entries: on papers.raw those are whole feed responses.
+        length = int(await redis.xlen(stream))
         known = {_text(g["name"]): g for g in await redis.xinfo_groups(stream)}
+        last: str | None = None
+        if any(known.get(group, {}).get("lag") is None for group in groups if group in known):
+            last = _text((await redis.xinfo_stream(stream))["last-generated-id"])
         rows = []
         for group in groups:
             g = known.get(group)
@@ -68,7 +71,8 @@ async def streams_status(redis: aioredis.Redis) -> list[StreamStatus]:
                     group=group,
                     length=length,
                     pending=int(g["pending"]),
-                    caught_up=_text(g["last-delivered-id"]) == last or length == 0,
+                    caught_up=length == 0
+                    or (int(lag) == 0 if lag is not None else _text(g["last-delivered-id"]) == last),
                     dead=dead,
                     lag=None if lag is None else int(lag),
                     consumers=int(g.get("consumers") or 0),

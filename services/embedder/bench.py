@@ -210,7 +210,7 @@ def run_bench(
         "from_ids_vs_text_max_abs_diff": float(np.abs(from_ids - ours).max()),
         "parser_tokenize_per_core_texts_per_s": round(per_core, 1),
         "hf_tokenize_per_core_texts_per_s": round(per_core_hf, 1),
-        "parser_cores_to_feed": round(n / ids_s / per_core, 2),
+        "parser_cores_to_feed": round(n / ids_s / per_core, 4),
     }
     if base is not None:
         cos = _cosines(ours, ref)
