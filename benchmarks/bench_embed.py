@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="alternating runs, best kept (default 2 on CUDA)")
     parser.add_argument("--cuda-sessions", type=int, default=2, help="ONNX Runtime sessions (CUDA streams)")
     parser.add_argument("--tokenizer", default="auto", choices=["auto", "flash", "hf"], help="tokenizer engine")
+    parser.add_argument("--feed", default="ids", choices=["ids", "padded"], help="what tokenizer workers return")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
         cuda_sessions=args.cuda_sessions,
         tokenizer_engine=args.tokenizer,
+        feed=args.feed,
     )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0

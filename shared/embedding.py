@@ -462,6 +462,7 @@ class Embedder:
         self._runners: ThreadPoolExecutor | None = None
         self.stats = EmbedStats()
         self._pool: Executor | None = None
+        self.feed = "ids"  # what tokenizer workers return: "ids" (compact) or "padded" batches
         self._output = session.get_outputs()[0].name
 
     @property
@@ -663,35 +664,49 @@ class Embedder:
         return out
 
     def _embed_prepared(self, texts: Sequence[str], chunk: int, out: np.ndarray) -> np.ndarray:
-        """Workers return padded batches (several chunks ahead); up to two batches per runner are in flight,
-        so the runners never wait on this thread and this thread never pads."""
+        """Worker processes tokenize chunks ahead; this thread plans and pads each chunk's batches and hands
+        them to the runners, up to two batches per runner in flight so the runners never wait.
+
+        ``feed`` says what the workers send back: "ids" (compact int32 ids + lengths; this thread pads, as for
+        ids carried from the parsers) or "padded" (int64 batches ready to run: 4x the bytes to unpickle)."""
         assert self._pool is not None
         pool, runners = self._pool, self._runner_pool()
         workers = getattr(pool, "_max_workers", 1)
         starts = list(range(0, len(texts), chunk))
         depth = max(2, 2 * workers)
+        padded = self.feed == "padded"
 
         def submit(s: int) -> Any:
-            return pool.submit(_worker_prepare, list(texts[s : s + chunk]), self.token_budget, self.bucket)
+            part = list(texts[s : s + chunk])
+            if padded:
+                return pool.submit(_worker_prepare, part, self.token_budget, self.bucket)
+            return pool.submit(_worker_tokenize, part)
 
-        def run(rows: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> None:
+        def run(rows: np.ndarray, ids: np.ndarray, mask: np.ndarray, *_: Any) -> None:
             out[rows] = self._run(ids, mask)
 
         pending = [submit(s) for s in starts[:depth]]
         inflight: collections.deque = collections.deque()
         try:
             for n, base in enumerate(starts):
-                batches, count, tokens = pending[n].result()
+                result = pending[n].result()
                 pending[n] = None  # free the arrays as soon as they are submitted
                 if n + depth < len(starts):
                     pending.append(submit(starts[n + depth]))
-                for rows, ids, mask in batches:
-                    inflight.append(runners.submit(run, rows + base, ids, mask))
+                if padded:
+                    batches, count, tokens = result
+                    planned: Iterable[tuple[np.ndarray, ...]] = batches
+                else:
+                    flat, lengths = result
+                    count, tokens = len(lengths), int(lengths.sum())
+                    planned = ((idx, *inputs) for idx, inputs in self._batches(flat, lengths))
+                for rows, *inputs in planned:
+                    inflight.append(runners.submit(run, rows + base, *inputs))
+                    self.stats.batches += 1
                     while len(inflight) > 2 * self.runners:
                         inflight.popleft().result()
                 self.stats.texts += count
                 self.stats.tokens += tokens
-                self.stats.batches += len(batches)
             while inflight:
                 inflight.popleft().result()
         finally:

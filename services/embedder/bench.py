@@ -136,6 +136,7 @@ def run_bench(
     repeats: int | None = None,
     cuda_sessions: int = 2,
     tokenizer_engine: str = "auto",
+    feed: str = "ids",
 ) -> dict[str, Any]:
     """Embed the same real texts three ways, best of ``repeats`` alternating runs each: paperwire from text
     (tokenize + infer), paperwire from token ids carried in the events (the service path when parsers
@@ -149,6 +150,7 @@ def run_bench(
     embedder = load_embedder(
         model_dir, precision, token_budget=token_budget, cuda_sessions=cuda_sessions, tokenizer_engine=tokenizer_engine
     )
+    embedder.feed = feed
     on_cuda = embedder.on_cuda
     n = n or (16384 if on_cuda else 256)
     repeats = max(1, repeats or (2 if on_cuda else 1))
@@ -199,6 +201,7 @@ def run_bench(
         "provider": embedder.provider,
         "tokenizer": embedder.tokenizer.engine,
         "tokenizer_workers": workers,
+        "feed": feed,
         "cuda_sessions": len(embedder.sessions) if on_cuda else 0,
         "repeats": repeats,
         "token_budget": embedder.token_budget,

@@ -73,15 +73,19 @@ def test_embed_many_overlapped_equals_embed(model_dir: Path, texts: list[str]) -
     assert cosines(many[::-1], one).max() < 0.99
 
 
-def test_tokenizer_processes_feed_the_model_in_order(model_dir: Path, texts: list[str]) -> None:
-    """The GPU path (tokenizer processes + bounded queue) on CPU: same vectors, same order."""
+@pytest.mark.parametrize("feed", ["ids", "padded"])
+def test_tokenizer_processes_feed_the_model_in_order(model_dir: Path, texts: list[str], feed: str) -> None:
+    """The GPU path (tokenizer processes + bounded queue) on CPU: same vectors, same order, either feed."""
     embedder = load_embedder(model_dir, "fp32", providers=["CPUExecutionProvider"], token_budget=2048)
+    embedder.feed = feed
     embedder.start_tokenizer_pool(1)
     try:
         many = embedder.embed_many(texts, chunk=9)
     finally:
         embedder.close()
-    assert cosines(many, embedder.embed(texts)).min() > 0.99999
+    one = embedder.embed(texts)
+    assert cosines(many, one).min() > 0.99999
+    assert cosines(many[::-1], one).max() < 0.99  # order kept, not just the same set
 
 
 def _copy_model(model_dir: Path, dest: Path) -> Path:
