@@ -19,11 +19,11 @@ import redis.asyncio as aioredis
 import structlog
 
 from services.fetcher.ratelimit import SharedRateLimiter
+from shared.status import FETCHER_METRICS_KEY as METRICS_KEY
 
 log = structlog.get_logger("paperwire.fetcher.http")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-METRICS_KEY = "fetcher:metrics"
 
 
 class FetchError(RuntimeError):
