@@ -15,11 +15,13 @@ from typing import Any, Literal
 
 import numpy as np
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from shared.paper import Paper, merge_papers
 from shared.subscription import Subscription
 
 PaperChange = Literal["new", "updated", "merged"]
+UPSERT_TRIES = 50
 
 
 class PaperStore:
@@ -40,18 +42,30 @@ class PaperStore:
         await self.redis.set(f"paper:{paper.id}", paper.model_dump_json())
 
     async def upsert(self, paper: Paper) -> tuple[Paper, PaperChange | None]:
-        """Merge with what is stored; the change is None when nothing new was learned."""
-        known = await self.get(paper.id)
-        if known is None:
-            await self.put(paper)
-            return paper, "new"
-        merged = merge_papers(known, paper)
-        if merged == known:
-            return known, None
-        await self.put(merged)
-        if (merged.version or 0) > (known.version or 0):
-            return merged, "updated"
-        return merged, "merged"
+        """Merge with what is stored; the change is None when nothing new was learned.
+
+        Optimistic (WATCH/MULTI): two parser replicas merging the same paper at once (its RSS and HF entries)
+        would otherwise both read the old record and the second write would drop the first one's facts.
+        """
+        key = f"paper:{paper.id}"
+        for _ in range(UPSERT_TRIES):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    known = Paper.model_validate_json(raw) if raw else None
+                    merged = paper if known is None else merge_papers(known, paper)
+                    if known is not None and merged == known:
+                        return known, None
+                    pipe.multi()
+                    pipe.set(key, merged.model_dump_json())
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            if known is None:
+                return merged, "new"
+            return merged, "updated" if (merged.version or 0) > (known.version or 0) else "merged"
+        raise RuntimeError(f"paper {paper.id}: stored record kept changing during {UPSERT_TRIES} merge attempts")
 
     async def set_vector(self, space: str, paper_id: str, vector: np.ndarray) -> None:
         await self.redis.hset(f"vectors:{space}", paper_id, np.asarray(vector, dtype="<f2").tobytes())

@@ -7,6 +7,7 @@ Hugging Face counts that move go to papers.trending (``report.trending``), not p
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import date
 from pathlib import Path
@@ -90,3 +91,24 @@ async def test_weekend_feed_publishes_nothing(redis: aioredis.Redis) -> None:
     result = parse_document("arxiv-rss", body)
     assert (await ingest(result, PaperStore(redis))).events == []
     assert result.no_announcement
+
+
+async def test_concurrent_merges_of_one_paper_lose_nothing(redis: aioredis.Redis, clean_redis: str) -> None:
+    """Parser replicas merging the same paper at once: every replica's facts survive (no lost update).
+
+    Each of 20 clients (its own connection, like a replica) merges a copy that adds one link; all read
+    before any writes, so a plain read-merge-write keeps only the last writer's link.
+    """
+    (paper,) = parse_document("arxiv-api", api_body()).papers
+    await PaperStore(redis).put(paper)
+    clients = [aioredis.Redis.from_url(clean_redis) for _ in range(20)]
+    try:
+        copies = [paper.model_copy(update={"links": {f"mirror{i}": f"https://m{i}.example/abs"}}) for i in range(20)]
+        results = await asyncio.gather(*(PaperStore(c).upsert(p) for c, p in zip(clients, copies, strict=True)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    stored = await PaperStore(redis).get(paper.id)
+    assert {f"mirror{i}" for i in range(20)} <= set(stored.links)
+    assert set(stored.links) - {f"mirror{i}" for i in range(20)} == set(paper.links)  # the original links stay
+    assert all(change == "merged" for _, change in results)
