@@ -148,3 +148,24 @@ def test_cli_bench_embed_json(model_dir: Path) -> None:
     assert report["from_ids_min_cosine"] == report["min_cosine"]
     assert report["from_ids_texts_per_s"] > 0 and report["parser_tokenize_per_core_texts_per_s"] > 0
     assert report["parser_cores_to_feed"] > 0
+
+
+def test_batch_without_carried_ids_is_tokenized_across_the_tokenizer_processes(model_dir: Path) -> None:
+    """A service batch whose events carry no ids: spread over the processes, same ids in the same order."""
+    from services.embedder.export import real_abstracts
+    from shared.embedding import tokenize
+
+    texts = real_abstracts(300)
+    embedder = load_embedder(model_dir, "fp32", providers=["CPUExecutionProvider"])
+    expected_flat, expected_lengths = tokenize(embedder.tokenizer, texts, embedder.max_tokens)
+    embedder.start_tokenizer_pool(2)
+    embedder.tokenizer = None  # in-process tokenizing would now fail: only the processes can do it
+    try:
+        flat, lengths = embedder.tokens_for(texts, [None] * len(texts))
+        carried = [None if i % 3 else np.array([101, 7592, 102], dtype=np.int32) for i in range(len(texts))]
+        mixed_flat, mixed_lengths = embedder.tokens_for(texts, carried)
+    finally:
+        embedder.close()
+    assert np.array_equal(lengths, expected_lengths) and np.array_equal(flat, expected_flat)
+    assert mixed_lengths[0] == 3 and np.array_equal(mixed_lengths[1:3], expected_lengths[1:3])
+    assert mixed_flat[:3].tolist() == [101, 7592, 102]
