@@ -4,7 +4,8 @@ Positives are the subscription's seed papers, interest texts and liked papers; n
 disliked papers and, as weak negatives, a background sample of recent papers (the "rest of the
 day's listing" that arxiv-sanity-lite and Scholar Inbox train against). Weights are a 384-vector and
 a bias, stored with the subscription; retraining warm-starts from them and runs a few L-BFGS steps,
-so a new rating costs milliseconds.
+so a new rating costs milliseconds. ``train_maxent`` fits the same linear form as a presence-background
+MaxEnt model, one of the seed ranker's candidates (ranker.py).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class LinearModel:
     n_pos: int = 0
     n_neg: int = 0
     center: np.ndarray | None = None
-    kind: str = "linear"  # "linear" (logistic regression) or "centroid"
+    kind: str = "linear"  # "linear" (logistic regression), "maxent" (presence-background) or "centroid"
     loo_auc: float = float("nan")  # leave-one-out AUC that chose this model, for logs and reasons
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
@@ -176,3 +177,47 @@ def train_linear(
     optimizer.step(closure)
     n_neg = len(negatives)
     return LinearModel(w.detach().numpy().copy(), float(b.item()), len(positives), n_neg)
+
+
+def train_maxent(
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    *,
+    background: np.ndarray,
+    l2: float = 1e-2,
+    warm: LinearModel | None = None,
+    steps: int = 30,
+) -> LinearModel:
+    """Presence-background MaxEnt: the exponential tilt ``q(x) e^{w·x}`` of the background that fits the positives.
+
+    Maximises ``mean_P w·x - log Σ_r q_r e^{w·x_r} - l2/2 |w|²`` (the presence-only model of species
+    distribution modelling; the unbiased PU logistic risk in its small-prior limit). The background is
+    never called negative: it is the reference the positives are told apart from, and the positives
+    enter only through their mean, so no single seed is fitted by pushing down look-alikes hidden in the
+    background. The reference ``q`` puts total weight 1 on the background and 1 on disliked papers (the
+    same balance as ``train_linear``), so disliked papers are kept low. The bias makes the logit the log
+    density ratio against the reference.
+    """
+    ref_groups = [g for g in (np.asarray(background, np.float32), np.asarray(negatives, np.float32)) if len(g)]
+    x_ref = torch.from_numpy(np.concatenate(ref_groups))
+    log_q = torch.from_numpy(
+        np.concatenate([np.full(len(g), -np.log(len(g) * len(ref_groups)), np.float32) for g in ref_groups])
+    )
+    mean_pos = torch.from_numpy(np.asarray(positives, np.float32).mean(axis=0))
+    dims = x_ref.shape[1]
+    w = torch.zeros(dims, requires_grad=True)
+    if warm is not None and warm.center is None and warm.weights.shape == (dims,):
+        with torch.no_grad():
+            w.copy_(torch.from_numpy(warm.weights))
+    optimizer = torch.optim.LBFGS([w], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = -(mean_pos @ w) + torch.logsumexp(x_ref @ w + log_q, dim=0) + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        bias = -float(torch.logsumexp(x_ref @ w + log_q, dim=0))
+    return LinearModel(w.detach().numpy().copy(), bias, len(positives), len(negatives), kind="maxent")

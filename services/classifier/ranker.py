@@ -9,7 +9,10 @@ depends on the topic's share of the listing, which we cannot see, and it decides
   papers) is robust when the topic is broad: its background is full of unlabeled positives that a
   discriminative model learns to push down;
 * a class-balanced, L2-regularised **logistic regression** against the background (disliked papers as
-  explicit negatives) is sharper for narrow topics.
+  explicit negatives) is sharper for narrow topics;
+* a presence-background **MaxEnt** model (``learner.train_maxent``: the exponential tilt of the
+  background that matches the positives' mean) sits between them: as sharp as a linear model, but it
+  never treats the background as negative, and it sees the positives only through their mean.
 
 Instead of guessing, each subscription picks by leave-one-out on its own positives: hold one out,
 fit on the rest, and measure the share of background papers it is ranked above (P-vs-U AUC, which
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.classifier.learner import BlendModel, LinearModel, Model, blend, train_linear
+from services.classifier.learner import BlendModel, LinearModel, Model, blend, train_linear, train_maxent
 
 SEED_L2 = 0.03
 FEEDBACK_L2 = 0.01
@@ -32,6 +35,7 @@ MAX_HELD_OUT = 10  # leave-one-out rounds per fit (evenly spread over the positi
 LOO_STEPS = 10  # L-BFGS steps per leave-one-out fit, warm-started from the full fit
 RATING_PRIOR = 10.0  # the seeds count as this many ratings in the blend with the feedback model
 DUPLICATE_COS = 0.999  # a background row this close to a positive is that paper (float16 copies differ)
+KINDS = ("linear", "maxent", "centroid")  # candidates, in the order that breaks ties in the leave-one-out AUC
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -46,7 +50,12 @@ def centroid_model(positives: np.ndarray, disliked: np.ndarray, center: np.ndarr
         direction = direction - ROCCHIO_NEGATIVE * _unit_rows(disliked - center).mean(axis=0)
     direction = direction / max(float(np.linalg.norm(direction)), 1e-12)
     return LinearModel(
-        direction.astype(np.float32), 0.0, len(positives), len(disliked), center=center.astype(np.float32)
+        direction.astype(np.float32),
+        0.0,
+        len(positives),
+        len(disliked),
+        center=center.astype(np.float32),
+        kind="centroid",
     )
 
 
@@ -77,6 +86,29 @@ class SeedRanker:
     def center(self) -> np.ndarray:
         return self.background.mean(axis=0)
 
+    def fit_kind(
+        self,
+        kind: str,
+        positives: np.ndarray,
+        disliked: np.ndarray,
+        warm: LinearModel | None = None,
+        steps: int | None = None,
+    ) -> LinearModel:
+        """One candidate model; ``warm`` (a model of the same kind) starts the optimiser near the answer."""
+        if kind == "centroid":
+            return centroid_model(positives, disliked, self.center())
+        warm = warm if warm is not None and warm.kind == kind else None
+        if kind == "maxent":
+            return train_maxent(
+                positives,
+                disliked,
+                background=self.background,
+                l2=self._l2(len(disliked)),
+                warm=warm,
+                steps=steps or self.steps,
+            )
+        return self.fit_linear(positives, disliked, warm=warm, steps=steps)
+
     def loo_auc(self, positives: np.ndarray, disliked: np.ndarray, kind: str, full: LinearModel) -> float:
         """Mean share of background (and disliked) papers ranked below a held-out positive."""
         n = len(positives)
@@ -88,14 +120,9 @@ class SeedRanker:
         copies = (self.background @ unit.T).max(axis=1) > DUPLICATE_COS * np.linalg.norm(self.background, axis=1)
         others = self.background[~copies]
         others = np.concatenate([others, disliked]) if len(disliked) else others
-        center = self.center()
         aucs = []
         for i in held:
-            rest = np.delete(positives, i, axis=0)
-            if kind == "centroid":
-                model = centroid_model(rest, disliked, center)
-            else:
-                model = self.fit_linear(rest, disliked, warm=full, steps=LOO_STEPS)
+            model = self.fit_kind(kind, np.delete(positives, i, axis=0), disliked, warm=full, steps=LOO_STEPS)
             score = model.logits(positives[i : i + 1])[0]
             aucs.append(float(np.mean(model.logits(others) < score)))
         return float(np.mean(aucs))
@@ -106,18 +133,15 @@ class SeedRanker:
         negatives: np.ndarray | None = None,
         warm: LinearModel | None = None,
     ) -> LinearModel:
-        """Fit both candidates and keep the one its own positives prefer under leave-one-out."""
+        """Fit every candidate and keep the one its own positives prefer under leave-one-out."""
         dims = positives.shape[1]
         disliked = np.zeros((0, dims), np.float32) if negatives is None else np.asarray(negatives, np.float32)
-        linear = self.fit_linear(positives, disliked, warm=warm)
-        centroid = centroid_model(positives, disliked, self.center())
-        auc_linear = self.loo_auc(positives, disliked, "linear", linear)
-        auc_centroid = self.loo_auc(positives, disliked, "centroid", centroid)
-        if np.isnan(auc_linear) or auc_linear >= auc_centroid:
-            linear.kind, linear.loo_auc = "linear", auc_linear
-            return linear
-        centroid.kind, centroid.loo_auc = "centroid", auc_centroid
-        return centroid
+        models = {kind: self.fit_kind(kind, positives, disliked, warm=warm) for kind in KINDS}
+        aucs = {kind: self.loo_auc(positives, disliked, kind, models[kind]) for kind in KINDS}
+        best = KINDS[0] if np.isnan(aucs[KINDS[0]]) else max(KINDS, key=lambda kind: aucs[kind])
+        model = models[best]
+        model.kind, model.loo_auc = best, aucs[best]
+        return model
 
     def fit_feedback(
         self, seeds: np.ndarray, liked: np.ndarray, disliked: np.ndarray, warm: Model | None = None
@@ -160,4 +184,4 @@ class SeedRanker:
 def _linear_part(model: Model | None) -> LinearModel | None:
     if isinstance(model, BlendModel):
         return model.feedback_part()
-    return model if model is not None and model.center is None else None
+    return model if model is not None and model.center is None and model.kind == "linear" else None

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from services.classifier.learner import LinearModel, model_from_dict
+from services.classifier.learner import LinearModel, model_from_dict, train_maxent
 from services.classifier.profiles import build_profile
-from services.classifier.ranker import SeedRanker
+from services.classifier.ranker import KINDS, SeedRanker
 from services.classifier.scoring import Scorer, _model_logits
 from shared.subscription import Subscription
 
@@ -21,23 +21,53 @@ def test_choice_follows_leave_one_out_and_ranks_the_topic_first(labeled_slice) -
     cl = np.array([i for i in range(120) if papers[i].primary == "cs.CL"][:8])
     ranker = SeedRanker(background=background)
     model = ranker.fit(background[cl])
-    linear = ranker.fit_linear(background[cl], EMPTY)
-    centroid_auc = ranker.loo_auc(background[cl], EMPTY, "centroid", model)
-    linear_auc = ranker.loo_auc(background[cl], EMPTY, "linear", linear)
-    assert model.kind == ("linear" if linear_auc >= centroid_auc else "centroid")
-    assert 0.5 < model.loo_auc <= 1.0
+    aucs = {k: ranker.loo_auc(background[cl], EMPTY, k, ranker.fit_kind(k, background[cl], EMPTY)) for k in KINDS}
+    assert len(set(aucs.values())) > 1, "the candidates are different models"
+    assert model.kind == max(KINDS, key=lambda k: aucs[k])
+    assert model.loo_auc == aucs[model.kind] and 0.5 < model.loo_auc <= 1.0
     is_cl = np.array([p.primary == "cs.CL" for p in papers[120:]])
     top = np.argsort(-model.logits(new))[:10]
     assert is_cl[top].mean() >= is_cl.mean() + 0.3, "cs.CL seeds: language papers on top (17% of new)"
 
 
+def test_maxent_matches_the_seed_mean_and_keeps_disliked_papers_low(labeled_slice) -> None:
+    """The presence-background model's optimum: the tilted background's mean + l2 w = the positives' mean."""
+    papers, vectors, _ = labeled_slice
+    background, new = vectors[:120], vectors[120:]
+    cl = np.array([i for i in range(120) if papers[i].primary == "cs.CL"])
+    model = train_maxent(background[cl[:8]], EMPTY, background=background, l2=0.03, steps=100)
+    assert model.kind == "maxent"
+    logits = background @ model.weights
+    tilt = np.exp(logits - logits.max())
+    tilt /= tilt.sum()
+    gap = background[cl[:8]].mean(axis=0) - tilt @ background - 0.03 * model.weights
+    assert np.abs(gap).max() < 1e-3
+    # Logits are log density ratios against the background: they average to log 1 under the tilt's normaliser.
+    assert abs(np.log(np.mean(np.exp(model.logits(background))))) < 1e-4
+    is_cl = np.array([p.primary == "cs.CL" for p in papers[120:]])
+    top = np.argsort(-model.logits(new))[:10]
+    assert is_cl[top].mean() >= is_cl.mean() + 0.3
+    # Disliked papers join the reference with as much weight as the whole background: they go down.
+    disliked = background[cl[8:12]]
+    with_dislikes = train_maxent(background[cl[:8]], disliked, background=background, l2=0.03, steps=100)
+    before = np.argsort(np.argsort(-model.logits(background)))[cl[8:12]]
+    after = np.argsort(np.argsort(-with_dislikes.logits(background)))[cl[8:12]]
+    assert after.mean() > before.mean() + 5
+
+
 def test_stored_models_score_the_same(labeled_slice) -> None:
     _, vectors, _ = labeled_slice
+    ranker = SeedRanker(background=vectors[:120])
     for kind_seeds in (np.arange(0, 120, 12), np.arange(3, 6)):
-        model = SeedRanker(background=vectors[:120]).fit(vectors[kind_seeds])
-        again = LinearModel.from_dict(model.to_dict())
-        assert again.kind == model.kind
-        np.testing.assert_allclose(again.logits(vectors[120:]), model.logits(vectors[120:]), rtol=1e-5, atol=1e-6)
+        for model in [ranker.fit(vectors[kind_seeds])] + [
+            ranker.fit_kind(k, vectors[kind_seeds], EMPTY) for k in KINDS
+        ]:
+            again = LinearModel.from_dict(model.to_dict())
+            assert again.kind == model.kind
+            np.testing.assert_allclose(again.logits(vectors[120:]), model.logits(vectors[120:]), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                _model_logits(vectors[120:], [again])[:, 0], model.logits(vectors[120:]), rtol=1e-4, atol=1e-4
+            )
 
 
 def test_scorer_keeps_the_model_order_on_the_cosine_scale(labeled_slice) -> None:
