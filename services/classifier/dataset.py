@@ -11,6 +11,7 @@ from pathlib import Path
 from shared.paper import clean_text
 
 _DATE_NAME_RE = re.compile(r"(\d{4}-\d{2}-\d{2})")
+_CATEGORY_SEP_RE = re.compile(r"[\s,;|]+")
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,9 @@ class DatasetError(ValueError):
 
 
 def _categories(value: object) -> tuple[str, ...]:
+    """Primary first, as given: a list, or a string separated by spaces (arXiv's own), commas, semicolons or bars."""
     if isinstance(value, str):
-        return tuple(value.split())
+        return tuple(c for c in _CATEGORY_SEP_RE.split(value) if c)
     if isinstance(value, list):
         return tuple(str(v).strip() for v in value if str(v).strip())
     return ()
