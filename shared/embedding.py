@@ -204,12 +204,11 @@ class TextTokenizer:
         texts = list(texts)
         if self._fast is None:
             return self._hf_ids(texts)
-        slow = [i for i, t in enumerate(texts) if _NOT_FAST.search(t)]
-        if not slow:
-            return self._fast.batch_encode(texts, "longest", self.max_tokens, False)
         ids = self._fast.batch_encode(texts, "longest", self.max_tokens, False)
-        for i, row in zip(slow, self._hf_ids([texts[i] for i in slow]), strict=True):
-            ids[i] = row
+        slow = [i for i, t in enumerate(texts) if _NOT_FAST.search(t)]
+        if slow:
+            for i, row in zip(slow, self._hf_ids([texts[i] for i in slow]), strict=True):
+                ids[i] = row
         return ids
 
 

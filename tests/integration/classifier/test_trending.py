@@ -14,10 +14,8 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-import redis.asyncio as aioredis
 from faststream import TestApp
 from faststream.redis import RedisBroker
-from faststream.redis.parser.binary import BinaryMessageFormatV1
 
 from services.classifier.app import SERVICE, build_router
 from services.classifier.embedding import DIMS, MODEL_ID, embed_cached
@@ -28,6 +26,7 @@ from shared.paper import HuggingFaceInfo, Paper
 from shared.runtime import ServiceDef, build_app
 from shared.storage import PaperStore, SubscriptionStore
 from shared.subscription import Subscription
+from tests.streams import decode, wait_for
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "hf_daily_papers" / "sotawhat_hf_daily_papers_2026-06.json"
 SPACE = f"{MODEL_ID}:{DIMS}"
@@ -158,23 +157,6 @@ async def test_a_count_that_arrives_before_the_vector_ranks_the_paper_when_it_is
     (match,) = await state.score_papers([top], vector)  # its papers.embedded event
     assert (match.paper.id, match.trending_rank) == ("2606.13681", 1)
     assert await state.upvotes_changed(first_count(top)) == []  # matched once only
-
-
-def decode(entries: list, model: type) -> list:
-    out = []
-    for _, fields in entries:
-        body, _headers = BinaryMessageFormatV1.parse(fields[b"__data__"])
-        out.append(model.model_validate(json.loads(body)))
-    return out
-
-
-async def wait_for(redis: aioredis.Redis, stream: str, count: int, limit_s: float = 30.0) -> list:
-    for _ in range(int(limit_s / 0.1)):
-        entries = await redis.xrange(stream)
-        if len(entries) >= count:
-            return entries
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{stream}: fewer than {count} entries after {limit_s}s")
 
 
 async def test_classifier_service_consumes_papers_trending(redis, clean_redis: str, tmp_path) -> None:

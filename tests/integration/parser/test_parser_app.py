@@ -16,17 +16,9 @@ from services.parser.app import SERVICE, build_router
 from services.parser.settings import ParserSettings
 from shared.events import PaperParsed, RawPapers, Stream, UpvotesChanged
 from shared.runtime import ServiceDef, build_app
+from tests.streams import decode, wait_for
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
-
-
-async def wait_for(redis: aioredis.Redis, stream: str, count: int, limit_s: float = 20.0) -> list:
-    for _ in range(int(limit_s / 0.1)):
-        entries = await redis.xrange(stream)
-        if len(entries) >= count:
-            return entries
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{stream}: fewer than {count} entries after {limit_s}s")
 
 
 async def test_parser_service_end_to_end(redis: aioredis.Redis, clean_redis: str) -> None:
@@ -62,14 +54,6 @@ async def test_parser_service_end_to_end(redis: aioredis.Redis, clean_redis: str
     pending = await redis.xpending(Stream.RAW, SERVICE)
     assert pending["pending"] == 0
     assert await redis.xlen(Stream.TRENDING) == 0  # arXiv feeds carry no upvotes
-
-
-def decode(entries: list, model: type) -> list:
-    out = []
-    for _, fields in entries:
-        body, _headers = BinaryMessageFormatV1.parse(fields[b"__data__"])
-        out.append(model.model_validate(json.loads(body)))
-    return out
 
 
 async def test_upvote_changes_go_to_papers_trending(redis: aioredis.Redis, clean_redis: str) -> None:
