@@ -19,7 +19,7 @@ try:  # before onnxruntime: a CUDA build of torch loads the CUDA libraries onnxr
 except ImportError:
     pass
 
-from services.embedder.bench import format_result, run_bench  # noqa: E402
+from services.embedder.bench import format_result, run_bench, run_replicas  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,10 +40,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="alternating runs, best kept (default 2 on CUDA)")
     parser.add_argument("--cuda-sessions", type=int, default=2, help="ONNX Runtime sessions (CUDA streams)")
     parser.add_argument("--tokenizer", default="auto", choices=["auto", "flash", "hf"], help="tokenizer engine")
-    parser.add_argument("--feed", default="ids", choices=["ids", "padded"], help="what tokenizer workers return")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="R > 1: R embedder processes share the host and its GPU (as `--scale embedder=R`); aggregate texts/s, "
+        "no baseline; --workers and --cuda-sessions are per replica",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if args.replicas > 1:
+        result = run_replicas(
+            args.n or 32768,
+            args.replicas,
+            args.precision,
+            model_dir=args.model_dir,
+            workers=args.workers,
+            token_budget=args.token_budget,
+            repeats=args.repeats or 2,
+            cuda_sessions=args.cuda_sessions,
+            tokenizer_engine=args.tokenizer,
+        )
+        print(json.dumps(result, indent=2))
+        return 0
     result = run_bench(
         args.n,
         args.precision,
@@ -56,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
         cuda_sessions=args.cuda_sessions,
         tokenizer_engine=args.tokenizer,
-        feed=args.feed,
     )
     print(json.dumps(result, indent=2) if args.json else format_result(result))
     return 0

@@ -28,7 +28,6 @@ import numpy as np  # noqa: E402
 from services.embedder.export import real_abstracts  # noqa: E402
 from shared.embedding import (  # noqa: E402
     _worker_init,
-    _worker_prepare,
     _worker_tokenize,
     load_embedder,
     load_tokenizer,
@@ -87,11 +86,6 @@ def main() -> int:
             parts = [texts[i : i + chunk] for i in range(0, n, chunk)]
             s, _ = timed(lambda p=pool, parts=parts: list(p.map(_worker_tokenize, parts)))
             result[f"{engine}_tokenize_{args.workers}_processes_texts_per_s"] = round(n / s, 1)
-            # what the embedder's workers do: tokenize + plan + pad, arrays sent back ready to run
-            prep = [texts[i : i + 1024] for i in range(0, n, 1024)]
-            budgets, buckets = [embedder.token_budget] * len(prep), [embedder.bucket] * len(prep)
-            s, _ = timed(lambda p=pool, prep=prep, b=budgets, k=buckets: list(p.map(_worker_prepare, prep, b, k)))
-        result[f"{engine}_prepare_padded_{args.workers}_processes_texts_per_s"] = round(n / s, 1)
     flat, lengths = tokenize(tok, texts, max_tokens)
 
     embedder.embed_tokens(flat[: int(lengths[:256].sum())], lengths[:256])  # warm-up

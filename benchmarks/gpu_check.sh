@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check for the embedder: export the model on this host, then, fp16 on CUDA, n=16384, in one run:
-# paperwire from text (tokenizer processes return padded batches, 2 CUDA sessions), paperwire from token ids
+# paperwire from text (tokenizer processes return token ids, 2 CUDA sessions), paperwire from token ids
 # carried by the parsers (+ the parser cores it takes to feed it), the warmed-up sentence-transformers fp16
 # baseline (best of 2 each), then the breakdown (benchmarks/embed_breakdown.py). Prints ONE JSON object
 # {"bench": ..., "breakdown": ...} on stdout (progress on stderr); about 2-3 minutes on a 16-core H200 host. Needs: python with numpy, tokenizers,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from services.embedder.export import bundled_model_dir, default_out_dir, export_model, real_abstracts
-from shared.embedding import _worker_init, _worker_time_tokenize, load_embedder
+from shared.embedding import PRECISIONS, _worker_init, _worker_time_tokenize, load_embedder
 
 
 def cpu_name() -> str:
@@ -97,6 +97,13 @@ class Baseline:
         return result
 
 
+def ensure_export(model_dir: Path, precision: str) -> float:
+    """Export the precisions the bench needs into ``model_dir`` unless already there; seconds it took."""
+    started = time.perf_counter()
+    export_model(bundled_model_dir(), model_dir, PRECISIONS if precision == "auto" else ("fp32", precision))
+    return time.perf_counter() - started
+
+
 def _timed(fn, *args, **kwargs) -> tuple[Any, float]:  # noqa: ANN001
     start = time.perf_counter()
     value = fn(*args, **kwargs)
@@ -136,35 +143,32 @@ def run_bench(
     repeats: int | None = None,
     cuda_sessions: int = 2,
     tokenizer_engine: str = "auto",
-    feed: str = "ids",
 ) -> dict[str, Any]:
     """Embed the same real texts three ways, best of ``repeats`` alternating runs each: paperwire from text
     (tokenize + infer), paperwire from token ids carried in the events (the service path when parsers
     tokenize), and the warmed-up baseline; return throughput, ratios and fidelity."""
     model_dir = Path(model_dir) if model_dir else default_out_dir()
-    src = bundled_model_dir()
-    export_started = time.perf_counter()
-    export_model(src, model_dir, ("fp32", "fp16", "int8") if precision == "auto" else ("fp32", precision))
-    export_s = time.perf_counter() - export_started
+    export_s = ensure_export(model_dir, precision)
 
     embedder = load_embedder(
         model_dir, precision, token_budget=token_budget, cuda_sessions=cuda_sessions, tokenizer_engine=tokenizer_engine
     )
-    embedder.feed = feed
     on_cuda = embedder.on_cuda
     n = n or (16384 if on_cuda else 256)
     repeats = max(1, repeats or (2 if on_cuda else 1))
     texts = bench_texts(n)
-    # What the parsers would carry: ids made ahead (not timed here; their rate per core is measured below).
-    flat, lengths = embedder.tokens_for(texts)
-    carried = np.split(flat, np.cumsum(lengths)[:-1])
     if workers is None:
         workers = max(1, (os.cpu_count() or 2) - 1) if on_cuda else 0
     embedder.start_tokenizer_pool(workers)
+    # What the parsers would carry: ids made ahead (not timed here; their rate per core is measured below).
+    flat, lengths = embedder.tokens_for(texts)
+    carried = np.split(flat, np.cumsum(lengths)[:-1])
     base = None
     if baseline:
         device = "cuda" if on_cuda else "cpu"
-        base = Baseline(src, device, embedder.max_tokens, baseline_batch or (1024 if on_cuda else 32), baseline_impl)
+        base = Baseline(
+            bundled_model_dir(), device, embedder.max_tokens, baseline_batch or (1024 if on_cuda else 32), baseline_impl
+        )
     # Alternating runs, best of each: on a shared machine the load moves between runs.
     ours_s = ids_s = ref_s = float("inf")
     try:
@@ -201,7 +205,6 @@ def run_bench(
         "provider": embedder.provider,
         "tokenizer": embedder.tokenizer.engine,
         "tokenizer_workers": workers,
-        "feed": feed,
         "cuda_sessions": len(embedder.sessions) if on_cuda else 0,
         "repeats": repeats,
         "token_budget": embedder.token_budget,
@@ -233,6 +236,117 @@ def run_bench(
             }
         )
     return result
+
+
+def _replica(
+    index: int,
+    replicas: int,
+    n: int,
+    model_dir: str,
+    options: dict[str, Any],
+    barrier: Any,
+    results: Any,
+) -> None:
+    """One embedder replica (its own process, CUDA session(s) and tokenizer processes) on its share of the texts.
+
+    Every timed run starts at a barrier shared by all replicas, so the runs overlap as when ``docker compose
+    up --scale embedder=R`` puts R replicas on one GPU host."""
+    try:
+        embedder = load_embedder(
+            model_dir,
+            options["precision"],
+            cuda_sessions=options["cuda_sessions"],
+            tokenizer_engine=options["tokenizer_engine"],
+            token_budget=options["token_budget"],
+        )
+        texts = bench_texts(n)[index::replicas]
+        embedder.start_tokenizer_pool(options["workers"])
+        flat, lengths = embedder.tokens_for(texts)
+        carried = np.split(flat, np.cumsum(lengths)[:-1])
+        warm = texts[: min(len(texts), 4096)]
+        embedder.embed_many(warm)
+        embedder.embed_many(warm, carried=carried[: len(warm)])
+        for repeat in range(options["repeats"]):
+            barrier.wait()
+            t0 = time.monotonic()
+            embedder.embed_many(texts)
+            t1 = time.monotonic()
+            barrier.wait()
+            t2 = time.monotonic()
+            embedder.embed_many(texts, carried=carried)
+            t3 = time.monotonic()
+            results.put((index, repeat, t0, t1, t2, t3, embedder.provider))
+        embedder.close()
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which aborts the barrier
+        results.put((index, -1, repr(exc)))
+        barrier.abort()
+
+
+def run_replicas(
+    n: int,
+    replicas: int,
+    precision: str = "auto",
+    *,
+    model_dir: Path | None = None,
+    workers: int | None = None,
+    token_budget: int | None = None,
+    repeats: int = 2,
+    cuda_sessions: int = 1,
+    tokenizer_engine: str = "auto",
+) -> dict[str, Any]:
+    """Aggregate texts/s of ``replicas`` embedder processes sharing one host (and its GPU), from text and from
+    carried ids: total texts over the span from the first start to the last finish, best of ``repeats``."""
+    import multiprocessing as mp
+
+    model_dir = Path(model_dir) if model_dir else default_out_dir()
+    ensure_export(model_dir, precision)
+    if workers is None:
+        workers = max(1, ((os.cpu_count() or 2) - replicas) // replicas)
+    options = {
+        "precision": precision,
+        "cuda_sessions": cuda_sessions,
+        "tokenizer_engine": tokenizer_engine,
+        "token_budget": token_budget,
+        "workers": workers,
+        "repeats": repeats,
+    }
+    ctx = mp.get_context("spawn")  # never fork a process that may hold a CUDA context
+    barrier, results = ctx.Barrier(replicas), ctx.Queue()
+    procs = [
+        ctx.Process(target=_replica, args=(i, replicas, n, str(model_dir), options, barrier, results))
+        for i in range(replicas)
+    ]
+    for proc in procs:
+        proc.start()
+    rows: list[tuple] = []
+    try:
+        while len(rows) < replicas * repeats:
+            row = results.get(timeout=600)
+            if row[1] == -1:
+                raise RuntimeError(f"embedder replica {row[0]} failed: {row[2]}")
+            rows.append(row)
+    finally:
+        for proc in procs:
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.terminate()
+    text_s = min(max(r[3] for r in rows if r[1] == k) - min(r[2] for r in rows if r[1] == k) for k in range(repeats))
+    ids_s = min(max(r[5] for r in rows if r[1] == k) - min(r[4] for r in rows if r[1] == k) for k in range(repeats))
+    return {
+        "n": n,
+        "replicas": replicas,
+        "tokenizer_workers_per_replica": workers,
+        "cuda_sessions_per_replica": cuda_sessions,
+        "provider": rows[0][6],
+        "precision": precision,
+        "cpu_count": os.cpu_count(),
+        "gpu": _gpu_name(),
+        "repeats": repeats,
+        "paperwire_s": round(text_s, 3),
+        "paperwire_texts_per_s": round(n / text_s, 1),
+        "from_ids_s": round(ids_s, 3),
+        "from_ids_texts_per_s": round(n / ids_s, 1),
+    }
 
 
 def _gpu_name() -> str | None:

@@ -73,11 +73,9 @@ def test_embed_many_overlapped_equals_embed(model_dir: Path, texts: list[str]) -
     assert cosines(many[::-1], one).max() < 0.99
 
 
-@pytest.mark.parametrize("feed", ["ids", "padded"])
-def test_tokenizer_processes_feed_the_model_in_order(model_dir: Path, texts: list[str], feed: str) -> None:
-    """The GPU path (tokenizer processes + bounded queue) on CPU: same vectors, same order, either feed."""
+def test_tokenizer_processes_feed_the_model_in_order(model_dir: Path, texts: list[str]) -> None:
+    """The GPU path (tokenizer processes, width buckets filled across chunks) on CPU: same vectors, same order."""
     embedder = load_embedder(model_dir, "fp32", providers=["CPUExecutionProvider"], token_budget=2048)
-    embedder.feed = feed
     embedder.start_tokenizer_pool(1)
     try:
         many = embedder.embed_many(texts, chunk=9)
