@@ -38,6 +38,7 @@ class LinearModel:
     center: np.ndarray | None = None
     kind: str = "linear"  # "linear" (logistic regression), "maxent" (presence-background) or "centroid"
     loo_auc: float = float("nan")  # leave-one-out AUC that chose this model, for logs and reasons
+    fingerprint: str = ""  # of what a seed model was fitted on (ranker.seed_fingerprint): reused while unchanged
 
     def logits(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.asarray(vectors, np.float32)
@@ -52,6 +53,10 @@ class LinearModel:
         out["kind"] = self.kind
         if self.center is not None:
             out["center"] = _b64(self.center)
+        if self.fingerprint:
+            out["fingerprint"] = self.fingerprint
+        if not np.isnan(self.loo_auc):
+            out["loo_auc"] = self.loo_auc
         return out
 
     @classmethod
@@ -64,6 +69,8 @@ class LinearModel:
             int(data.get("n_neg", 0)),  # type: ignore[arg-type]
             center,
             str(data.get("kind", "linear")),
+            float(data.get("loo_auc", float("nan"))),  # type: ignore[arg-type]
+            str(data.get("fingerprint", "")),
         )
 
 

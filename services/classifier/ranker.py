@@ -22,6 +22,7 @@ No labels beyond the user's own are used, so the choice adapts to other fields a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,18 @@ def centroid_model(positives: np.ndarray, disliked: np.ndarray, center: np.ndarr
         center=center.astype(np.float32),
         kind="centroid",
     )
+
+
+def seed_fingerprint(seeds: np.ndarray, background: np.ndarray, l2: float) -> str:
+    """What a seed model is fitted on. While it is unchanged (ratings arrive between two listings, when the
+    background is the same) a new rating refits only the feedback part, not the leave-one-out choice."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (seeds, background):
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        digest.update(repr(array.shape).encode())
+        digest.update(array.tobytes())
+    digest.update(repr(l2).encode())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -151,12 +164,16 @@ class SeedRanker:
         The feedback model is the logistic regression on seeds + liked against disliked + background
         (warm-started from the last one, so a new rating costs a few L-BFGS steps); its share grows as
         ``ratings / (RATING_PRIOR + ratings)``, so a first handful of ratings refines the seeds' ranking
-        instead of replacing it.
+        instead of replacing it. The seed model inside ``warm`` is reused when its fingerprint matches.
         """
         n_ratings = len(liked) + len(disliked)
         if len(seeds) == 0:
             return self.fit(liked, disliked if len(disliked) else None, warm=_linear_part(warm))
-        base = self.fit(seeds)
+        key = seed_fingerprint(seeds, self.background, self.l2)
+        base = _seed_part(warm)
+        if base is None or base.fingerprint != key:
+            base = self.fit(seeds)
+            base.fingerprint = key
         if n_ratings == 0:
             return base
         positives = np.concatenate([seeds, liked]) if len(liked) else seeds
@@ -179,6 +196,12 @@ class SeedRanker:
     ) -> tuple[np.ndarray, Model]:
         model = self.fit_feedback(seeds, liked, disliked, warm=state)
         return model.logits(candidates), model
+
+
+def _seed_part(model: Model | None) -> LinearModel | None:
+    if isinstance(model, BlendModel):
+        return model.parts[0]
+    return model if model is not None and model.fingerprint else None
 
 
 def _linear_part(model: Model | None) -> LinearModel | None:

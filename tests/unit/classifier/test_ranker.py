@@ -102,3 +102,38 @@ def test_ratings_blend_with_seeds_and_move_the_ranking(labeled_slice) -> None:
     again = model_from_dict(json.loads(json.dumps(rated.to_dict())))
     np.testing.assert_allclose(again.logits(new), rated.logits(new), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(_model_logits(new, [rated, seeds_only])[:, 0], rated.logits(new), rtol=1e-4, atol=1e-4)
+
+
+class CountingRanker(SeedRanker):
+    """A real ranker that counts how often the seed model (leave-one-out choice included) is fitted."""
+
+    seed_fits = 0
+
+    def fit(self, positives, negatives=None, warm=None):  # noqa: ANN001, ANN201
+        self.seed_fits += 1
+        return super().fit(positives, negatives, warm)
+
+
+def test_ratings_reuse_the_stored_seed_model_until_the_background_changes(labeled_slice) -> None:
+    """Three ratings in a row, the model stored as JSON between them: the seed model is fitted once, and the
+    result equals a fit from scratch; a new background (the next listing) fits it again."""
+    papers, vectors, _ = labeled_slice
+    background, new = vectors[:120], vectors[120:]
+    cl = np.array([i for i in range(120) if papers[i].primary == "cs.CL"])
+    cv = np.array([i for i in range(120) if papers[i].primary == "cs.CV"])
+    seeds = background[cl[:8]]
+    ranker = CountingRanker(background=background)
+    stored = None
+    for n in range(1, 4):
+        model = ranker.fit_feedback(seeds, background[cv[:n]], background[cl[8 : 8 + n]], warm=stored)
+        stored = model_from_dict(json.loads(json.dumps(model.to_dict())))
+    assert ranker.seed_fits == 1
+    fresh = SeedRanker(background=background).fit_feedback(seeds, background[cv[:3]], background[cl[8:11]])
+    kept, refitted = stored.parts[0], fresh.parts[0]  # type: ignore[union-attr]
+    assert kept.fingerprint == refitted.fingerprint and kept.kind == refitted.kind
+    np.testing.assert_allclose(kept.logits(new), refitted.logits(new), rtol=1e-5, atol=1e-5)
+    # the feedback part differs only by its warm start (a few L-BFGS steps from the last one)
+    np.testing.assert_allclose(stored.logits(new), fresh.logits(new), atol=0.02)
+    next_listing = CountingRanker(background=vectors[40:160])
+    next_listing.fit_feedback(seeds, background[cv[:4]], background[cl[8:12]], warm=stored)
+    assert next_listing.seed_fits == 1
