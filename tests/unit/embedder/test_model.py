@@ -148,6 +148,16 @@ def test_cli_bench_embed_json(model_dir: Path) -> None:
     assert report["parser_cores_to_feed"] > 0
 
 
+def test_bench_replicas_share_the_texts_and_report_the_aggregate(model_dir: Path) -> None:
+    """`bench_embed.py --replicas 2`: two embedder processes, each with its tokenizer process, on half the texts."""
+    from services.embedder.bench import run_replicas
+
+    report = run_replicas(20, 2, "fp32", model_dir=model_dir, workers=1, repeats=1)
+    assert report["replicas"] == 2 and report["provider"] == "CPUExecutionProvider"
+    assert report["paperwire_texts_per_s"] == round(20 / report["paperwire_s"], 1) > 0
+    assert report["from_ids_texts_per_s"] > 0
+
+
 def test_batch_without_carried_ids_is_tokenized_across_the_tokenizer_processes(model_dir: Path) -> None:
     """A service batch whose events carry no ids: spread over the processes, same ids in the same order."""
     from services.embedder.export import real_abstracts
