@@ -318,45 +318,6 @@ def pad_batch(flat: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, idx: n
     return ids, mask.astype(np.int64), np.zeros_like(ids)
 
 
-class WidthBuckets:
-    """Token-id rows gathered by padded width until a batch of that width is full (``token_budget // width``
-    rows), so a stream of small tokenized chunks still reaches the model as full batches of a few shapes."""
-
-    def __init__(self, token_budget: int, bucket: int) -> None:
-        self.token_budget, self.bucket = token_budget, bucket
-        self._parts: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-
-    def add(self, flat: np.ndarray, lengths: np.ndarray, base: int = 0) -> list[tuple[np.ndarray, ...]]:
-        """Take rows ``base ..`` of a chunk; return the batches (rows, input_ids, attention_mask) now full."""
-        offsets = np.zeros(len(lengths), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=offsets[1:])
-        widths = -(-lengths.astype(np.int64) // self.bucket) * self.bucket
-        full: list[tuple[np.ndarray, ...]] = []
-        for width in np.unique(widths).tolist():
-            idx = np.flatnonzero(widths == width)
-            ids, mask, _ = pad_batch(flat, offsets, lengths, idx, self.bucket)
-            parts = self._parts.setdefault(width, [])
-            parts.append((idx + base, ids, mask))
-            rows = max(1, self.token_budget // max(width, 1))
-            if sum(len(part[0]) for part in parts) >= rows:
-                full += self._take(width, rows)
-        return full
-
-    def flush(self) -> list[tuple[np.ndarray, ...]]:
-        """Whatever is left, one (smaller) batch per width."""
-        return [batch for width in list(self._parts) for batch in self._take(width, None)]
-
-    def _take(self, width: int, rows: int | None) -> list[tuple[np.ndarray, ...]]:
-        parts = self._parts.pop(width)
-        joined = [np.concatenate(column) for column in zip(*parts, strict=True)]
-        total = len(joined[0])
-        step = rows or total
-        cut = total - total % step
-        if cut < total:
-            self._parts[width] = [tuple(column[cut:] for column in joined)]  # type: ignore[misc]
-        return [tuple(column[i : i + step] for column in joined) for i in range(0, cut, step)]
-
-
 # Tokenizer worker processes: each holds one single-threaded tokenizer (scales with cores, no GIL).
 _WORKER_TOK: Any = None
 _WORKER_MAX = 0
@@ -680,43 +641,47 @@ class Embedder:
         return out
 
     def _embed_prepared(self, texts: Sequence[str], chunk: int, out: np.ndarray) -> np.ndarray:
-        """Worker processes tokenize chunks ahead; this thread sorts their rows into width buckets and hands the
-        runners full batches, up to two per runner in flight so the runners never wait.
+        """Worker processes tokenize ahead, every chunk split across all of them; this thread joins each chunk's
+        pieces, plans and pads its batches and hands them to the runners, up to two per runner in flight.
 
-        Filling each width across chunks, instead of planning every chunk on its own, keeps batches full and
-        their shapes few (on an H200 the per-chunk plan ran 33-35k texts/s from text, one plan over the whole
-        input, the carried-ids path, 39-41k)."""
+        Why pieces: with a whole chunk per process, the model got its first batch only when one process had
+        tokenized a whole chunk (1024 texts, ~0.2 s at one process's rate), and that wait alone accounts for the
+        H200 runs from text: 0.2 s + 32,768 texts at the from-ids rate gives ~32k texts/s (measured 32-35k), and
+        2048-text chunks (a 512k budget) give ~26k (measured 27k). Split across 15 processes a chunk is ready in
+        ~15 ms, and the batches keep the measured shapes (one chunk, one plan)."""
         assert self._pool is not None
         pool, runners = self._pool, self._runner_pool()
-        starts = list(range(0, len(texts), chunk))
-        depth = max(2, 2 * getattr(pool, "_max_workers", 1))
-        buckets = WidthBuckets(self.token_budget, self.bucket)
-        inflight: collections.deque = collections.deque()
+        workers = getattr(pool, "_max_workers", 1)
+        piece = max(SPREAD_MIN_TEXTS, -(-chunk // workers))
+        per_chunk = max(1, chunk // piece)
+        starts = list(range(0, len(texts), piece))
+        depth = 4 * max(workers, per_chunk)  # pieces in flight: the next few chunks
 
         def submit(n: int) -> Any:
-            return pool.submit(_worker_tokenize, list(texts[starts[n] : starts[n] + chunk]))
+            return pool.submit(_worker_tokenize, list(texts[starts[n] : starts[n] + piece]))
 
-        def run(rows: np.ndarray, ids: np.ndarray, mask: np.ndarray) -> None:
+        def run(rows: np.ndarray, ids: np.ndarray, mask: np.ndarray, *_: Any) -> None:
             out[rows] = self._run(ids, mask)
 
-        def hand_over(batches: list[tuple[np.ndarray, ...]]) -> None:
-            for batch in batches:
-                inflight.append(runners.submit(run, *batch))
-                self.stats.batches += 1
-                while len(inflight) > 2 * self.runners:
-                    inflight.popleft().result()
-
         pending = [submit(n) for n in range(min(depth, len(starts)))]
+        inflight: collections.deque = collections.deque()
         try:
-            for n, base in enumerate(starts):
-                flat, lengths = pending[n].result()
-                pending[n] = None  # free the arrays once they are bucketed
-                if n + depth < len(starts):
-                    pending.append(submit(n + depth))
-                hand_over(buckets.add(flat, lengths, base))
+            for first in range(0, len(starts), per_chunk):
+                parts = []
+                for n in range(first, min(first + per_chunk, len(starts))):
+                    parts.append(pending[n].result())
+                    pending[n] = None  # free the arrays as soon as they are joined
+                    if n + depth < len(starts):
+                        pending.append(submit(n + depth))
+                flat = np.concatenate([ids for ids, _ in parts])
+                lengths = np.concatenate([n for _, n in parts])
+                for idx, inputs in self._batches(flat, lengths):
+                    inflight.append(runners.submit(run, idx + starts[first], *inputs))
+                    self.stats.batches += 1
+                    while len(inflight) > 2 * self.runners:
+                        inflight.popleft().result()
                 self.stats.texts += len(lengths)
                 self.stats.tokens += int(lengths.sum())
-            hand_over(buckets.flush())
             while inflight:
                 inflight.popleft().result()
         finally:

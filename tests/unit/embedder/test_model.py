@@ -73,15 +73,18 @@ def test_embed_many_overlapped_equals_embed(model_dir: Path, texts: list[str]) -
     assert cosines(many[::-1], one).max() < 0.99
 
 
-def test_tokenizer_processes_feed_the_model_in_order(model_dir: Path, texts: list[str]) -> None:
-    """The GPU path (tokenizer processes, width buckets filled across chunks) on CPU: same vectors, same order."""
+def test_tokenizer_processes_feed_the_model_in_order(model_dir: Path) -> None:
+    """The GPU path on CPU: 2 processes, 200-text chunks each tokenized as two 100-text pieces and joined again
+    (300 texts: a chunk of two pieces, then one of one): same vectors, same order."""
+    texts = real_abstracts(300)
     embedder = load_embedder(model_dir, "fp32", providers=["CPUExecutionProvider"], token_budget=2048)
-    embedder.start_tokenizer_pool(1)
+    embedder.start_tokenizer_pool(2)
     try:
-        many = embedder.embed_many(texts, chunk=9)
+        many = embedder.embed_many(texts, chunk=200)
     finally:
         embedder.close()
     one = embedder.embed(texts)
+    assert embedder.stats.texts >= 300
     assert cosines(many, one).min() > 0.99999
     assert cosines(many[::-1], one).max() < 0.99  # order kept, not just the same set
 

@@ -13,7 +13,6 @@ from services.embedder.export import bundled_model_dir, real_abstracts
 from shared.embedding import (
     _PROBES,
     ModelError,
-    WidthBuckets,
     compose_text,
     cut_text,
     load_tokenizer,
@@ -106,28 +105,3 @@ def test_plan_batches_sorts_by_length_and_keeps_the_token_budget() -> None:
     assert all(w * len(b) <= 600 for w, b in zip(widths, batches, strict=True))
     assert widths == sorted(widths, reverse=True)  # longest first
     assert [lengths[b].tolist() for b in batches][0] == [256, 256]
-
-
-def test_width_buckets_fill_batches_across_chunks() -> None:
-    """Real token ids arriving in small chunks leave as full batches of one width each, every row once,
-    each row's ids padded exactly as the whole input planned at once would be."""
-    tok = load_tokenizer(bundled_model_dir() / "tokenizer.json", 256)
-    flat, lengths = tokenize(tok, real_abstracts(400), 256)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    buckets = WidthBuckets(token_budget=4096, bucket=16)
-    full, base = [], 0
-    for size in (37, 100, 3, 180, 80):  # uneven chunks, as the tokenizer processes return them
-        chunk_flat = flat[offsets[base] : offsets[base] + lengths[base : base + size].sum()]
-        full += buckets.add(chunk_flat, lengths[base : base + size], base)
-        base += size
-    rest = buckets.flush()
-    rows = np.concatenate([b[0] for b in full + rest])
-    assert sorted(rows.tolist()) == list(range(400))
-    for batch_rows, ids, mask in full + rest:
-        width = ids.shape[1]
-        assert width % 16 == 0 and mask.sum(axis=1).tolist() == lengths[batch_rows].tolist()
-        assert all(-(-int(n) // 16) * 16 == width for n in lengths[batch_rows])  # one width per batch
-        for row, padded in zip(batch_rows, ids, strict=True):
-            assert padded[: lengths[row]].tolist() == flat[offsets[row] : offsets[row] + lengths[row]].tolist()
-    assert full and all(len(b[0]) == 4096 // b[1].shape[1] for b in full)  # full batches before the flush
-    assert len({b[1].shape[1] for b in rest}) == len(rest)  # at most one leftover batch per width
