@@ -652,7 +652,7 @@ class Embedder:
         assert self._pool is not None
         pool, runners = self._pool, self._runner_pool()
         workers = getattr(pool, "_max_workers", 1)
-        piece = max(SPREAD_MIN_TEXTS, -(-chunk // workers))
+        piece = max(SPREAD_MIN_TEXTS, chunk // workers)  # whole pieces per chunk: one batch per chunk stays
         per_chunk = max(1, chunk // piece)
         starts = list(range(0, len(texts), piece))
         depth = 4 * max(workers, per_chunk)  # pieces in flight: the next few chunks
