@@ -166,7 +166,7 @@ async def summarize(
     for path in mails:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         parts = "+".join(part.get_content_type() for part in message.iter_parts()) or message.get_content_type()
-        lines.append(f"  {path.name}: to {message['To']} | {message['Subject']} | {parts}")
+        lines.append(f"  {path.name}: to {message['To']} | {str(message['Subject']).strip()} | {parts}")
     lines.append(f"== slack: {len(slack.received)} messages to the local Slack stand-in {slack.url} ==")
     for message in slack.received:
         payload = json.loads(message.body)
