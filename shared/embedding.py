@@ -660,8 +660,8 @@ class Embedder:
         def submit(n: int) -> Any:
             return pool.submit(_worker_tokenize, list(texts[starts[n] : starts[n] + piece]))
 
-        def run(rows: np.ndarray, ids: np.ndarray, mask: np.ndarray, *_: Any) -> None:
-            out[rows] = self._run(ids, mask)
+        def run(rows: np.ndarray, *inputs: np.ndarray) -> None:
+            out[rows] = self._run(*inputs)
 
         pending = [submit(n) for n in range(min(depth, len(starts)))]
         inflight: collections.deque = collections.deque()

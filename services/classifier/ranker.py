@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -96,7 +97,9 @@ class SeedRanker:
             steps=steps or self.steps,
         )
 
+    @cached_property
     def center(self) -> np.ndarray:
+        """The background mean (the centroid's origin), computed once: every leave-one-out round needs it."""
         return self.background.mean(axis=0)
 
     def fit_kind(
@@ -109,7 +112,7 @@ class SeedRanker:
     ) -> LinearModel:
         """One candidate model; ``warm`` (a model of the same kind) starts the optimiser near the answer."""
         if kind == "centroid":
-            return centroid_model(positives, disliked, self.center())
+            return centroid_model(positives, disliked, self.center)
         warm = warm if warm is not None and warm.kind == kind else None
         if kind == "maxent":
             return train_maxent(
@@ -122,17 +125,28 @@ class SeedRanker:
             )
         return self.fit_linear(positives, disliked, warm=warm, steps=steps)
 
-    def loo_auc(self, positives: np.ndarray, disliked: np.ndarray, kind: str, full: LinearModel) -> float:
-        """Mean share of background (and disliked) papers ranked below a held-out positive."""
+    def others(self, positives: np.ndarray, disliked: np.ndarray) -> np.ndarray:
+        """What a held-out positive should rank above: the background (minus copies of the positives, which
+        may sit in the background sample) and the disliked papers."""
+        unit = positives / np.maximum(np.linalg.norm(positives, axis=1, keepdims=True), 1e-12)
+        copies = (self.background @ unit.T).max(axis=1) > DUPLICATE_COS * np.linalg.norm(self.background, axis=1)
+        others = self.background[~copies]
+        return np.concatenate([others, disliked]) if len(disliked) else others
+
+    def loo_auc(
+        self,
+        positives: np.ndarray,
+        disliked: np.ndarray,
+        kind: str,
+        full: LinearModel,
+        others: np.ndarray | None = None,
+    ) -> float:
+        """Mean share of ``others`` ranked below a held-out positive."""
         n = len(positives)
         if n < 3:
             return float("nan")
         held = np.unique(np.linspace(0, n - 1, min(n, MAX_HELD_OUT)).round().astype(int))
-        # The positives themselves may sit in the background sample: they are not "others" to beat.
-        unit = positives / np.maximum(np.linalg.norm(positives, axis=1, keepdims=True), 1e-12)
-        copies = (self.background @ unit.T).max(axis=1) > DUPLICATE_COS * np.linalg.norm(self.background, axis=1)
-        others = self.background[~copies]
-        others = np.concatenate([others, disliked]) if len(disliked) else others
+        others = self.others(positives, disliked) if others is None else others
         aucs = []
         for i in held:
             model = self.fit_kind(kind, np.delete(positives, i, axis=0), disliked, warm=full, steps=LOO_STEPS)
@@ -150,7 +164,8 @@ class SeedRanker:
         dims = positives.shape[1]
         disliked = np.zeros((0, dims), np.float32) if negatives is None else np.asarray(negatives, np.float32)
         models = {kind: self.fit_kind(kind, positives, disliked, warm=warm) for kind in KINDS}
-        aucs = {kind: self.loo_auc(positives, disliked, kind, models[kind]) for kind in KINDS}
+        others = self.others(positives, disliked)
+        aucs = {kind: self.loo_auc(positives, disliked, kind, models[kind], others) for kind in KINDS}
         best = KINDS[0] if np.isnan(aucs[KINDS[0]]) else max(KINDS, key=lambda kind: aucs[kind])
         model = models[best]
         model.kind, model.loo_auc = best, aucs[best]
