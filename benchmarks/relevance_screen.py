@@ -1,0 +1,368 @@
+"""Screen seed-ranker variants on the eval protocol's own draws, seeds only, without the CLI's baselines.
+
+`paperwire eval relevance --folds rotate --seed N` takes minutes per seed; this replica draws the same seeds
+(same folds, same rng calls), scores the embedding-LR baseline and every candidate model on them, and keeps
+each candidate's leave-one-out scores, so that choice rules and combinations are compared on the same draws
+(a paired comparison) without fitting again. The production ranker's number reproduces the CLI's.
+
+    python benchmarks/relevance_screen.py --seed 0 --cache data/cache/embeddings.sqlite --out /tmp/screen0.npz
+    python benchmarks/relevance_screen.py --seed 0 --candidates maxent_centred --out /tmp/centred0.npz
+    python benchmarks/relevance_screen.py --rules /tmp/screen0.npz,/tmp/centred0.npz /tmp/screen1.npz,...
+
+Candidates (``--candidates``, comma-separated): the production kinds ``linear``, ``maxent``, ``centroid``;
+``linear_weak``/``maxent_weak`` (sklearn's C=1 regularisation) and ``*_weakcold`` (cold LOO fits);
+``linear_centred``/``maxent_centred`` (fitted on unit(x - background mean)); ``linear_rnmin``/``linear_rnmed``
+(two-step PU with reliable negatives); ``{kind}_col{p}`` for p in 0.5, 0.25, -0.25, -0.5 (features x Σ^p).
+``--rules`` takes one argument per seed (files of that seed joined by commas) and prints every rule whose
+candidates all runs hold. Nothing here looks at labels except the final nDCG. Section 13 of
+``benchmarks/results/relevance_experiments.md`` has the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.classifier.dataset import load_dataset  # noqa: E402
+from services.classifier.embedding import embed_cached  # noqa: E402
+from services.classifier.evaluate import baseline_scores, build_split, rotating_splits  # noqa: E402
+from services.classifier.metrics import ndcg_at_k  # noqa: E402
+from services.classifier.ranker import LOO_STEPS, MAX_HELD_OUT, SeedRanker  # noqa: E402
+
+DATASET = Path("tests/fixtures/labeled/daily_arxiv_ai_enhanced")
+
+
+class Transformed:
+    """A model fitted on ``(x - mean) @ t``: its logits take raw vectors."""
+
+    def __init__(self, model, mean: np.ndarray, t: np.ndarray) -> None:
+        self.model, self.mean, self.t = model, mean, t
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        return self.model.logits(self.features(vectors))
+
+    def features(self, vectors: np.ndarray) -> np.ndarray:
+        return (np.asarray(vectors, np.float32) - self.mean) @ self.t
+
+
+class Centred(Transformed):
+    """A model fitted on ``unit(x - mean)``: the space the centroid candidate scores in."""
+
+    def features(self, vectors: np.ndarray) -> np.ndarray:
+        shifted = np.asarray(vectors, np.float32) - self.mean
+        return shifted / np.maximum(np.linalg.norm(shifted, axis=-1, keepdims=True), 1e-12)
+
+
+def colouring(background: np.ndarray, power: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """``Σ^power`` of the background, scaled so the background's mean squared norm is unchanged: with power
+    1/2, an l2 penalty on the new weights is a Gaussian prior ``N(0, Σ)`` on the old ones."""
+    mean = background.mean(axis=0)
+    vals, vecs = np.linalg.eigh(np.cov(background - mean, rowvar=False))
+    vals = np.maximum(vals, 1e-6 * vals.max())
+    t = (vecs * vals**power) @ vecs.T
+    scale = np.sqrt(np.sum(vals ** (1 + 2 * power)) / np.sum(vals))
+    return mean.astype(np.float32), (t / scale).astype(np.float32)
+
+
+_RN_CACHE: dict = {}
+
+
+def reliable_negatives_fit(ranker: SeedRanker, pos: np.ndarray, rule: str, warm=None, steps=None):
+    """Two-step PU (Liu et al.'s spies): the background papers that score below the held-out seeds under the
+    centroid are reliable negatives; the logistic regression trains against them only. The set is fixed by the
+    full seed set (the leave-one-out fits reuse it)."""
+    key = (id(ranker), rule)
+    if warm is None or key not in _RN_CACHE:
+        none = pos[:0]
+        spies = []
+        for i in range(len(pos)):
+            model = ranker.fit_kind("centroid", np.delete(pos, i, axis=0), none)
+            spies.append(model.logits(pos[i : i + 1])[0])
+        full = ranker.fit_kind("centroid", pos, none)
+        threshold = np.min(spies) if rule == "min" else np.median(spies)
+        background = ranker.background[full.logits(ranker.background) < threshold]
+        _RN_CACHE.clear()
+        _RN_CACHE[key] = SeedRanker(background=background)
+    return _RN_CACHE[key].fit_kind("linear", pos, pos[:0], warm, steps)
+
+
+def candidates(ranker: SeedRanker, names: list[str]) -> dict[str, object]:
+    """name -> fit(positives, warm, steps): the production kinds plus variants under study."""
+    none = np.zeros((0, ranker.background.shape[1]), np.float32)
+    out = {}
+    for kind in ("linear", "maxent", "centroid"):
+        out[kind] = lambda pos, warm=None, steps=None, kind=kind: ranker.fit_kind(kind, pos, none, warm, steps)
+    weak = 1.0 / len(ranker.background)  # sklearn's LogisticRegression(C=1) in this loss's normalisation
+    for kind in ("linear", "maxent"):
+        out[f"{kind}_weak"] = lambda pos, warm=None, steps=None, kind=kind: SeedRanker(
+            ranker.background, l2=weak
+        ).fit_kind(kind, pos, none, warm, steps)
+    unit = Centred(None, ranker.center.astype(np.float32), None)
+    centred = SeedRanker(background=unit.features(ranker.background))
+    for kind in ("linear", "maxent"):
+
+        def fit_centred(pos, warm=None, steps=None, kind=kind):
+            warm = warm.model if warm is not None else None
+            return Centred(centred.fit_kind(kind, unit.features(pos), none, warm, steps), unit.mean, None)
+
+        out[f"{kind}_centred"] = fit_centred
+    for rule in ("min", "med"):
+        out[f"linear_rn{rule}"] = lambda pos, warm=None, steps=None, rule=rule: reliable_negatives_fit(
+            ranker, pos, rule, warm, steps
+        )
+    for kind in ("linear", "maxent"):
+        # cold leave-one-out fits to convergence: a weak l2 remembers the held-out seed from a warm start
+        out[f"{kind}_weakcold"] = lambda pos, warm=None, steps=None, kind=kind: SeedRanker(
+            ranker.background, l2=weak
+        ).fit_kind(kind, pos, none, None, 100)
+    for power in (0.5, 0.25, -0.25, -0.5):
+        mean, t = colouring(ranker.background, power)
+        inner = SeedRanker(background=(ranker.background - mean) @ t)
+        tag = f"col{power:g}"
+        for kind in ("linear", "maxent", "centroid"):
+
+            def fit(pos, warm=None, steps=None, kind=kind, inner=inner, mean=mean, t=t):
+                warm = warm.model if warm is not None else None
+                return Transformed(inner.fit_kind(kind, (pos - mean) @ t, none, warm, steps), mean, t)
+
+            out[f"{kind}_{tag}"] = fit
+    return {name: out[name] for name in names}
+
+
+def collect(seed: int, cache: Path, names: list[str], k: int = 10, draws: int = 5) -> dict[str, np.ndarray]:
+    papers = load_dataset(DATASET)
+    embed_cached([p.text for p in papers], cache, None)
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {"baseline": [], "relevant": [], "key": []}
+    for fold_no, parts in enumerate(rotating_splits(papers)):
+        split = build_split(papers, 2, cache, None, parts)
+        prim_h, prim_n = split.primaries()
+        cats = sorted(c for c in set(prim_h) if (prim_h == c).sum() >= k and (prim_n == c).any())
+        ranker = SeedRanker(background=split.x_history)
+        fits = candidates(ranker, names)
+        for category in cats:
+            relevant = prim_n == category
+            pool = np.flatnonzero(prim_h == category)
+            for _ in range(draws):
+                seeds = rng.choice(pool, size=k, replace=False)
+                rng.random(len(split.new))  # the random baseline's draw, to keep the seeds in step with the CLI
+                pos = split.x_history[seeds]
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    base = baseline_scores("embedding_logreg", split, seeds, rng)
+                rows["baseline"].append(ndcg_at_k(base, relevant, 10))
+                rows["relevant"].append(relevant)
+                rows["key"].append(f"{fold_no}/{category}")
+                others = ranker.others(pos, pos[:0])
+                held = np.unique(np.linspace(0, k - 1, min(k, MAX_HELD_OUT)).round().astype(int))
+                for name, fit in fits.items():
+                    full = fit(pos)
+                    loo_pos, loo_others, jack = [], [], 0.0
+                    for i in held:
+                        model = fit(np.delete(pos, i, axis=0), warm=full, steps=LOO_STEPS)
+                        loo_pos.append(model.logits(pos[i : i + 1])[0])
+                        loo_others.append(model.logits(others))
+                        jack = jack + _z(model.logits(split.x_new), loo_others[-1]) / len(held)
+                    rows.setdefault(f"{name}:jack", []).append(np.asarray(jack, np.float32))
+                    rows.setdefault(f"{name}:new", []).append(full.logits(split.x_new).astype(np.float32))
+                    rows.setdefault(f"{name}:bg", []).append(full.logits(others).astype(np.float32))
+                    rows.setdefault(f"{name}:loo_pos", []).append(np.array(loo_pos, np.float32))
+                    rows.setdefault(f"{name}:loo_others", []).append(np.array(loo_others, np.float32))
+        print(f"fold {fold_no} done", file=sys.stderr, flush=True)
+    return {key: _objects(value) for key, value in rows.items()}
+
+
+def _objects(values: list) -> np.ndarray:
+    """One entry per draw (arrays of different lengths, strings, floats), as np.savez can store them."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
+
+
+def _z(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    return (values - reference.mean(axis=-1, keepdims=True)) / np.maximum(reference.std(axis=-1, keepdims=True), 1e-9)
+
+
+PRODUCTION = ("linear", "maxent", "centroid")
+
+
+def held_out_shares(data: dict, names: tuple[str, ...], d: int) -> np.ndarray:
+    """Per held-out seed, the share of ``others`` below it under the z-average of ``names`` (AUC = the mean)."""
+    pos = sum(_z(data[f"{n}:loo_pos"][d][:, None], data[f"{n}:loo_others"][d]) for n in names)
+    others = sum(_z(data[f"{n}:loo_others"][d], data[f"{n}:loo_others"][d]) for n in names)
+    return np.mean(others < pos, axis=1)
+
+
+def loo_stat(data: dict, names: tuple[str, ...], d: int, stat: str = "auc") -> float:
+    """A choice statistic from the leave-one-out shares (``auc``, their mean, is the production one)."""
+    shares = held_out_shares(data, names, d)
+    n_others = len(data[f"{names[0]}:loo_others"][d][0])
+    if stat == "auc":
+        return float(shares.mean())
+    if stat == "logrank":
+        return -float(np.mean(np.log((1.0 - shares) * n_others + 1.0)))
+    if stat.startswith("top"):
+        return float(np.mean(1.0 - shares <= float(stat[3:]) / 100))
+    if stat == "median":
+        return float(np.median(shares))
+    if stat == "trimmed":  # the two worst held-out seeds dropped
+        return float(np.sort(shares)[2:].mean())
+    if stat == "min":
+        return float(shares.min())
+    if stat == "probit":
+        from scipy.stats import norm
+
+        return float(norm.ppf(np.clip(shares, 1e-4, 1 - 1e-4)).mean())
+    if stat == "meanz":
+        lo, lp = data[f"{names[0]}:loo_others"][d], data[f"{names[0]}:loo_pos"][d]
+        return float(np.mean((lp - lo.mean(axis=1)) / lo.std(axis=1)))
+    raise ValueError(stat)
+
+
+def score_new(data: dict, names: tuple[str, ...], d: int, field: str = "new") -> np.ndarray:
+    if field == "jack":
+        return sum(data[f"{n}:jack"][d] for n in names)
+    return sum(_z(data[f"{n}:new"][d], data[f"{n}:bg"][d]) for n in names)
+
+
+def choose(data: dict, pool: list[tuple[str, ...]], d: int, stat: str = "auc") -> tuple[str, ...]:
+    values = [loo_stat(data, names, d, stat) for names in pool]
+    return pool[int(np.argmax(values))]
+
+
+def macro(data: dict, values: list[float]) -> float:
+    per: dict[str, list[float]] = {}
+    for key, v in zip(data["key"], values, strict=True):
+        per.setdefault(key, []).append(v)
+    return float(np.mean([np.mean(v) for v in per.values()]))
+
+
+def load(spec: str) -> dict:
+    """``a.npz,b.npz``: runs of the same seed with different candidates, merged by draw."""
+    data: dict = {}
+    for path in spec.split(","):
+        part = dict(np.load(path, allow_pickle=True))
+        if data and list(part["key"]) != list(data["key"]):
+            raise ValueError(f"{path} holds other draws")
+        data.update(part)
+    return data
+
+
+def names_in(data: dict) -> set[str]:
+    return {key.split(":")[0] for key in data if key.endswith(":new")}
+
+
+Rule = tuple[set[str], object]  # (candidates it needs, (data, draw) -> scores of the new papers)
+
+
+def choice_rule(pool: list[str], stat: str = "auc", field: str = "new") -> Rule:
+    options = [tuple(option.split("+")) for option in pool]
+    return {n for o in options for n in o}, lambda data, d: score_new(data, choose(data, options, d, stat), d, field)
+
+
+def soft_rule(weigh: str) -> Rule:
+    """Every production candidate, weighted by its leave-one-out AUC instead of keeping the best."""
+
+    def score(data: dict, d: int) -> np.ndarray:
+        shares = {k: held_out_shares(data, (k,), d) for k in PRODUCTION}
+        aucs = np.array([shares[k].mean() for k in PRODUCTION])
+        if weigh == "softmax":  # temperature: the mean standard error of the AUCs
+            se = np.mean([shares[k].std(ddof=1) / np.sqrt(len(shares[k])) for k in PRODUCTION])
+            w = np.exp((aucs - aucs.max()) / max(se, 1e-6))
+        else:
+            w = np.maximum(aucs - 0.5, 0.0) if (aucs > 0.5).any() else np.ones_like(aucs)
+        return sum(wi * score_new(data, (k,), d) for wi, k in zip(w / w.sum(), PRODUCTION, strict=True))
+
+    return set(PRODUCTION), score
+
+
+def one_se_rule(default: str) -> Rule:
+    """``default`` unless another candidate beats it by more than one standard error of the paired difference."""
+
+    def score(data: dict, d: int) -> np.ndarray:
+        shares = {k: held_out_shares(data, (k,), d) for k in PRODUCTION}
+        pick = default
+        for k in PRODUCTION:
+            diff = shares[k] - shares[default]
+            if diff.mean() > diff.std(ddof=1) / np.sqrt(len(diff)) and shares[k].mean() >= shares[pick].mean():
+                pick = k
+        return score_new(data, (pick,), d)
+
+    return set(PRODUCTION), score
+
+
+def with_maxent_rule() -> Rule:
+    def score(data: dict, d: int) -> np.ndarray:
+        best = choose(data, [(k,) for k in PRODUCTION], d)
+        return score_new(data, tuple(sorted(set(best) | {"maxent"})), d)
+
+    return set(PRODUCTION), score
+
+
+def rule_table(have: set[str]) -> dict[str, Rule]:
+    table: dict[str, Rule] = {"production: LOO AUC choice of linear, maxent, centroid": choice_rule(list(PRODUCTION))}
+    have = have - {"jack"}
+    for name in sorted(have):
+        table[f"fixed {name}"] = choice_rule([name])
+    for name in sorted(have - set(PRODUCTION)):
+        table[f"choice of the three + {name}"] = choice_rule([*PRODUCTION, name])
+        table[f"choice of {name}, maxent, centroid"] = choice_rule([name, "maxent", "centroid"])
+    for tag in ("col0.5", "col0.25", "col-0.25"):
+        coloured = [f"{k}_{tag}" for k in PRODUCTION]
+        table[f"choice of the three {tag}"] = choice_rule(coloured)
+        table[f"choice of the three + the three {tag}"] = choice_rule([*PRODUCTION, *coloured])
+    table["choice of the three + their pairs"] = choice_rule(
+        [*PRODUCTION, "linear+maxent", "linear+centroid", "maxent+centroid"]
+    )
+    for stat in ("logrank", "top2", "top5", "top10", "median", "trimmed", "min", "probit", "meanz"):
+        table[f"production pool, choice by {stat}"] = choice_rule(list(PRODUCTION), stat)
+    table["production choice, jackknife-averaged scores"] = (
+        {*PRODUCTION, "jack"},
+        choice_rule(list(PRODUCTION), "auc", "jack")[1],
+    )
+    table["softmax(AUC / its standard error) weights"] = soft_rule("softmax")
+    table["weights AUC - 0.5"] = soft_rule("linear")
+    table["maxent unless beaten by one paired SE"] = one_se_rule("maxent")
+    table["linear unless beaten by one paired SE"] = one_se_rule("linear")
+    table["production choice z-averaged with maxent"] = with_maxent_rule()
+    return table
+
+
+def rules(specs: list[str]) -> None:
+    """Margin over the embedding LR baseline of every rule whose candidates every run holds."""
+    runs = [load(spec) for spec in specs]
+    have = set.intersection(*(names_in(data) | ({"jack"} if "linear:jack" in data else set()) for data in runs))
+    table = {label: rule for label, rule in rule_table(have).items() if rule[0] <= have}
+    print(f"{len(runs)} run(s): {', '.join(specs)}; margins per run, then their mean")
+    for label, (_, score) in table.items():
+        margins = []
+        for data in runs:
+            values = [ndcg_at_k(score(data, d), data["relevant"][d]) for d in range(len(data["key"]))]
+            margins.append(macro(data, values) - macro(data, list(data["baseline"])))
+        print(f"  {label:55s} {np.mean(margins):+.4f}  ({' / '.join(f'{m:+.4f}' for m in margins)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=Path("data/cache/embeddings.sqlite"))
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--rules", nargs="+", help="npz files of one seed joined by commas, per seed")
+    parser.add_argument("--candidates", default="linear,maxent,centroid")
+    args = parser.parse_args()
+    if args.rules:
+        rules(args.rules)
+        return
+    data = collect(args.seed, args.cache, args.candidates.split(","))
+    np.savez(args.out or Path(f"/tmp/screen{args.seed}.npz"), **data)
+
+
+if __name__ == "__main__":
+    main()
