@@ -12,7 +12,8 @@ each candidate's leave-one-out scores, so that choice rules and combinations are
 Candidates (``--candidates``, comma-separated): the production kinds ``linear``, ``maxent``, ``centroid``;
 ``linear_weak``/``maxent_weak`` (sklearn's C=1 regularisation) and ``*_weakcold`` (cold LOO fits);
 ``linear_centred``/``maxent_centred`` (fitted on unit(x - background mean)); ``linear_rnmin``/``linear_rnmed``
-(two-step PU with reliable negatives); ``{kind}_col{p}`` for p in 0.5, 0.25, -0.25, -0.5 (features x Σ^p).
+(two-step PU with reliable negatives); ``upu_est``/``upu_0.1``/``upu_0.3`` (unbiased PU logistic risk with
+an estimated or a fixed prior); ``{kind}_col{p}`` for p in 0.5, 0.25, -0.25, -0.5 (features x Σ^p).
 ``--rules`` takes one argument per seed (files of that seed joined by commas) and prints every rule whose
 candidates all runs hold. Nothing here looks at labels except the final nDCG. Section 13 of
 ``benchmarks/results/relevance_experiments.md`` has the results.
@@ -92,6 +93,46 @@ def reliable_negatives_fit(ranker: SeedRanker, pos: np.ndarray, rule: str, warm=
     return _RN_CACHE[key].fit_kind("linear", pos, pos[:0], warm, steps)
 
 
+def train_upu(pos: np.ndarray, background: np.ndarray, prior: float, l2: float, warm=None, steps: int = 30):
+    """Unbiased PU risk with the logistic loss: -prior * mean_P f + mean_U softplus(f) + l2/2 |w|^2."""
+    import torch
+
+    from services.classifier.learner import LinearModel
+
+    x_u = torch.from_numpy(np.asarray(background, np.float32))
+    mean_p = torch.from_numpy(np.asarray(pos, np.float32).mean(axis=0))
+    w = torch.zeros(x_u.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    if warm is not None:
+        with torch.no_grad():
+            w.copy_(torch.from_numpy(warm.weights))
+            b.fill_(warm.bias)
+    optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = -prior * (mean_p @ w + b[0]) + torch.nn.functional.softplus(x_u @ w + b).mean()
+        loss = loss + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return LinearModel(w.detach().numpy().copy(), float(b.item()), len(pos), 0, kind="upu")
+
+
+_PRIOR_CACHE: dict = {}
+
+
+def estimated_prior(ranker: SeedRanker, pos: np.ndarray) -> float:
+    """2 (1 - leave-one-out AUC of the centroid), clipped: the topic's share if the centroid ranked perfectly."""
+    others = ranker.others(pos, pos[:0])
+    shares = []
+    for i in range(len(pos)):
+        model = ranker.fit_kind("centroid", np.delete(pos, i, axis=0), pos[:0])
+        shares.append(np.mean(model.logits(others) < model.logits(pos[i : i + 1])[0]))
+    return float(np.clip(2 * (1 - np.mean(shares)), 0.02, 0.8))
+
+
 def candidates(ranker: SeedRanker, names: list[str]) -> dict[str, object]:
     """name -> fit(positives, warm, steps): the production kinds plus variants under study."""
     none = np.zeros((0, ranker.background.shape[1]), np.float32)
@@ -112,6 +153,17 @@ def candidates(ranker: SeedRanker, names: list[str]) -> dict[str, object]:
             return Centred(centred.fit_kind(kind, unit.features(pos), none, warm, steps), unit.mean, None)
 
         out[f"{kind}_centred"] = fit_centred
+
+    def fit_upu(pos, warm=None, steps=None, prior=None):
+        if prior is None:
+            if warm is None or "prior" not in _PRIOR_CACHE:  # the full fit estimates; its LOO fits reuse it
+                _PRIOR_CACHE["prior"] = estimated_prior(ranker, pos)
+            prior = _PRIOR_CACHE["prior"]
+        return train_upu(pos, ranker.background, prior, ranker.l2, warm, steps or ranker.steps)
+
+    out["upu_est"] = fit_upu
+    for prior in (0.1, 0.3):
+        out[f"upu_{prior:g}"] = lambda pos, warm=None, steps=None, prior=prior: fit_upu(pos, warm, steps, prior)
     for rule in ("min", "med"):
         out[f"linear_rn{rule}"] = lambda pos, warm=None, steps=None, rule=rule: reliable_negatives_fit(
             ranker, pos, rule, warm, steps
