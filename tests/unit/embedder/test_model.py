@@ -157,7 +157,9 @@ def test_bench_replicas_share_the_texts_and_report_the_aggregate(model_dir: Path
 
     report = run_replicas(20, 2, "fp32", model_dir=model_dir, workers=1, repeats=1)
     assert report["replicas"] == 2 and report["provider"] == "CPUExecutionProvider"
-    assert report["paperwire_texts_per_s"] == round(20 / report["paperwire_s"], 1) > 0
+    # the aggregate is all texts over the wall time (not a sum of per-replica rates); both fields are rounded
+    assert report["paperwire_texts_per_s"] > 0
+    assert abs(report["paperwire_texts_per_s"] / (20 / report["paperwire_s"]) - 1) < 0.01
     assert report["from_ids_texts_per_s"] > 0
 
 
