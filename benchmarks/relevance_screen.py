@@ -125,12 +125,9 @@ _PRIOR_CACHE: dict = {}
 
 def estimated_prior(ranker: SeedRanker, pos: np.ndarray) -> float:
     """2 (1 - leave-one-out AUC of the centroid), clipped: the topic's share if the centroid ranked perfectly."""
-    others = ranker.others(pos, pos[:0])
-    shares = []
-    for i in range(len(pos)):
-        model = ranker.fit_kind("centroid", np.delete(pos, i, axis=0), pos[:0])
-        shares.append(np.mean(model.logits(others) < model.logits(pos[i : i + 1])[0]))
-    return float(np.clip(2 * (1 - np.mean(shares)), 0.02, 0.8))
+    none = pos[:0]
+    auc = ranker.loo_auc(pos, none, "centroid", ranker.fit_kind("centroid", pos, none))
+    return float(np.clip(2 * (1 - auc), 0.02, 0.8))
 
 
 def candidates(ranker: SeedRanker, names: list[str]) -> dict[str, object]:
@@ -173,7 +170,7 @@ def candidates(ranker: SeedRanker, names: list[str]) -> dict[str, object]:
         out[f"{kind}_weakcold"] = lambda pos, warm=None, steps=None, kind=kind: SeedRanker(
             ranker.background, l2=weak
         ).fit_kind(kind, pos, none, None, 100)
-    for power in (0.5, 0.25, -0.25, -0.5):
+    for power in sorted({float(name.split("_col")[1]) for name in names if "_col" in name}):  # eigh on demand
         mean, t = colouring(ranker.background, power)
         inner = SeedRanker(background=(ranker.background - mean) @ t)
         tag = f"col{power:g}"

@@ -674,7 +674,7 @@ class Embedder:
                     if n + depth < len(starts):
                         pending.append(submit(n + depth))
                 flat = np.concatenate([ids for ids, _ in parts])
-                lengths = np.concatenate([n for _, n in parts])
+                lengths = np.concatenate([piece_lengths for _, piece_lengths in parts])
                 for idx, inputs in self._batches(flat, lengths):
                     inflight.append(runners.submit(run, idx + starts[first], *inputs))
                     self.stats.batches += 1
