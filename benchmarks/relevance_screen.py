@@ -14,9 +14,13 @@ Candidates (``--candidates``, comma-separated): the production kinds ``linear``,
 ``linear_centred``/``maxent_centred`` (fitted on unit(x - background mean)); ``linear_rnmin``/``linear_rnmed``
 (two-step PU with reliable negatives); ``upu_est``/``upu_0.1``/``upu_0.3`` (unbiased PU logistic risk with
 an estimated or a fixed prior); ``{kind}_col{p}`` for p in 0.5, 0.25, -0.25, -0.5 (features x Σ^p).
-``--rules`` takes one argument per seed (files of that seed joined by commas) and prints every rule whose
-candidates all runs hold. Nothing here looks at labels except the final nDCG. Section 13 of
-``benchmarks/results/relevance_experiments.md`` has the results.
+``centroid_median`` (the seeds' geometric median as the direction). ``--dataset``/``--k`` screen another
+labeled set (``benchmarks/oai_to_labeled.py`` makes one from other fields). ``--smooth K,W`` first replaces every
+vector by itself + W x the mean of its K nearest history papers (database-side augmentation); its candidates are
+stored as ``{kind}_sK,W``. ``--per-category`` prints where each kind wins. ``--rules`` takes one argument per
+seed (files of that seed joined by commas) and prints every rule whose candidates all runs hold. Nothing here
+looks at labels except the final nDCG. Sections 13-14 of ``benchmarks/results/relevance_experiments.md`` have
+the results.
 """
 
 from __future__ import annotations
@@ -159,6 +163,19 @@ def candidates(ranker: SeedRanker, names: list[str]) -> dict[str, object]:
         return train_upu(pos, ranker.background, prior, ranker.l2, warm, steps or ranker.steps)
 
     out["upu_est"] = fit_upu
+
+    def fit_median(pos, warm=None, steps=None):
+        """The centroid's direction as the geometric median of the seeds (Weiszfeld), not their mean."""
+        unit_pos = unit.features(pos)
+        direction = unit_pos.mean(axis=0)
+        for _ in range(20):
+            weights = 1.0 / np.maximum(np.linalg.norm(unit_pos - direction, axis=1), 1e-6)
+            direction = (weights[:, None] * unit_pos).sum(axis=0) / weights.sum()
+        model = ranker.fit_kind("centroid", pos, none)
+        model.weights = (direction / np.linalg.norm(direction)).astype(np.float32)
+        return model
+
+    out["centroid_median"] = fit_median
     for prior in (0.1, 0.3):
         out[f"upu_{prior:g}"] = lambda pos, warm=None, steps=None, prior=prior: fit_upu(pos, warm, steps, prior)
     for rule in ("min", "med"):
@@ -184,8 +201,32 @@ def candidates(ranker: SeedRanker, names: list[str]) -> dict[str, object]:
     return {name: out[name] for name in names}
 
 
-def collect(seed: int, cache: Path, names: list[str], k: int = 10, draws: int = 5) -> dict[str, np.ndarray]:
-    papers = load_dataset(DATASET)
+def smoothed(history: np.ndarray, new: np.ndarray, neighbours: int, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Database-side augmentation (Arandjelovic & Zisserman; Gordo et al.): every vector plus ``weight`` x the mean
+    of its ``neighbours`` nearest history papers (itself excluded), renormalised. Label-free; new papers look
+    only at the history, as the service would when a paper arrives."""
+
+    def apply(x: np.ndarray, exclude_self: bool) -> np.ndarray:
+        sims = x @ history.T
+        if exclude_self:
+            np.fill_diagonal(sims, -np.inf)
+        idx = np.argpartition(-sims, neighbours, axis=1)[:, :neighbours]
+        out = x + weight * history[idx].mean(axis=1)
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+    return apply(history, True), apply(new, False)
+
+
+def collect(
+    seed: int,
+    cache: Path,
+    names: list[str],
+    k: int = 10,
+    draws: int = 5,
+    smooth: tuple[int, float] | None = None,
+    dataset: Path = DATASET,
+) -> dict[str, np.ndarray]:
+    papers = load_dataset(dataset)
     embed_cached([p.text for p in papers], cache, None)
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {"baseline": [], "relevant": [], "key": []}
@@ -193,7 +234,10 @@ def collect(seed: int, cache: Path, names: list[str], k: int = 10, draws: int = 
         split = build_split(papers, 2, cache, None, parts)
         prim_h, prim_n = split.primaries()
         cats = sorted(c for c in set(prim_h) if (prim_h == c).sum() >= k and (prim_n == c).any())
-        ranker = SeedRanker(background=split.x_history)
+        x_history, x_new = split.x_history, split.x_new
+        if smooth:
+            x_history, x_new = smoothed(x_history, x_new, *smooth)
+        ranker = SeedRanker(background=x_history)
         fits = candidates(ranker, names)
         for category in cats:
             relevant = prim_n == category
@@ -201,7 +245,7 @@ def collect(seed: int, cache: Path, names: list[str], k: int = 10, draws: int = 
             for _ in range(draws):
                 seeds = rng.choice(pool, size=k, replace=False)
                 rng.random(len(split.new))  # the random baseline's draw, to keep the seeds in step with the CLI
-                pos = split.x_history[seeds]
+                pos = x_history[seeds]
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     base = baseline_scores("embedding_logreg", split, seeds, rng)
@@ -217,9 +261,9 @@ def collect(seed: int, cache: Path, names: list[str], k: int = 10, draws: int = 
                         model = fit(np.delete(pos, i, axis=0), warm=full, steps=LOO_STEPS)
                         loo_pos.append(model.logits(pos[i : i + 1])[0])
                         loo_others.append(model.logits(others))
-                        jack = jack + _z(model.logits(split.x_new), loo_others[-1]) / len(held)
+                        jack = jack + _z(model.logits(x_new), loo_others[-1]) / len(held)
                     rows.setdefault(f"{name}:jack", []).append(np.asarray(jack, np.float32))
-                    rows.setdefault(f"{name}:new", []).append(full.logits(split.x_new).astype(np.float32))
+                    rows.setdefault(f"{name}:new", []).append(full.logits(x_new).astype(np.float32))
                     rows.setdefault(f"{name}:bg", []).append(full.logits(others).astype(np.float32))
                     rows.setdefault(f"{name}:loo_pos", []).append(np.array(loo_pos, np.float32))
                     rows.setdefault(f"{name}:loo_others", []).append(np.array(loo_others, np.float32))
@@ -355,6 +399,18 @@ def with_maxent_rule() -> Rule:
     return set(PRODUCTION), score
 
 
+def regime_rule(threshold: float) -> Rule:
+    """The production choice, but the centroid wherever the best leave-one-out AUC is below ``threshold`` (a
+    diffuse or broad topic). A constant read off this data set: screened to size the idea, not to ship it."""
+
+    def score(data: dict, d: int) -> np.ndarray:
+        aucs = {k: loo_stat(data, (k,), d) for k in PRODUCTION}
+        best = max(PRODUCTION, key=aucs.__getitem__)
+        return score_new(data, ("centroid",) if aucs[best] < threshold else (best,), d)
+
+    return set(PRODUCTION), score
+
+
 def rule_table(have: set[str]) -> dict[str, Rule]:
     table: dict[str, Rule] = {"production: LOO AUC choice of linear, maxent, centroid": choice_rule(list(PRODUCTION))}
     have = have - {"jack"}
@@ -367,6 +423,10 @@ def rule_table(have: set[str]) -> dict[str, Rule]:
         coloured = [f"{k}_{tag}" for k in PRODUCTION]
         table[f"choice of the three {tag}"] = choice_rule(coloured)
         table[f"choice of the three + the three {tag}"] = choice_rule([*PRODUCTION, *coloured])
+    for tag in sorted({name.split("_", 1)[1] for name in have if name.startswith("centroid_s")}):
+        smoothed_kinds = [f"{k}_{tag}" for k in PRODUCTION]
+        table[f"choice of the three {tag}"] = choice_rule(smoothed_kinds)
+        table[f"choice of the three + the three {tag}"] = choice_rule([*PRODUCTION, *smoothed_kinds])
     table["choice of the three + their pairs"] = choice_rule(
         [*PRODUCTION, "linear+maxent", "linear+centroid", "maxent+centroid"]
     )
@@ -381,7 +441,33 @@ def rule_table(have: set[str]) -> dict[str, Rule]:
     table["maxent unless beaten by one paired SE"] = one_se_rule("maxent")
     table["linear unless beaten by one paired SE"] = one_se_rule("linear")
     table["production choice z-averaged with maxent"] = with_maxent_rule()
+    for threshold in (0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
+        table[f"centroid where the best LOO AUC < {threshold:g}"] = regime_rule(threshold)
     return table
+
+
+def per_category(spec: str) -> None:
+    """nDCG@10 per primary category over every run given: each production kind alone, the production choice,
+    the embedding-LR baseline, the mean leave-one-out AUCs and how often each kind is chosen."""
+    rows: dict[str, list] = {}
+    for path in spec.split(","):
+        data = load(path)
+        for d, key in enumerate(data["key"]):
+            aucs = {k: loo_stat(data, (k,), d) for k in PRODUCTION}
+            ndcg = {k: ndcg_at_k(score_new(data, (k,), d), data["relevant"][d]) for k in PRODUCTION}
+            pick = max(PRODUCTION, key=aucs.__getitem__)
+            rows.setdefault(key.split("/")[1], []).append(
+                (ndcg, aucs, pick, float(data["baseline"][d]), float(data["relevant"][d].mean()))
+            )
+    head = " ".join(f"{k:>8s}" for k in PRODUCTION)
+    print(f"{'category':10s} {'draws':>5s} {'share':>6s} {'LR base':>7s} {head} {'choice':>7s}  LOO AUC {head}  chosen")
+    for cat, draws in sorted(rows.items(), key=lambda item: -np.mean([row[4] for row in item[1]])):
+        ndcg = " ".join(f"{np.mean([row[0][k] for row in draws]):8.3f}" for k in PRODUCTION)
+        aucs = " ".join(f"{np.mean([row[1][k] for row in draws]):8.3f}" for k in PRODUCTION)
+        chosen = np.mean([row[0][row[2]] for row in draws])
+        counts = ", ".join(f"{k} {sum(row[2] == k for row in draws)}" for k in PRODUCTION)
+        share, base = np.mean([row[4] for row in draws]), np.mean([row[3] for row in draws])
+        print(f"{cat:10s} {len(draws):5d} {share:6.3f} {base:7.3f} {ndcg} {chosen:7.3f}          {aucs}  {counts}")
 
 
 def rules(specs: list[str]) -> None:
@@ -403,13 +489,29 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=Path("data/cache/embeddings.sqlite"))
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument("--k", type=int, default=10, help="seed papers per draw")
     parser.add_argument("--rules", nargs="+", help="npz files of one seed joined by commas, per seed")
     parser.add_argument("--candidates", default="linear,maxent,centroid")
+    parser.add_argument("--per-category", help="npz files of the production kinds, joined by commas (any seeds)")
+    parser.add_argument("--smooth", help="NEIGHBOURS,WEIGHT: database-side augmentation of every vector first")
     args = parser.parse_args()
     if args.rules:
         rules(args.rules)
         return
-    data = collect(args.seed, args.cache, args.candidates.split(","))
+    if args.per_category:
+        per_category(args.per_category)
+        return
+    smooth = None
+    if args.smooth:
+        neighbours, weight = args.smooth.split(",")
+        smooth = (int(neighbours), float(weight))
+    data = collect(args.seed, args.cache, args.candidates.split(","), args.k, smooth=smooth, dataset=args.dataset)
+    if smooth:  # stored under their own names, so --rules compares them with the raw candidates
+        data = {
+            (f"{key.split(':')[0]}_s{args.smooth}:{key.split(':')[1]}" if ":" in key else key): v
+            for key, v in data.items()
+        }
     np.savez(args.out or Path(f"/tmp/screen{args.seed}.npz"), **data)
 
 

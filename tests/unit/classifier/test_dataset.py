@@ -40,3 +40,22 @@ def test_a_line_without_a_date_names_file_and_line(tmp_path: Path) -> None:
     out.write_text(json.dumps({k: v for k, v in real_rows(1)[0].items() if k != "date"}) + "\n", encoding="utf-8")
     with pytest.raises(DatasetError, match=r"undated\.jsonl:1: .*no `date` field"):
         load_dataset(out)
+
+
+def test_an_oai_listing_becomes_a_labeled_set_from_other_fields(tmp_path: Path) -> None:
+    """`benchmarks/oai_to_labeled.py` turns the recorded OAI-PMH listing into the eval's second, non-CS data set."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[3]
+    response = root / "tests" / "fixtures" / "arxiv_oai" / "litpuvn_ListRecords_arXivRaw_from2016-10-20.xml"
+    out = tmp_path / "oai" / "listing.jsonl"
+    script = root / "benchmarks" / "oai_to_labeled.py"
+    subprocess.run([sys.executable, str(script), str(response), "--out", str(out)], check=True, cwd=root)
+    papers = load_dataset(out.parent)
+    assert len(papers) == 387
+    assert sorted({str(p.day) for p in papers}) == ["2016-10-20", "2016-10-21"]
+    primaries = {p.primary for p in papers}
+    assert {"quant-ph", "hep-ph", "math.CO"} <= primaries and not all(c.startswith("cs.") for c in primaries)
+    first = next(p for p in papers if p.id == "0803.4354")
+    assert first.title.startswith("A O(n^8) X O(n^7) Linear Programming Model") and first.abstract
