@@ -303,6 +303,9 @@ def loo_stat(data: dict, names: tuple[str, ...], d: int, stat: str = "auc") -> f
         return -float(np.mean(np.log((1.0 - shares) * n_others + 1.0)))
     if stat.startswith("top"):
         return float(np.mean(1.0 - shares <= float(stat[3:]) / 100))
+    if stat.startswith("pauc"):  # partial AUC: only the top q of the others counts, linearly
+        q = float(stat[4:]) / 100
+        return float(np.mean(np.maximum(0.0, q - (1.0 - shares)) / q))
     if stat == "median":
         return float(np.median(shares))
     if stat == "trimmed":  # the two worst held-out seeds dropped
@@ -430,7 +433,9 @@ def rule_table(have: set[str]) -> dict[str, Rule]:
     table["choice of the three + their pairs"] = choice_rule(
         [*PRODUCTION, "linear+maxent", "linear+centroid", "maxent+centroid"]
     )
-    for stat in ("logrank", "top2", "top5", "top10", "median", "trimmed", "min", "probit", "meanz"):
+    for stat in ("logrank", "top2", "top5", "top10", "pauc10", "pauc20", "pauc30", "pauc50"):
+        table[f"production pool, choice by {stat}"] = choice_rule(list(PRODUCTION), stat)
+    for stat in ("median", "trimmed", "min", "probit", "meanz"):
         table[f"production pool, choice by {stat}"] = choice_rule(list(PRODUCTION), stat)
     table["production choice, jackknife-averaged scores"] = (
         {*PRODUCTION, "jack"},
