@@ -422,14 +422,11 @@ def rule_table(have: set[str]) -> dict[str, Rule]:
     for name in sorted(have - set(PRODUCTION)):
         table[f"choice of the three + {name}"] = choice_rule([*PRODUCTION, name])
         table[f"choice of {name}, maxent, centroid"] = choice_rule([name, "maxent", "centroid"])
-    for tag in ("col0.5", "col0.25", "col-0.25"):
-        coloured = [f"{k}_{tag}" for k in PRODUCTION]
-        table[f"choice of the three {tag}"] = choice_rule(coloured)
-        table[f"choice of the three + the three {tag}"] = choice_rule([*PRODUCTION, *coloured])
-    for tag in sorted({name.split("_", 1)[1] for name in have if name.startswith("centroid_s")}):
-        smoothed_kinds = [f"{k}_{tag}" for k in PRODUCTION]
-        table[f"choice of the three {tag}"] = choice_rule(smoothed_kinds)
-        table[f"choice of the three + the three {tag}"] = choice_rule([*PRODUCTION, *smoothed_kinds])
+    smoothing = sorted({name.split("_", 1)[1] for name in have if name.startswith("centroid_s")})
+    for tag in ("col0.5", "col0.25", "col-0.25", *smoothing):  # the three kinds in a transformed space
+        transformed = [f"{k}_{tag}" for k in PRODUCTION]
+        table[f"choice of the three {tag}"] = choice_rule(transformed)
+        table[f"choice of the three + the three {tag}"] = choice_rule([*PRODUCTION, *transformed])
     table["choice of the three + their pairs"] = choice_rule(
         [*PRODUCTION, "linear+maxent", "linear+centroid", "maxent+centroid"]
     )
