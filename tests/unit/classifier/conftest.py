@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,17 @@ from services.classifier.embedding import embed_cached
 from shared.paper import Author, Paper
 
 DATASET = Path(__file__).resolve().parents[2] / "fixtures" / "labeled" / "daily_arxiv_ai_enhanced"
+ROOT = Path(__file__).resolve().parents[3]
+OAI_LISTING = ROOT / "tests" / "fixtures" / "arxiv_oai" / "litpuvn_ListRecords_arXivRaw_from2016-10-20.xml"
+
+
+def oai_labeled_set(folder: Path) -> Path:
+    """The recorded OAI-PMH listing (physics, maths, statistics; 2016-10-20/21) as a labeled set in ``folder``,
+    made by ``benchmarks/oai_to_labeled.py``: the eval's second real data set, from other fields than cs."""
+    script = ROOT / "benchmarks" / "oai_to_labeled.py"
+    out = folder / "listing.jsonl"
+    subprocess.run([sys.executable, str(script), str(OAI_LISTING), "--out", str(out)], check=True, cwd=ROOT)
+    return folder
 
 
 def to_paper(p: LabeledPaper) -> Paper:

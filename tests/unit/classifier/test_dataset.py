@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.classifier.dataset import DatasetError, load_dataset
+from tests.unit.classifier.conftest import oai_labeled_set
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "labeled" / "daily_arxiv_ai_enhanced"
 
@@ -43,16 +44,7 @@ def test_a_line_without_a_date_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_an_oai_listing_becomes_a_labeled_set_from_other_fields(tmp_path: Path) -> None:
-    """`benchmarks/oai_to_labeled.py` turns the recorded OAI-PMH listing into the eval's second, non-CS data set."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).parents[3]
-    response = root / "tests" / "fixtures" / "arxiv_oai" / "litpuvn_ListRecords_arXivRaw_from2016-10-20.xml"
-    out = tmp_path / "oai" / "listing.jsonl"
-    script = root / "benchmarks" / "oai_to_labeled.py"
-    subprocess.run([sys.executable, str(script), str(response), "--out", str(out)], check=True, cwd=root)
-    papers = load_dataset(out.parent)
+    papers = load_dataset(oai_labeled_set(tmp_path / "oai"))
     assert len(papers) == 387
     assert sorted({str(p.day) for p in papers}) == ["2016-10-20", "2016-10-21"]
     primaries = {p.primary for p in papers}
