@@ -27,17 +27,19 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
 from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 from faststream.redis import RedisRouter, StreamSub
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import ResponseError
 
 from shared.events import CONSUMER_GROUPS, dead_letter_stream
 from shared.settings import ServiceSettings
+from shared.storage import claim_once
 
 log = structlog.get_logger("paperwire.consumer")
 
@@ -69,6 +71,44 @@ async def ensure_groups(redis: aioredis.Redis) -> None:
 
 def _decode(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+Event = TypeVar("Event", bound=BaseModel)
+
+
+class BadEvent(ValueError):
+    """An entry no retry can handle (not JSON, not the event's shape): dead-letter it, never retry."""
+
+
+def parse_event(body: Any, model: type[Event]) -> Event:
+    """One body of a batch subscriber (batches arrive undecoded) as ``model``, or ``BadEvent`` saying why not."""
+    if isinstance(body, model):
+        return body
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except ValueError as exc:
+            raise BadEvent(f"not JSON: {exc}") from exc
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise BadEvent(
+            f"not a {model.__name__} event ({exc.error_count()} errors, first: {where}: {first['msg']})"
+        ) from exc
+
+
+async def bury_rejected(
+    redis: aioredis.Redis, stream: str, group: str, message: Any, rejected: list[tuple[int, str]]
+) -> None:
+    """Dead-letter the entries of a batch that no retry can handle, each once (a redelivered batch does not bury
+    them again); the handler goes on with the rest of the batch, whose ack then covers these entries too."""
+    ids = [_decode(i) for i in message.raw_message["message_ids"]]
+    entries = message.raw_message["data"]
+    for index, reason in rejected:
+        if await claim_once(redis, f"{group}:dead:{ids[index]}", 7 * 24 * 3600):
+            await dead_letter(redis, stream, group, ids[index], entries[index], reason, 1)
 
 
 async def dead_letter(

@@ -3,14 +3,17 @@ profiles."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 import structlog
+from faststream import Context
 from faststream.redis import RedisRouter
 
 from services.classifier.embedding import DIMS, MODEL_ID
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
-from shared.consumer import make_router, subscriber
+from shared.consumer import BadEvent, bury_rejected, make_router, parse_event, subscriber
 from shared.events import (
     FeedbackGiven,
     FetchRequested,
@@ -33,17 +36,29 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
     state = ClassifierState(redis, f"{MODEL_ID}:{DIMS}", settings.background_size, settings.cache_path)
 
-    @subscriber(router, Stream.EMBEDDED, service=SERVICE, settings=settings)
-    async def on_embedded(event: PaperEmbedded) -> None:
-        if state.space != event.manifest.space and not state.profiles:
-            state.space = event.manifest.space  # follow the embedder's vector space
-        found = await state.score_event(event)
+    @subscriber(
+        router, Stream.EMBEDDED, service=SERVICE, settings=settings, batch=True, max_records=settings.batch_max_records
+    )
+    async def on_embedded(bodies: list[Any], message: Any = Context("message")) -> None:
+        """A batch of embedded papers scored in one matrix pass; an entry that is no PaperEmbedded is dead-lettered
+        and the rest go on."""
+        events, rejected = [], []
+        for index, body in enumerate(bodies):
+            try:
+                events.append(parse_event(body, PaperEmbedded))
+            except BadEvent as exc:
+                rejected.append((index, str(exc)))
+        await bury_rejected(redis, Stream.EMBEDDED, SERVICE, message, rejected)
+        if events and state.space != events[0].manifest.space and not state.profiles:
+            state.space = events[0].manifest.space  # follow the embedder's vector space
+        found = await state.score_events(events)
         for match in found:
             await matches.publish(match)
-        refreshed = await state.seed_arrived(event.paper.id)
+        refreshed = [sub for event in events for sub in await state.seed_arrived(event.paper.id)]
         log.info(
             "scored",
-            paper=event.paper.id,
+            papers=len(events),
+            rejected=len(rejected),
             matches=len(found),
             subscriptions=len(state.profiles),
             seed_of=refreshed or None,

@@ -56,7 +56,7 @@ def bench_score(
     vectors_per_subscription: Annotated[int, typer.Option("--vectors", help="positive vectors each")] = 3,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Time and memory of scoring a day of papers against N subscriptions (synthetic vectors)."""
+    """Time and memory of scoring a day of papers against N subscriptions (synthetic vectors, real matches)."""
     from services.classifier.bench import run_bench
 
     rows = [run_bench(int(n), papers, vectors_per_subscription) for n in subscriptions.split(",")]
@@ -65,9 +65,11 @@ def bench_score(
         return
     for row in rows:
         typer.echo(
-            f"{row['subscriptions']:>8} subs x {row['papers']} papers: {row['seconds']:.2f} s, "
+            f"{row['subscriptions']:>8} subs x {row['papers']} papers: {row['seconds']:.2f} s in one batch, "
             f"{row['pairs_per_s'] / 1e6:.1f} M pairs/s, peak RSS {row['peak_rss_mb']:.0f} MB, "
-            f"{row['matches']} matches"
+            f"{row['matches']} matches ({row['matches_per_subscription']} per subscription, with reasons); "
+            f"compile {row['compile_s']:.2f} s; one paper at a time {row['one_paper_ms']:.1f} ms "
+            f"({row['day_one_paper_at_a_time_s']:.0f} s for the day)"
         )
 
 

@@ -192,8 +192,7 @@ class ProductionRanker:
     ) -> tuple[np.ndarray, Model | None]:
         seed_map = {f"s{i}": ("", v) for i, v in enumerate(seeds)}
         profile = build_profile(_EVAL_SUB, seeds[:0], seed_map, liked, disliked, self.background, warm=state)
-        _, semantic = Scorer([profile])._chunk_semantic(candidates, [profile])
-        return semantic[:, 0], profile.model
+        return Scorer([profile]).semantic(candidates)[:, 0], profile.model
 
 
 def evaluate(

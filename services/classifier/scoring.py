@@ -31,6 +31,17 @@ MIN_RATINGS = 6  # ratings (with both likes and dislikes) before reasons credit 
 FEEDBACK_WEIGHT = 1.0
 
 
+PER_ROW_BATCH = 32  # papers per batch from which calibrating row by row beats one search over all rows
+CALIBRATION_KNOTS = 129  # order statistics kept of each background sample: the map's shape, 1/16 of the memory
+
+
+def knots(sorted_values: np.ndarray, k: int = CALIBRATION_KNOTS) -> np.ndarray:
+    """``k`` evenly spaced order statistics of a sorted sample, the first and last included (all when shorter)."""
+    if len(sorted_values) <= k:
+        return sorted_values
+    return sorted_values[np.linspace(0, len(sorted_values) - 1, k).round().astype(int)]
+
+
 def normalize_author(name: str) -> str:
     """'Del Maestro, Adrian' and 'Adrian Del Maestro' -> 'adrian del maestro'; accents dropped."""
     if "," in name:
@@ -69,13 +80,13 @@ class Profile:
         vectors = np.asarray(vectors, np.float32).reshape(-1, vectors.shape[-1] if vectors.size else 384)
         bg_cos = None
         if background is not None and len(background) and len(vectors):
-            bg_cos = np.sort((background @ vectors.T).max(axis=1))
+            bg_cos = knots(np.sort((background @ vectors.T).max(axis=1)))
         return cls(
             subscription,
             vectors,
             labels,
             model,
-            None if background_logits is None else np.sort(background_logits),
+            None if background_logits is None else knots(np.sort(background_logits)),
             bg_cos,
             n_ratings,
             [parse_query(q) for q in subscription.keywords],
@@ -111,54 +122,114 @@ def _term_columns(papers: list[Paper], terms: set[Term]) -> dict[Term, np.ndarra
     }
 
 
-def _model_logits(vectors: np.ndarray, models: list[Model]) -> np.ndarray:
-    """(papers x models) logits as matrix products; a blend is a weighted sum of its parts' columns."""
-    if not any(isinstance(m, BlendModel) for m in models):
-        return _linear_logits(vectors, models)  # type: ignore[arg-type]
-    parts: list[LinearModel] = []
-    rows, cols, coefs, offsets = [], [], [], np.zeros(len(models), np.float32)
-    for j, model in enumerate(models):
-        pieces = list(zip(model.coefs, model.parts, strict=True)) if isinstance(model, BlendModel) else [(1.0, model)]
-        offsets[j] = model.offset if isinstance(model, BlendModel) else 0.0
-        for coef, part in pieces:
-            rows.append(len(parts))
-            cols.append(j)
-            coefs.append(coef)
-            parts.append(part)
-    combine = sparse.csr_matrix((coefs, (rows, cols)), shape=(len(parts), len(models)), dtype=np.float32)
-    return np.asarray((combine.T @ _linear_logits(vectors, parts).T).T) + offsets[None, :]
+@dataclass
+class ModelStack:
+    """The subscriptions' models as matrices, built once per profile set: (papers x models) logits are two
+    products; a blend is a weighted sum of its parts' columns, and centred models divide by ``|x - center|``."""
+
+    w: np.ndarray  # (parts, d)
+    b: np.ndarray  # (parts,)
+    centred: np.ndarray  # (parts,) bool
+    centers: np.ndarray  # (centred parts, d)
+    shift: np.ndarray  # (centred parts,) w·center
+    center_sq: np.ndarray  # (centred parts,) |center|²
+    combine: sparse.csr_matrix | None  # parts -> models; None when every model is one part
+    offsets: np.ndarray  # (models,)
+
+    @classmethod
+    def build(cls, models: list[Model]) -> ModelStack:
+        parts: list[LinearModel] = []
+        rows, cols, coefs, offsets = [], [], [], np.zeros(len(models), np.float32)
+        for j, model in enumerate(models):
+            pieces = (
+                list(zip(model.coefs, model.parts, strict=True)) if isinstance(model, BlendModel) else [(1.0, model)]
+            )
+            offsets[j] = model.offset if isinstance(model, BlendModel) else 0.0
+            for coef, part in pieces:
+                rows.append(len(parts))
+                cols.append(j)
+                coefs.append(coef)
+                parts.append(part)
+        combine = None
+        if any(isinstance(m, BlendModel) for m in models):
+            combine = sparse.csr_matrix((coefs, (rows, cols)), shape=(len(parts), len(models)), dtype=np.float32)
+        w = np.stack([m.weights for m in parts]).astype(np.float32)
+        centred = np.array([m.center is not None for m in parts])
+        dims = w.shape[1]
+        centers = np.array([m.center for m in parts if m.center is not None], np.float32).reshape(-1, dims)
+        return cls(
+            w,
+            np.array([m.bias for m in parts], np.float32),
+            centred,
+            centers,
+            (w[centred] * centers).sum(axis=1),
+            (centers * centers).sum(axis=1),
+            combine,
+            offsets,
+        )
+
+    def logits(self, vectors: np.ndarray) -> np.ndarray:
+        logits = vectors @ self.w.T
+        if self.centred.any():
+            sq = (vectors * vectors).sum(axis=1)[:, None] - 2.0 * (vectors @ self.centers.T) + self.center_sq[None, :]
+            logits[:, self.centred] = (logits[:, self.centred] - self.shift[None, :]) / np.sqrt(np.maximum(sq, 1e-24))
+        logits += self.b[None, :]
+        if self.combine is None:
+            return logits
+        return np.asarray((self.combine.T @ logits.T).T) + self.offsets[None, :]
 
 
-def _linear_logits(vectors: np.ndarray, models: list[LinearModel]) -> np.ndarray:
-    """(papers x models) logits in two matrix products; centred models divide by ``|x - center|``."""
-    w = np.stack([m.weights for m in models]).astype(np.float32)
-    b = np.array([m.bias for m in models], np.float32)
-    logits = vectors @ w.T
-    centred = np.array([m.center is not None for m in models])
-    if centred.any():
-        c = np.stack([m.center for m in models if m.center is not None]).astype(np.float32)
-        wc = w[centred]
-        sq = (vectors * vectors).sum(axis=1)[:, None] - 2.0 * (vectors @ c.T) + (c * c).sum(axis=1)[None, :]
-        logits[:, centred] = (logits[:, centred] - (wc * c).sum(axis=1)[None, :]) / np.sqrt(np.maximum(sq, 1e-24))
-    return logits + b[None, :]
+@dataclass
+class Calibration:
+    """Each model's logits put on the cosine scale: a monotone map through its background sample.
 
-
-def calibrate(logits: np.ndarray, bg_logits: list[np.ndarray], bg_cos: list[np.ndarray]) -> np.ndarray:
-    """Put each model's logits on the cosine scale: a monotone map through its background sample.
-
-    Each background paper gives a point (model logit, closest-positive cosine), both sorted; a paper's
-    logit is interpolated between its neighbours, and beyond the ends extended along the overall
-    slope. Thresholds keep their cosine meaning, and the order is the model's own, ties included.
-    One vectorised ``np.interp`` over all papers per subscription (a loop per subscription, not per
-    pair: measured faster than one flattened searchsorted + gathers over the whole chunk).
+    Each background paper gives a point (model logit, closest-positive cosine), both sorted (kept as
+    ``knots``); a paper's logit is interpolated between its neighbours, and beyond the ends extended along
+    the overall slope. Thresholds keep their cosine meaning, and the order is the model's own. Built once per
+    profile set. A few papers (a lone event) search every row at once (each row lives in its own interval
+    [2j, 2j + 1] of one sorted array): one search per subscription in C, not a Python loop. A big batch
+    interpolates row by row, which is faster once each call has many papers to map (``bench score``).
     """
-    columns = np.ascontiguousarray(np.asarray(logits, np.float32).T)
-    out = np.empty_like(columns)
-    for j, (x, y) in enumerate(zip(bg_logits, bg_cos, strict=True)):
-        row = columns[j]
-        slope = max(float(y[-1] - y[0]) / max(float(x[-1] - x[0]), 1e-9), 1e-6)
-        out[j] = np.interp(row, x, y) + slope * (np.maximum(row - x[-1], 0.0) + np.minimum(row - x[0], 0.0))
-    return out.T
+
+    x: np.ndarray  # (subscriptions, knots) sorted logits, short rows padded with their last value
+    y: np.ndarray  # the matching sorted cosines
+    slope: np.ndarray  # (subscriptions,) overall slope, for logits beyond the ends
+    flat: np.ndarray  # row j's x scaled into [2j, 2j + 1], all rows in one sorted array
+
+    @classmethod
+    def build(cls, xs: list[np.ndarray], ys: list[np.ndarray]) -> Calibration:
+        width = max(len(x) for x in xs)
+        x = np.stack([np.pad(np.asarray(v, np.float64), (0, width - len(v)), mode="edge") for v in xs])
+        y = np.stack([np.pad(np.asarray(v, np.float64), (0, width - len(v)), mode="edge") for v in ys])
+        span = np.maximum(x[:, -1] - x[:, 0], 1e-9)
+        slope = np.maximum((y[:, -1] - y[:, 0]) / span, 1e-6)
+        rows = 2.0 * np.arange(len(x))[:, None]
+        return cls(x, y, slope, ((x - x[:, :1]) / span[:, None] + rows).ravel())
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        """(papers x subscriptions) logits -> the same on the cosine scale."""
+        v = np.asarray(logits, np.float64)
+        first, last = self.x[:, 0][None, :], self.x[:, -1][None, :]
+        beyond = np.maximum(v - last, 0.0) + np.minimum(v - first, 0.0)
+        if len(v) >= PER_ROW_BATCH:
+            columns = np.ascontiguousarray(v.T)
+            mapped = np.stack([np.interp(col, x, y) for col, x, y in zip(columns, self.x, self.y, strict=True)], 1)
+        else:
+            mapped = self._search_all_rows(v, first, last)
+        return (mapped + self.slope[None, :] * beyond).astype(np.float32)
+
+    def _search_all_rows(self, v: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+        n_rows, width = self.x.shape
+        inside = np.clip(v, first, last)
+        rows = np.arange(n_rows)[None, :]
+        scaled = (inside - first) / np.maximum(last - first, 1e-9) + 2.0 * rows
+        right = np.searchsorted(self.flat, scaled, side="right") - rows * width
+        right = np.clip(right, 1, width - 1)
+        x0, x1 = self.x[rows, right - 1], self.x[rows, right]
+        y0, y1 = self.y[rows, right - 1], self.y[rows, right]
+        dx = x1 - x0
+        t = np.where(dx > 0, (inside - x0) / np.where(dx > 0, dx, 1.0), 1.0)
+        return y0 + t * (y1 - y0)
 
 
 def trending_matrix(profiles: list[Profile], n: int, trending: TrendingRanks | None) -> np.ndarray:
@@ -179,39 +250,174 @@ def trending_matrix(profiles: list[Profile], n: int, trending: TrendingRanks | N
     return out
 
 
+@dataclass
+class _Rules:
+    """The non-semantic parts of a chunk of subscriptions as arrays: queries, followed authors, category
+    filters, thresholds, trending settings. Built with the chunk, so a batch of papers only multiplies."""
+
+    queries: list[tuple[int, Node]]  # (subscription column, query)
+    author_index: dict[str, int]  # normalised followed-author name -> row of ``author_subs``
+    author_subs: sparse.csr_matrix  # (names x subs) who follows whom
+    categories: list[str]  # every category named by an include or exclude filter
+    include: np.ndarray  # (categories x subs) float32 incidence
+    exclude: np.ndarray  # (categories x subs)
+    cross_lists: np.ndarray  # (subs,) bool: an include filter also takes cross-listed papers
+    filtered: np.ndarray  # (subs,) bool: has an include filter
+    only_keywords: np.ndarray  # (subs,) bool: no positive vectors, keywords/authors/trending only
+    threshold: np.ndarray  # (subs,)
+    trending: np.ndarray  # (subs,) bool
+    narrow: np.ndarray  # (subs,) bool: trending narrowed to the subscription's own matches
+    top: np.ndarray  # (subs,) trending top-N (1 where not trending)
+
+    @classmethod
+    def build(cls, profiles: list[Profile]) -> _Rules:
+        subs = [p.subscription for p in profiles]
+        names = sorted({normalize_author(a) for sub in subs for a in sub.authors})
+        index = {name: i for i, name in enumerate(names)}
+        follows = [(index[normalize_author(a)], j) for j, sub in enumerate(subs) for a in sub.authors]
+        author_subs = sparse.csr_matrix(
+            (np.ones(len(follows)), ([r for r, _ in follows], [c for _, c in follows])), shape=(len(names), len(subs))
+        )
+        categories = sorted({c for sub in subs for c in [*sub.categories, *sub.exclude_categories]})
+        at = {c: k for k, c in enumerate(categories)}
+        include = np.zeros((len(categories), len(subs)), np.float32)
+        exclude = np.zeros((len(categories), len(subs)), np.float32)
+        for j, sub in enumerate(subs):
+            include[[at[c] for c in sub.categories], j] = 1.0
+            exclude[[at[c] for c in sub.exclude_categories], j] = 1.0
+        return cls(
+            [(j, query) for j, p in enumerate(profiles) for query in p.queries],
+            index,
+            author_subs,
+            categories,
+            include,
+            exclude,
+            np.array([sub.include_cross_lists for sub in subs], bool),
+            include.any(axis=0),
+            np.array([len(p.vectors) == 0 for p in profiles], bool),
+            np.array([sub.threshold for sub in subs], np.float32),
+            np.array([sub.trending is not None for sub in subs], bool),
+            np.array([bool(sub.trending and sub.trending.narrow) for sub in subs], bool),
+            np.array([sub.trending.top if sub.trending else 1 for sub in subs]),
+        )
+
+    def keyword_hits(self, columns: dict[Term, np.ndarray], n: int) -> np.ndarray:
+        kw = np.zeros((n, len(self.threshold)), bool)
+        for j, query in self.queries:
+            kw[:, j] |= query.evaluate(columns)
+        return kw
+
+    def author_hits(self, authors: list[set[str]]) -> np.ndarray:
+        """Followed authors: sparse (papers x names) @ (names x subs)."""
+        n = len(authors)
+        if not self.author_index:
+            return np.zeros((n, len(self.threshold)), bool)
+        rows = [(i, self.author_index[a]) for i, names in enumerate(authors) for a in names if a in self.author_index]
+        papers_names = sparse.csr_matrix(
+            (np.ones(len(rows)), ([r for r, _ in rows], [c for _, c in rows])), shape=(n, len(self.author_index))
+        )
+        return (papers_names @ self.author_subs).toarray() > 0
+
+    def category_mask(self, papers: list[Paper]) -> np.ndarray:
+        """Include/exclude filters as (papers x category) @ (category x subs) incidence products."""
+        n, s = len(papers), len(self.threshold)
+        if not self.categories:
+            return np.ones((n, s), bool)
+        prim = np.array(
+            [[bool(p.categories) and category_matches(w, p.categories[0]) for w in self.categories] for p in papers],
+            np.float32,
+        ).reshape(n, -1)
+        anyc = np.array(
+            [[any(category_matches(w, c) for c in p.categories) for w in self.categories] for p in papers], np.float32
+        ).reshape(n, -1)
+        in_any = (anyc @ self.include) > 0
+        in_prim = (prim @ self.include) > 0
+        # A paper whose categories are not known yet (a Hugging Face listing) is not filtered out by an include list.
+        unknown = np.array([not p.categories for p in papers])[:, None]
+        included = np.where(self.cross_lists[None, :], in_any, in_prim) | ~self.filtered[None, :] | unknown
+        return included & ~((anyc @ self.exclude) > 0)
+
+
+@dataclass
+class _Chunk:
+    """What scoring needs of a chunk of profiles, independent of the papers: stacked once, reused per batch."""
+
+    profiles: list[Profile]
+    stacked: np.ndarray  # every profile's positive rows, one after another
+    starts: np.ndarray  # first row of each profile that has rows
+    has: np.ndarray  # (profiles,) bool: has positive rows
+    weights: np.ndarray  # (profiles,) model weight in the semantic score
+    with_model: np.ndarray  # indices of the profiles whose model counts
+    models: ModelStack | None
+    calibration: Calibration | None
+    rules: _Rules
+
+    @classmethod
+    def build(cls, profiles: list[Profile], dims: int) -> _Chunk:
+        counts = np.array([len(p.vectors) for p in profiles])
+        has = counts > 0
+        rows = [p.vectors for p in profiles if len(p.vectors)]
+        weights = np.array([p.model_weight() for p in profiles], np.float32)
+        with_model = np.flatnonzero(weights > 0)
+        chosen = [profiles[i] for i in with_model]
+        return cls(
+            profiles,
+            np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, dims), np.float32),
+            np.concatenate([[0], np.cumsum(counts[has])[:-1]]).astype(np.int64),
+            has,
+            weights,
+            with_model,
+            ModelStack.build([p.model for p in chosen]) if chosen else None,  # type: ignore[misc]
+            Calibration.build([p.background_logits for p in chosen], [p.background_cos for p in chosen])  # type: ignore[misc]
+            if chosen
+            else None,
+            _Rules.build(profiles),
+        )
+
+    def semantic(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(papers x subs) best cosine to a positive, and the model-blended semantic score."""
+        max_cos = np.zeros((len(vectors), len(self.profiles)), np.float32)
+        if self.has.any():
+            max_cos[:, self.has] = np.maximum.reduceat(vectors @ self.stacked.T, self.starts, axis=1)
+        semantic = max_cos.copy()
+        if self.models is not None and self.calibration is not None:
+            mapped = self.calibration(self.models.logits(vectors))
+            w = self.weights[self.with_model][None, :]
+            semantic[:, self.with_model] = (1.0 - w) * max_cos[:, self.with_model] + w * mapped
+        return max_cos, semantic
+
+
 class Scorer:
-    """Compiled profiles: score paper batches against all of them at once."""
+    """Compiled profiles: score paper batches against all of them at once.
+
+    The matrices of each chunk of profiles are built on first use and kept, so a service that keeps one
+    Scorer while its subscriptions are unchanged pays only the products per batch of papers.
+    """
 
     def __init__(self, profiles: list[Profile], dims: int = 384, chunk: int = 4096) -> None:
         self.profiles = profiles
         self.dims = dims
         self.chunk = chunk
         self.ids = [p.subscription.id for p in profiles]
+        self._chunks: dict[int, _Chunk] = {}
+        self._terms = {t for p in profiles for q in p.queries for t in q.terms()}
 
-    def _chunk_semantic(self, vectors: np.ndarray, profiles: list[Profile]) -> tuple[np.ndarray, np.ndarray]:
-        """(papers x subs) best cosine and best row per pair, and the model-blended semantic score."""
-        n = len(vectors)
-        counts = np.array([len(p.vectors) for p in profiles])
-        max_cos = np.zeros((n, len(profiles)), np.float32)
-        has = counts > 0
-        if has.any():
-            stacked = np.concatenate([p.vectors for p in profiles if len(p.vectors)])
-            sims = vectors @ stacked.T
-            starts = np.concatenate([[0], np.cumsum(counts[has])[:-1]])
-            max_cos[:, has] = np.maximum.reduceat(sims, starts, axis=1)
-        weights = np.array([p.model_weight() for p in profiles], np.float32)
-        semantic = max_cos.copy()
-        with_model = np.flatnonzero(weights > 0)
-        if len(with_model):
-            logits = _model_logits(vectors, [profiles[i].model for i in with_model])  # type: ignore[misc]
-            mapped = calibrate(
-                logits,
-                [profiles[i].background_logits for i in with_model],  # type: ignore[misc]
-                [profiles[i].background_cos for i in with_model],  # type: ignore[misc]
-            )
-            w = weights[with_model][None, :]
-            semantic[:, with_model] = (1.0 - w) * max_cos[:, with_model] + w * mapped
-        return max_cos, semantic
+    def compile(self) -> Scorer:
+        """Build every chunk's matrices now (otherwise the first batch does)."""
+        for start in range(0, len(self.profiles), self.chunk):
+            self._compiled(start)
+        return self
+
+    def _compiled(self, start: int) -> _Chunk:
+        if start not in self._chunks:
+            self._chunks[start] = _Chunk.build(self.profiles[start : start + self.chunk], self.dims)
+        return self._chunks[start]
+
+    def semantic(self, vectors: np.ndarray) -> np.ndarray:
+        """(papers x subs) semantic score of every profile (what the relevance eval ranks by)."""
+        vectors = np.asarray(vectors, np.float32)
+        parts = [self._compiled(start).semantic(vectors)[1] for start in range(0, len(self.profiles), self.chunk)]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(vectors), 0), np.float32)
 
     def score(
         self,
@@ -223,62 +429,44 @@ class Scorer:
     ) -> list[Match]:
         """Matches of every (paper, subscription) pair that passes; ``trending`` gives the papers' ranks."""
         vectors = np.asarray(vectors, np.float32).reshape(len(papers), -1)
-        terms = {t for p in self.profiles for q in p.queries for t in q.terms()}
-        columns = _term_columns(papers, terms)
+        columns = _term_columns(papers, self._terms)
         authors = [{normalize_author(a.name) for a in p.authors} for p in papers]
         matches: list[Match] = []
         for start in range(0, len(self.profiles), self.chunk):
-            part = self.profiles[start : start + self.chunk]
-            max_cos, semantic = self._chunk_semantic(vectors, part)
-            matches += self._decide(papers, vectors, part, semantic, columns, authors, with_reasons, trending)
+            compiled = self._compiled(start)
+            _, semantic = compiled.semantic(vectors)
+            matches += self._decide(papers, vectors, compiled, semantic, columns, authors, with_reasons, trending)
         return matches
 
     def _decide(
         self,
         papers: list[Paper],
         vectors: np.ndarray,
-        profiles: list[Profile],
+        compiled: _Chunk,
         semantic: np.ndarray,
         columns: dict[Term, np.ndarray],
         authors: list[set[str]],
         with_reasons: bool,
         trending: TrendingRanks | None = None,
     ) -> list[Match]:
-        n, s = semantic.shape
-        kw = np.zeros((n, s), bool)
-        for j, prof in enumerate(profiles):
-            for query in prof.queries:
-                kw[:, j] |= query.evaluate(columns)
-        # Followed authors: sparse (papers x names) @ (names x subs).
-        names = sorted({normalize_author(a) for p in profiles for a in p.subscription.authors})
-        author_hit = np.zeros((n, s), bool)
-        if names:
-            col = {name: i for i, name in enumerate(names)}
-            rows_p = [(i, col[a]) for i, paper_authors in enumerate(authors) for a in paper_authors if a in col]
-            pa = sparse.csr_matrix(
-                (np.ones(len(rows_p)), ([r for r, _ in rows_p], [c for _, c in rows_p])), shape=(n, len(names))
-            )
-            rows_s = [(col[normalize_author(a)], j) for j, p in enumerate(profiles) for a in p.subscription.authors]
-            sa = sparse.csr_matrix(
-                (np.ones(len(rows_s)), ([r for r, _ in rows_s], [c for _, c in rows_s])), shape=(len(names), s)
-            )
-            author_hit = (pa @ sa).toarray() > 0
-        allowed = self._category_mask(papers, profiles)
-        only_keywords = np.array([len(p.vectors) == 0 for p in profiles])
-        score = np.where(only_keywords[None, :], 0.0, semantic) + KEYWORD_BONUS * kw
-        score = np.where(only_keywords[None, :] & kw, np.maximum(score, 1.0), score)
-        threshold = np.array([p.subscription.threshold for p in profiles], np.float32)
-        hit = ((score >= threshold[None, :]) | kw) & allowed
-        rank = trending_matrix(profiles, n, trending)
-        is_trending = np.array([p.subscription.trending is not None for p in profiles])
+        profiles, rules = compiled.profiles, compiled.rules
+        n = len(papers)
+        kw = rules.keyword_hits(columns, n)
+        author_hit = rules.author_hits(authors)
+        allowed = rules.category_mask(papers)
+        only_keywords = rules.only_keywords[None, :]
+        score = np.where(only_keywords, 0.0, semantic) + KEYWORD_BONUS * kw
+        score = np.where(only_keywords & kw, np.maximum(score, 1.0), score)
+        hit = ((score >= rules.threshold[None, :]) | kw) & allowed
+        is_trending = rules.trending
+        rank = np.zeros(score.shape, np.int64)
         if is_trending.any():
-            narrow = np.array([bool(p.subscription.trending and p.subscription.trending.narrow) for p in profiles])
+            rank = trending_matrix(profiles, n, trending)
             # A trending subscription gets the window's top papers, narrowed (if asked) to its own matches.
-            trend_hit = (rank > 0) & allowed & (~narrow[None, :] | hit)
+            trend_hit = (rank > 0) & allowed & (~rules.narrow[None, :] | hit)
             hit = np.where(is_trending[None, :], trend_hit, hit)
-            top = np.array([p.subscription.trending.top if p.subscription.trending else 1 for p in profiles])
-            rank_score = 1.0 - (rank - 1) / (2.0 * top[None, :])
-            score = np.where(is_trending[None, :] & only_keywords[None, :] & trend_hit, rank_score, score)
+            rank_score = 1.0 - (rank - 1) / (2.0 * rules.top[None, :])
+            score = np.where(is_trending[None, :] & only_keywords & trend_hit, rank_score, score)
         hit |= author_hit
         score = np.where(author_hit, np.maximum(score, AUTHOR_SCORE), score)
         out = []
@@ -299,32 +487,6 @@ class Scorer:
                 reasons.insert(0, f"#{trend_rank} trending on Hugging Face Daily Papers {window} ({upvotes} upvotes)")
             out.append(Match(prof.subscription.id, paper.id, round(float(score[i, j]), 4), reasons, trend_rank))
         return out
-
-    @staticmethod
-    def _category_mask(papers: list[Paper], profiles: list[Profile]) -> np.ndarray:
-        """Include/exclude filters as (papers x category) @ (category x subs) incidence products."""
-        wanted = sorted({c for p in profiles for c in [*p.subscription.categories, *p.subscription.exclude_categories]})
-        n, s = len(papers), len(profiles)
-        if not wanted:
-            return np.ones((n, s), bool)
-        prim = np.array([[bool(p.categories) and category_matches(w, p.categories[0]) for w in wanted] for p in papers])
-        anyc = np.array([[any(category_matches(w, c) for c in p.categories) for w in wanted] for p in papers])
-        idx = {c: k for k, c in enumerate(wanted)}
-        inc = np.zeros((len(wanted), s), bool)
-        exc = np.zeros((len(wanted), s), bool)
-        cross = np.array([p.subscription.include_cross_lists for p in profiles])
-        for j, p in enumerate(profiles):
-            inc[[idx[c] for c in p.subscription.categories], j] = True
-            exc[[idx[c] for c in p.subscription.exclude_categories], j] = True
-        prim = prim.reshape(n, len(wanted)).astype(np.float32)
-        anyc = anyc.reshape(n, len(wanted)).astype(np.float32)
-        in_any = (anyc @ inc) > 0
-        in_prim = (prim @ inc) > 0
-        # A paper whose categories are not known yet (a Hugging Face listing) is not filtered out by an include list.
-        unknown = np.array([not p.categories for p in papers])[:, None]
-        included = np.where(cross[None, :], in_any, in_prim) | ~inc.any(axis=0)[None, :] | unknown
-        excluded = (anyc @ exc) > 0
-        return included & ~excluded
 
     @staticmethod
     def _reasons(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -17,3 +18,9 @@ class ClassifierSettings(ServiceSettings):
     model_dir: Path | None = None
     """An exported ONNX model directory for embedding interest texts (else the bundled weights)."""
     cache_path: Path = Path("data/cache/embeddings.sqlite")
+    batch_max_records: int = Field(
+        default=256,
+        ge=1,
+        description="papers.embedded events read per XREADGROUP and scored in one matrix pass (a day's listing "
+        "arrives as a burst; one paper at a time costs 5-10x more per paper, `paperwire bench score`)",
+    )

@@ -37,6 +37,7 @@ class ClassifierState:
         self.background_size = background_size
         self.cache = cache
         self.profiles: dict[str, Profile] = {}
+        self._scorer: Scorer | None = None  # compiled from self.profiles; dropped whenever a profile changes
         self.loaded = False
         # seed paper id -> subscriptions whose profile lacks it until its vector arrives (fetched on request)
         self.awaiting: dict[str, set[str]] = {}
@@ -73,7 +74,7 @@ class ClassifierState:
     async def refresh(self, subscription: Subscription) -> Profile | None:
         """Rebuild one subscription's profile (interests embedded, seeds and ratings from stored vectors)."""
         if not subscription.active:
-            self.profiles.pop(subscription.id, None)
+            self.remove(subscription.id)
             return None
         store = PaperStore(self.redis)
         ratings = {
@@ -108,6 +109,7 @@ class ClassifierState:
         if profile.model is not None:
             await self.redis.set(f"classifier:model:{subscription.id}", json.dumps(profile.model.to_dict()))
         self.profiles[subscription.id] = profile
+        self._scorer = None
         return profile
 
     async def load_all(self) -> None:
@@ -116,20 +118,32 @@ class ClassifierState:
         self.loaded = True
 
     def remove(self, subscription_id: str) -> None:
-        self.profiles.pop(subscription_id, None)
+        if self.profiles.pop(subscription_id, None) is not None:
+            self._scorer = None
+
+    def scorer(self) -> Scorer:
+        """Every active profile, compiled once and reused until a subscription, its seeds or ratings change."""
+        if self._scorer is None:
+            self._scorer = Scorer(list(self.profiles.values()))
+        return self._scorer
 
     async def record_feedback(self, event: FeedbackGiven) -> None:
         await self.redis.hset(f"classifier:feedback:{event.subscription_id}", event.paper_id, event.label)
 
-    async def score_event(self, event: PaperEmbedded) -> list[MatchFound]:
-        """Score one embedded paper against every profile; only first-time matches come back."""
-        if event.manifest.space != self.space:
+    async def score_events(self, events: list[PaperEmbedded]) -> list[MatchFound]:
+        """Score embedded papers against every profile in one pass; only first-time matches come back.
+
+        Papers from another vector space are skipped; a paper in the batch twice (a redelivery) is scored once.
+        """
+        events = list({e.paper.id: e for e in events if e.manifest.space == self.space}.values())
+        if not events:
             return []
         if not self.loaded:
             await self.load_all()
-        vector = event.array()
-        await self.add_background(vector)
-        return await self.score_papers([event.paper], vector[None, :])
+        vectors = np.stack([event.array() for event in events])
+        for vector in vectors:
+            await self.add_background(vector)
+        return await self.score_papers([event.paper for event in events], vectors)
 
     async def record_upvotes(self, event: UpvotesChanged) -> None:
         """Put a paper's count on its day's board; GT keeps a late-redelivered older count from lowering it."""
@@ -193,13 +207,14 @@ class ClassifierState:
 
         A subscription's own seed paper is never news to it, so it is not matched.
         """
-        profiles = list(self.profiles.values()) if profiles is None else profiles
+        scorer = self.scorer() if profiles is None else Scorer(profiles)
+        profiles = scorer.profiles
         if not profiles:
             return []
         trending = None
         if any(p.subscription.trending for p in profiles):
             trending = await self.trending_ranks([p.id for p in papers])
-        matches: list[Match] = Scorer(profiles).score(papers, vectors, trending=trending)
+        matches: list[Match] = scorer.score(papers, vectors, trending=trending)
         by_id = {p.id: p for p in papers}
         subs = {p.subscription.id: p.subscription for p in profiles}
         out = []

@@ -13,10 +13,10 @@ from faststream.redis import RedisRouter
 from services.embedder.batch import carried_ids, done_key, embedded_events, plan_batch
 from services.embedder.model import LazyEmbedder, check_model
 from services.embedder.settings import EmbedderSettings
-from shared.consumer import dead_letter, make_router, subscriber
+from shared.consumer import bury_rejected, make_router, subscriber
 from shared.events import Stream
 from shared.runtime import DEFAULT_REDIS_URL, create_service_app
-from shared.storage import PaperStore, claim_once
+from shared.storage import PaperStore
 
 SERVICE = "embedder"
 DONE_TTL_S = 7 * 24 * 3600
@@ -34,14 +34,8 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
 
     @subscriber(router, Stream.PARSED, service=SERVICE, settings=settings, batch=True, max_records=max_records)
     async def on_parsed(bodies: list[Any], message: Any = Context("message")) -> None:
-        raw = message.raw_message
-        ids = [_text(i) for i in raw["message_ids"]]
-        entries = raw["data"]
         plan = plan_batch(bodies)
-        for rejected in plan.rejected:
-            entry_id = ids[rejected.index]
-            if await claim_once(redis, f"once:embedder:dead:{entry_id}", DONE_TTL_S):
-                await dead_letter(redis, Stream.PARSED, SERVICE, entry_id, entries[rejected.index], rejected.reason, 1)
+        await bury_rejected(redis, Stream.PARSED, SERVICE, message, [(r.index, r.reason) for r in plan.rejected])
         items = plan.items
         if items:
             done = await redis.mget([done_key(item.event.event_id) for item in items])
@@ -75,10 +69,6 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
         )
 
     return router
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 app = create_service_app(SERVICE, build_router, EmbedderSettings())

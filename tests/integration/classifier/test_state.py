@@ -42,8 +42,8 @@ async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> Non
             vector=PaperEmbedded.pack(v),
             manifest=manifest,
         )
-        found += await state.score_event(event)
-        assert await state.score_event(event) == []  # redelivery: no second match
+        found += await state.score_events([event])
+        assert await state.score_events([event]) == []  # redelivery: no second match
     assert found and all(m.subscription_id == "cl" and m.reasons for m in found)
     assert {m.paper.categories[0] for m in found} <= {"cs.CL", "cs.CV"}
     await state.record_feedback(FeedbackGiven(subscription_id="cl", paper_id=papers[41].id, label="dislike"))

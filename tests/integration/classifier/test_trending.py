@@ -21,7 +21,7 @@ from services.classifier.app import SERVICE, build_router
 from services.classifier.embedding import DIMS, MODEL_ID, embed_cached
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
-from shared.events import MatchFound, Stream, UpvotesChanged
+from shared.events import EmbeddingManifest, MatchFound, PaperEmbedded, Stream, UpvotesChanged
 from shared.paper import HuggingFaceInfo, Paper
 from shared.runtime import ServiceDef, build_app
 from shared.storage import PaperStore, SubscriptionStore
@@ -194,4 +194,42 @@ async def test_classifier_service_consumes_papers_trending(redis, clean_redis: s
     assert (match.subscription_id, match.paper.id, match.trending_rank) == ("hot", "2606.13106", 1)
     ((_, fields),) = dead
     assert b"from-the-future" in fields[b"__data__"] and fields[b"dead.attempts"] == b"2"
+    assert pending["pending"] == 0
+
+
+async def test_classifier_service_scores_papers_embedded_in_batches(redis, clean_redis: str, tmp_path) -> None:
+    """papers.embedded is read in batches and scored in one pass: the day's top two are matched with their
+    ranks, the fifth is not, and an entry that is no PaperEmbedded goes to papers.embedded.dead on its first
+    delivery while the rest of its batch is scored."""
+    sub = Subscription(id="hot", name="hot", trending={"window": "day", "top": 3})
+    _, _, vectors = await embedded_day(redis, tmp_path, sub)
+    papers = {p.id: (p, v) for p, v in zip(hf_papers(), vectors, strict=True)}
+    manifest = EmbeddingManifest(model_id=MODEL_ID, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")
+    settings = ClassifierSettings(
+        redis_url=clean_redis, cache_path=tmp_path / "c.sqlite", read_block_ms=100, claim_poll_ms=100
+    )
+    app = build_app([ServiceDef(SERVICE, build_router, settings)], clean_redis)
+    publisher = RedisBroker(clean_redis)
+    await publisher.connect()
+    try:
+        events = []
+        for paper_id in ("2606.13681", "2606.13106", "2606.13392"):
+            paper, vector = papers[paper_id]
+            events.append(PaperEmbedded(paper=paper, vector=PaperEmbedded.pack(vector), manifest=manifest))
+        for event in events[:2]:
+            await publisher.publish(event, stream=Stream.EMBEDDED)
+        await publisher.publish(events[0].model_dump(mode="json") | {"vector": 42}, stream=Stream.EMBEDDED)
+        await publisher.publish(events[2], stream=Stream.EMBEDDED)
+        async with TestApp(app):
+            await wait_for(redis, Stream.MATCHES, 2)
+            dead = await wait_for(redis, f"{Stream.EMBEDDED}.dead", 1)
+            await asyncio.sleep(1.0)
+            found = await redis.xrange(Stream.MATCHES)
+            pending = await redis.xpending(Stream.EMBEDDED, SERVICE)
+    finally:
+        await publisher.stop()
+    ranked = sorted((m.paper.id, m.trending_rank) for m in decode(found, MatchFound))
+    assert ranked == [("2606.13392", 2), ("2606.13681", 1)]
+    ((_, fields),) = dead
+    assert fields[b"dead.error"].startswith(b"not a PaperEmbedded event") and fields[b"dead.attempts"] == b"1"
     assert pending["pending"] == 0

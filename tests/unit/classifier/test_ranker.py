@@ -9,7 +9,7 @@ import numpy as np
 from services.classifier.learner import LinearModel, model_from_dict, train_maxent
 from services.classifier.profiles import build_profile
 from services.classifier.ranker import KINDS, SeedRanker
-from services.classifier.scoring import Scorer, _model_logits
+from services.classifier.scoring import ModelStack, Scorer
 from shared.subscription import Subscription
 
 EMPTY = np.zeros((0, 384), np.float32)
@@ -66,7 +66,7 @@ def test_stored_models_score_the_same(labeled_slice) -> None:
             assert again.kind == model.kind
             np.testing.assert_allclose(again.logits(vectors[120:]), model.logits(vectors[120:]), rtol=1e-5, atol=1e-5)
             np.testing.assert_allclose(
-                _model_logits(vectors[120:], [again])[:, 0], model.logits(vectors[120:]), rtol=1e-4, atol=1e-4
+                ModelStack.build([again]).logits(vectors[120:])[:, 0], model.logits(vectors[120:]), rtol=1e-4, atol=1e-4
             )
 
 
@@ -75,7 +75,7 @@ def test_scorer_keeps_the_model_order_on_the_cosine_scale(labeled_slice) -> None
     cv = [i for i in range(120) if papers[i].primary == "cs.CV"][:6]
     seeds = {papers[i].id: (papers[i].title, vectors[i]) for i in cv}
     profile = build_profile(Subscription(name="cv", seed_papers=list(seeds)), EMPTY, seeds, EMPTY, EMPTY, vectors[:120])
-    _, semantic = Scorer([profile])._chunk_semantic(vectors[120:], [profile])
+    semantic = Scorer([profile]).semantic(vectors[120:])
     logits = profile.model.logits(vectors[120:])  # type: ignore[union-attr]
     order = np.argsort(logits)
     assert np.all(np.diff(semantic[order, 0]) >= -1e-6), "calibration is monotone: ranking is the model's"
@@ -101,7 +101,9 @@ def test_ratings_blend_with_seeds_and_move_the_ranking(labeled_slice) -> None:
     assert mean_cv_rank(rated) < mean_cv_rank(seeds_only) - 5
     again = model_from_dict(json.loads(json.dumps(rated.to_dict())))
     np.testing.assert_allclose(again.logits(new), rated.logits(new), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(_model_logits(new, [rated, seeds_only])[:, 0], rated.logits(new), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        ModelStack.build([rated, seeds_only]).logits(new)[:, 0], rated.logits(new), rtol=1e-4, atol=1e-4
+    )
 
 
 class CountingRanker(SeedRanker):

@@ -8,7 +8,7 @@ import numpy as np
 
 from services.classifier.embedding import embed_cached
 from services.classifier.profiles import build_profile
-from services.classifier.scoring import Scorer
+from services.classifier.scoring import Calibration, Scorer, knots
 from shared.subscription import Subscription
 from tests.unit.classifier.conftest import to_paper
 
@@ -90,3 +90,63 @@ def test_feedback_moves_ranking_in_expected_direction(labeled_slice) -> None:
     assert mean_cv_rank(after) < mean_cv_rank(before) - 5
     assert after.n_ratings == 12 and before.n_ratings == 0
     assert after.model is not None and after.model.n_neg == 6
+
+
+def test_calibration_of_all_rows_at_once_equals_interpolating_each_row() -> None:
+    """Both ways of mapping (a batch row by row, a lone paper over all rows at once) are np.interp per
+    subscription, extended along the overall slope beyond the ends; padded rows and repeated logits included."""
+    rng = np.random.default_rng(7)
+    xs = [np.sort(rng.normal(size=n)).astype(np.float32) for n in (129, 40, 129, 2)]
+    xs[2][60:70] = xs[2][60]  # a run of equal logits
+    ys = [np.sort(rng.uniform(0.0, 0.6, size=len(x))).astype(np.float32) for x in xs]
+    logits = rng.normal(scale=2.0, size=(50, len(xs))).astype(np.float32)  # many beyond the ends
+    logits[0] = [x[5 % len(x)] for x in xs]  # exactly on knots
+    calibration = Calibration.build(xs, ys)
+    batch = calibration(logits)  # row by row (a big batch)
+    lone = np.concatenate([calibration(logits[i : i + 1]) for i in range(len(logits))])  # all rows searched at once
+    for j, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        slope = max(float(y[-1] - y[0]) / max(float(x[-1] - x[0]), 1e-9), 1e-6)
+        col = logits[:, j].astype(np.float64)
+        want = np.interp(col, x, y) + slope * (np.maximum(col - x[-1], 0) + np.minimum(col - x[0], 0))
+        np.testing.assert_allclose(batch[:, j], want, atol=1e-5)
+        np.testing.assert_allclose(lone[:, j], want, atol=1e-5)
+
+
+def test_knots_keep_the_ends_and_the_shape_of_a_background_map() -> None:
+    rng = np.random.default_rng(3)
+    logits, cos = np.sort(rng.normal(size=2000)), np.sort(rng.uniform(0, 0.5, size=2000))
+    kx, ky = knots(logits), knots(cos)
+    assert len(kx) == 129 and kx[0] == logits[0] and kx[-1] == logits[-1]
+    probe = rng.normal(size=(300, 1))
+    full, kept = Calibration.build([logits], [cos])(probe), Calibration.build([kx], [ky])(probe)
+    assert np.abs(full - kept).max() < 0.01  # on a cosine scale of 0-0.5
+    assert np.array_equal(np.argsort(full[:, 0], kind="stable"), np.argsort(kept[:, 0], kind="stable"))
+
+
+def test_a_compiled_scorer_gives_the_same_matches_in_any_chunks_and_on_reuse(labeled_slice) -> None:
+    papers, vectors, cache = labeled_slice
+    subs = [
+        Subscription(name="llm", interests=["large language models for text"]),
+        Subscription(name="kw", keywords=['"language model"'], categories=["cs.CL"]),
+        Subscription(name="seeds", seed_papers=[papers[i].id for i in range(3)]),
+        Subscription(name="vision", interests=["image segmentation"], threshold=0.3),
+    ]
+    seeds = {papers[i].id: (papers[i].title, vectors[i]) for i in range(3)}
+    profiles = [
+        build_profile(
+            sub, embed_cached(sub.interests, cache), seeds if sub.seed_papers else {}, EMPTY, EMPTY, vectors[:120]
+        )
+        for sub in subs
+    ]
+    new = [to_paper(p) for p in papers[120:]]
+
+    def key(matches) -> list:  # noqa: ANN001
+        return sorted((m.subscription_id, m.paper_id, m.score, tuple(m.reasons)) for m in matches)
+
+    whole = Scorer(profiles)
+    first = key(whole.score(new, vectors[120:]))
+    assert len({m[0] for m in first}) == len(subs), "every subscription matches something"
+    assert key(whole.score(new, vectors[120:])) == first
+    assert key(Scorer(profiles, chunk=3).score(new, vectors[120:])) == first
+    one_by_one = [m for i, paper in enumerate(new) for m in whole.score([paper], vectors[120 + i : 121 + i])]
+    assert key(one_by_one) == first
