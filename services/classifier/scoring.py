@@ -5,7 +5,9 @@ Cost: the semantic part is one (papers x d) @ (d x profile vectors) product plus
 papers x (subscriptions x vectors per subscription) x d, done in chunks of subscriptions to bound
 memory. Keyword queries are evaluated once per distinct term over the paper batch and combined per
 query with numpy; categories and authors are sparse incidence products. No Python loop runs per
-(paper, subscription) pair except to write the reasons of the pairs that matched.
+(paper, subscription) pair except to write the reasons of the pairs that matched. What depends only on
+the subscriptions is compiled once per chunk (``_Chunk``: stacked positives, ``ModelStack``, ``Calibration``,
+``_Rules``) and kept by the ``Scorer`` until the service drops it for a changed subscription.
 """
 
 from __future__ import annotations

@@ -22,5 +22,5 @@ class ClassifierSettings(ServiceSettings):
         default=256,
         ge=1,
         description="papers.embedded events read per XREADGROUP and scored in one matrix pass (a day's listing "
-        "arrives as a burst; one paper at a time costs 5-10x more per paper, `paperwire bench score`)",
+        "arrives as a burst; one paper at a time costs about 5x more per paper, `paperwire bench score`)",
     )
