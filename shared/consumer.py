@@ -18,6 +18,10 @@ Usage in a service::
     async def on_raw(event: RawPapers) -> None:
         ...
         await parsed.publish(PaperParsed(...))
+
+A batch subscriber (``batch=True, max_records=N``) gets the bodies undecoded: ``parse_event`` each one and
+``bury_rejected`` those that are no event, so a poison entry is dead-lettered at once and the rest of its batch
+goes on (the embedder and the classifier's ``papers.embedded`` consumer do this).
 """
 
 from __future__ import annotations
