@@ -397,7 +397,7 @@ class Scorer:
     """
 
     def __init__(self, profiles: list[Profile], dims: int = 384, chunk: int = 4096) -> None:
-        self.profiles = profiles
+        self.profiles = list(profiles)
         self.dims = dims
         self.chunk = chunk
         self.ids = [p.subscription.id for p in profiles]
@@ -409,6 +409,13 @@ class Scorer:
         for start in range(0, len(self.profiles), self.chunk):
             self._compiled(start)
         return self
+
+    def replace(self, index: int, profile: Profile) -> None:
+        """One profile changed in place (a rating, a seed that arrived): only its chunk is compiled again."""
+        self.profiles[index] = profile
+        self.ids[index] = profile.subscription.id
+        self._chunks.pop(index - index % self.chunk, None)
+        self._terms = {t for p in self.profiles for q in p.queries for t in q.terms()}
 
     def _compiled(self, start: int) -> _Chunk:
         if start not in self._chunks:

@@ -37,7 +37,7 @@ class ClassifierState:
         self.background_size = background_size
         self.cache = cache
         self.profiles: dict[str, Profile] = {}
-        self._scorer: Scorer | None = None  # compiled from self.profiles; dropped whenever a profile changes
+        self._scorer: Scorer | None = None  # compiled from self.profiles: patched or dropped when they change
         self.loaded = False
         # seed paper id -> subscriptions whose profile lacks it until its vector arrives (fetched on request)
         self.awaiting: dict[str, set[str]] = {}
@@ -62,9 +62,10 @@ class ClassifierState:
             return np.zeros((0, 384), np.float32)
         return np.stack([np.frombuffer(r, dtype="<f2").astype(np.float32) for r in raws])
 
-    async def add_background(self, vector: np.ndarray) -> None:
+    async def add_background(self, *vectors: np.ndarray) -> None:
+        """Newest first, capped at ``background_size``: one push for a whole batch."""
         key = f"classifier:background:{self.space}"
-        await self.redis.lpush(key, np.asarray(vector, dtype="<f2").tobytes())
+        await self.redis.lpush(key, *(np.asarray(v, dtype="<f2").tobytes() for v in vectors))
         await self.redis.ltrim(key, 0, self.background_size - 1)
 
     async def missing_seeds(self, subscription: Subscription) -> list[str]:
@@ -108,8 +109,12 @@ class ClassifierState:
         )
         if profile.model is not None:
             await self.redis.set(f"classifier:model:{subscription.id}", json.dumps(profile.model.to_dict()))
-        self.profiles[subscription.id] = profile
-        self._scorer = None
+        known = subscription.id in self.profiles
+        self.profiles[subscription.id] = profile  # an existing key keeps its place
+        if known and self._scorer is not None:
+            self._scorer.replace(list(self.profiles).index(subscription.id), profile)
+        else:
+            self._scorer = None
         return profile
 
     async def load_all(self) -> None:
@@ -141,8 +146,7 @@ class ClassifierState:
         if not self.loaded:
             await self.load_all()
         vectors = np.stack([event.array() for event in events])
-        for vector in vectors:
-            await self.add_background(vector)
+        await self.add_background(*vectors)
         return await self.score_papers([event.paper for event in events], vectors)
 
     async def record_upvotes(self, event: UpvotesChanged) -> None:

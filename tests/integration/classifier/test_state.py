@@ -52,6 +52,7 @@ async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> Non
     assert await redis.get("classifier:model:cl") is not None
     model = state.profiles["cl"].model
     assert model is not None and model.kind == "blend" and model.n_neg == 1  # seeds blended with one rating
+    assert state.scorer().profiles[0] is state.profiles["cl"]  # the compiled scorer scores with the new profile
     assert np.isfinite(model.logits(vectors)).all()
     stored = json.loads(await redis.get("classifier:model:cl"))
     assert stored["kind"] == "blend" and len(stored["parts"]) == 2

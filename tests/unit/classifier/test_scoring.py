@@ -150,3 +150,15 @@ def test_a_compiled_scorer_gives_the_same_matches_in_any_chunks_and_on_reuse(lab
     assert key(Scorer(profiles, chunk=3).score(new, vectors[120:])) == first
     one_by_one = [m for i, paper in enumerate(new) for m in whole.score([paper], vectors[120 + i : 121 + i])]
     assert key(one_by_one) == first
+    changed = build_profile(
+        Subscription(name="vision", interests=["robot navigation"], threshold=0.3),
+        embed_cached(["robot navigation"], cache),
+        {},
+        EMPTY,
+        EMPTY,
+        vectors[:120],
+    )
+    small = Scorer(profiles, chunk=3).compile()
+    small.replace(3, changed)  # the fourth profile, alone in the second chunk
+    fresh = key(Scorer([*profiles[:3], changed]).score(new, vectors[120:]))
+    assert key(small.score(new, vectors[120:])) == fresh != first
