@@ -159,6 +159,15 @@ async def test_a_count_that_arrives_before_the_vector_ranks_the_paper_when_it_is
     assert await state.upvotes_changed(first_count(top)) == []  # matched once only
 
 
+async def settled(redis, stream: str, matches: int) -> tuple[list, list, dict]:  # noqa: ANN001
+    """Wait for ``matches`` matches and one dead-lettered entry of ``stream``, then a second for any extra match;
+    return the matches, the dead entries and the group's pending summary."""
+    await wait_for(redis, Stream.MATCHES, matches)
+    dead = await wait_for(redis, f"{stream}.dead", 1)
+    await asyncio.sleep(1.0)
+    return await redis.xrange(Stream.MATCHES), dead, await redis.xpending(stream, SERVICE)
+
+
 async def test_classifier_service_consumes_papers_trending(redis, clean_redis: str, tmp_path) -> None:
     """The service on papers.trending through the consumer helper: a climb becomes one MatchFound on matches,
     its redelivery none, and an event of an unknown schema version ends in papers.trending.dead."""
@@ -183,11 +192,7 @@ async def test_classifier_service_consumes_papers_trending(redis, clean_redis: s
             await publisher.publish(moved, stream=Stream.TRENDING)  # a duplicate publish: no second match
             bad = moved.model_dump(mode="json") | {"schema_version": 2, "event_id": "from-the-future"}
             await publisher.publish(bad, stream=Stream.TRENDING)
-            found = await wait_for(redis, Stream.MATCHES, 1)
-            dead = await wait_for(redis, f"{Stream.TRENDING}.dead", 1)
-            await asyncio.sleep(1.0)
-            found = await redis.xrange(Stream.MATCHES)
-            pending = await redis.xpending(Stream.TRENDING, SERVICE)
+            found, dead, pending = await settled(redis, Stream.TRENDING, 1)
     finally:
         await publisher.stop()
     (match,) = decode(found, MatchFound)
@@ -221,11 +226,7 @@ async def test_classifier_service_scores_papers_embedded_in_batches(redis, clean
         await publisher.publish(events[0].model_dump(mode="json") | {"vector": 42}, stream=Stream.EMBEDDED)
         await publisher.publish(events[2], stream=Stream.EMBEDDED)
         async with TestApp(app):
-            await wait_for(redis, Stream.MATCHES, 2)
-            dead = await wait_for(redis, f"{Stream.EMBEDDED}.dead", 1)
-            await asyncio.sleep(1.0)
-            found = await redis.xrange(Stream.MATCHES)
-            pending = await redis.xpending(Stream.EMBEDDED, SERVICE)
+            found, dead, pending = await settled(redis, Stream.EMBEDDED, 2)
     finally:
         await publisher.stop()
     ranked = sorted((m.paper.id, m.trending_rank) for m in decode(found, MatchFound))
