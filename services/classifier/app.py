@@ -17,6 +17,7 @@ from shared.consumer import BadEvent, bury_rejected, make_router, parse_event, s
 from shared.events import (
     FeedbackGiven,
     FetchRequested,
+    MatchFound,
     PaperEmbedded,
     Stream,
     SubscriptionChanged,
@@ -36,6 +37,15 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
     state = ClassifierState(redis, f"{MODEL_ID}:{DIMS}", settings.background_size, settings.cache_path)
 
+    async def publish_all(found: list[MatchFound]) -> None:
+        """Publish the matches; if one fails, release the claims of those not sent, so the retry sends them."""
+        for sent, match in enumerate(found):
+            try:
+                await matches.publish(match)
+            except Exception:
+                await state.unclaim(found[sent:])
+                raise
+
     @subscriber(
         router, Stream.EMBEDDED, service=SERVICE, settings=settings, batch=True, max_records=settings.batch_max_records
     )
@@ -52,8 +62,7 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
         if events and state.space != events[0].manifest.space and not state.profiles:
             state.space = events[0].manifest.space  # follow the embedder's vector space
         found = await state.score_events(events)
-        for match in found:
-            await matches.publish(match)
+        await publish_all(found)
         refreshed = [sub for event in events for sub in await state.seed_arrived(event.paper.id)]
         log.info(
             "scored",
@@ -67,8 +76,7 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     @subscriber(router, Stream.TRENDING, service=SERVICE, settings=settings)
     async def on_trending(event: UpvotesChanged) -> None:
         found = await state.upvotes_changed(event)
-        for match in found:
-            await matches.publish(match)
+        await publish_all(found)
         log.info(
             "upvotes_changed",
             paper=event.paper_id,

@@ -23,7 +23,7 @@ from services.classifier.profiles import build_profile
 from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
 from shared.events import FeedbackGiven, MatchFound, PaperEmbedded, UpvotesChanged
 from shared.paper import Paper
-from shared.storage import PaperStore, SubscriptionStore, claim_once
+from shared.storage import PaperStore, SubscriptionStore, claim_once, release_once
 from shared.subscription import Subscription
 
 TRENDING_TTL_S = int(timedelta(days=9).total_seconds())  # a week window back from any day still listed
@@ -135,6 +135,11 @@ class ClassifierState:
     async def record_feedback(self, event: FeedbackGiven) -> None:
         await self.redis.hset(f"classifier:feedback:{event.subscription_id}", event.paper_id, event.label)
 
+    async def unclaim(self, found: list[MatchFound]) -> None:
+        """Matches that were claimed but not published (the publish failed): a retry of the entry finds them again."""
+        for match in found:
+            await release_once(self.redis, _match_key(match.subscription_id, match.paper.id))
+
     async def score_events(self, events: list[PaperEmbedded]) -> list[MatchFound]:
         """Score embedded papers against every profile in one pass; only first-time matches come back.
 
@@ -226,7 +231,7 @@ class ClassifierState:
             sub = subs[match.subscription_id]
             if match.paper_id in sub.seed_papers:
                 continue
-            if await claim_once(self.redis, f"classifier:match:{match.subscription_id}:{match.paper_id}"):
+            if await claim_once(self.redis, _match_key(match.subscription_id, match.paper_id)):
                 out.append(
                     MatchFound(
                         subscription_id=sub.id,
@@ -238,3 +243,7 @@ class ClassifierState:
                     )
                 )
         return out
+
+
+def _match_key(subscription_id: str, paper_id: str) -> str:
+    return f"classifier:match:{subscription_id}:{paper_id}"

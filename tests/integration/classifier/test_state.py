@@ -35,16 +35,19 @@ async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> Non
     profile = state.profiles["cl"]
     assert len(profile.vectors) == 5 and profile.model is not None
     manifest = EmbeddingManifest(model_id=MODEL_ID, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")
-    found = []
+    found, events = [], {}
     for p, v in zip(papers[40:], vectors[40:], strict=True):
         event = PaperEmbedded(
             paper=Paper(id=p.id, title=p.title, abstract=p.abstract, categories=list(p.categories)),
             vector=PaperEmbedded.pack(v),
             manifest=manifest,
         )
+        events[p.id] = event
         found += await state.score_events([event])
         assert await state.score_events([event]) == []  # redelivery: no second match
     assert found and all(m.subscription_id == "cl" and m.reasons for m in found)
+    await state.unclaim(found[:1])  # its publish failed: the retry of the entry must find it again
+    assert [m.paper.id for m in await state.score_events([events[found[0].paper.id]])] == [found[0].paper.id]
     assert {m.paper.categories[0] for m in found} <= {"cs.CL", "cs.CV"}
     await state.record_feedback(FeedbackGiven(subscription_id="cl", paper_id=papers[41].id, label="dislike"))
     await state.refresh(sub)
