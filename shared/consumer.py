@@ -19,9 +19,9 @@ Usage in a service::
         ...
         await parsed.publish(PaperParsed(...))
 
-A batch subscriber (``batch=True, max_records=N``) gets the bodies undecoded: ``parse_event`` each one and
-``bury_rejected`` those that are no event, so a poison entry is dead-lettered at once and the rest of its batch
-goes on (the embedder and the classifier's ``papers.embedded`` consumer do this).
+A batch subscriber (``batch=True, max_records=N``) gets the bodies undecoded: ``parse_batch`` them (or
+``parse_event`` each) and ``bury_rejected`` those that are no event, so a poison entry is dead-lettered at once
+and the rest of its batch goes on (the embedder and the classifier's ``papers.embedded`` consumer do this).
 """
 
 from __future__ import annotations
@@ -101,6 +101,18 @@ def parse_event(body: Any, model: type[Event]) -> Event:
         raise BadEvent(
             f"not a {model.__name__} event ({exc.error_count()} errors, first: {where}: {first['msg']})"
         ) from exc
+
+
+def parse_batch(bodies: list[Any], model: type[Event]) -> tuple[list[Event], list[tuple[int, str]]]:
+    """The events of a batch, and ``(index, reason)`` for each body that is none (for ``bury_rejected``)."""
+    events: list[Event] = []
+    rejected: list[tuple[int, str]] = []
+    for index, body in enumerate(bodies):
+        try:
+            events.append(parse_event(body, model))
+        except BadEvent as exc:
+            rejected.append((index, str(exc)))
+    return events, rejected
 
 
 async def bury_rejected(

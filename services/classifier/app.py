@@ -13,7 +13,7 @@ from faststream.redis import RedisRouter
 from services.classifier.embedding import DIMS, MODEL_ID
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
-from shared.consumer import BadEvent, bury_rejected, make_router, parse_event, subscriber
+from shared.consumer import bury_rejected, make_router, parse_batch, subscriber
 from shared.events import (
     FeedbackGiven,
     FetchRequested,
@@ -52,12 +52,7 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     async def on_embedded(bodies: list[Any], message: Any = Context("message")) -> None:
         """A batch of embedded papers scored in one matrix pass; an entry that is no PaperEmbedded is dead-lettered
         and the rest go on."""
-        events, rejected = [], []
-        for index, body in enumerate(bodies):
-            try:
-                events.append(parse_event(body, PaperEmbedded))
-            except BadEvent as exc:
-                rejected.append((index, str(exc)))
+        events, rejected = parse_batch(bodies, PaperEmbedded)
         await bury_rejected(redis, Stream.EMBEDDED, SERVICE, message, rejected)
         if events and state.space != events[0].manifest.space and not state.profiles:
             state.space = events[0].manifest.space  # follow the embedder's vector space

@@ -159,6 +159,19 @@ async def test_a_count_that_arrives_before_the_vector_ranks_the_paper_when_it_is
     assert await state.upvotes_changed(first_count(top)) == []  # matched once only
 
 
+def service_app(redis_url: str, tmp_path: Path, max_attempts: int):  # noqa: ANN201
+    """The classifier service with fast polling and a 0.3 s claim, so a failed entry is retried within the test."""
+    settings = ClassifierSettings(
+        redis_url=redis_url,
+        cache_path=tmp_path / "c.sqlite",
+        read_block_ms=100,
+        claim_poll_ms=100,
+        claim_idle_ms=300,
+        max_attempts=max_attempts,
+    )
+    return build_app([ServiceDef(SERVICE, build_router, settings)], redis_url)
+
+
 async def settled(redis, stream: str, matches: int) -> tuple[list, list, dict]:  # noqa: ANN001
     """Wait for ``matches`` matches and one dead-lettered entry of ``stream``, then a second for any extra match;
     return the matches, the dead entries and the group's pending summary."""
@@ -173,15 +186,7 @@ async def test_classifier_service_consumes_papers_trending(redis, clean_redis: s
     its redelivery none, and an event of an unknown schema version ends in papers.trending.dead."""
     sub = Subscription(id="hot", name="hot", trending={"window": "day", "top": 3})
     await embedded_day(redis, tmp_path, sub)
-    settings = ClassifierSettings(
-        redis_url=clean_redis,
-        cache_path=tmp_path / "c.sqlite",
-        read_block_ms=100,
-        claim_poll_ms=100,
-        claim_idle_ms=300,
-        max_attempts=2,
-    )
-    app = build_app([ServiceDef(SERVICE, build_router, settings)], clean_redis)
+    app = service_app(clean_redis, tmp_path, max_attempts=2)
     publisher = RedisBroker(clean_redis)
     await publisher.connect()
     store = PaperStore(redis)
@@ -212,15 +217,7 @@ async def test_classifier_service_scores_papers_embedded_in_batches(redis, clean
     manifest = EmbeddingManifest(model_id=MODEL_ID, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")
     # The entries wait in the stream before the service starts, so they arrive as one batch; a batch read in the
     # instant before the service's publisher is ready fails and stays pending, and the claimer retries it.
-    settings = ClassifierSettings(
-        redis_url=clean_redis,
-        cache_path=tmp_path / "c.sqlite",
-        read_block_ms=100,
-        claim_poll_ms=100,
-        claim_idle_ms=300,
-        max_attempts=3,
-    )
-    app = build_app([ServiceDef(SERVICE, build_router, settings)], clean_redis)
+    app = service_app(clean_redis, tmp_path, max_attempts=3)
     publisher = RedisBroker(clean_redis)
     await publisher.connect()
     try:
