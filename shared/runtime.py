@@ -57,7 +57,8 @@ def create_service_app(
 
 
 def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | None = None) -> FastStream:
-    """One broker carrying the routers of ``services``; groups ensured first, loops started after."""
+    """One broker carrying the routers of ``services``; groups ensured and publishers ready before any subscriber
+    reads, loops started after."""
     level = log_level or services[0].settings.log_level
     broker = RedisBroker(redis_url, logger=structlog.get_logger("faststream"))
     app = FastStream(broker, logger=structlog.get_logger("paperwire"))
@@ -66,7 +67,11 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
     @app.on_startup
     async def _prepare() -> None:
         """Routers are built here, not at import: a service that cannot start (say, a model that does not
-        match its manifest) refuses at start with its reason, and importing its module never fails."""
+        match its manifest) refuses at start with its reason, and importing its module never fails.
+
+        The publishers are started here too: ``broker.start()`` starts every subscriber, each reading at once, before
+        any publisher, and a publisher has no producer until started, so an entry waiting at start-up would be
+        handled by a handler whose publish fails."""
         configure_logging(level)
         for definition in services:
             settings = definition.with_redis(redis_url).settings
@@ -76,6 +81,9 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
             await ensure_groups(client)
         finally:
             await client.aclose()
+        await broker.connect()
+        for publisher in broker.publishers:
+            await publisher.start()
 
     @app.after_startup
     async def _start_loops() -> None:

@@ -215,8 +215,7 @@ async def test_classifier_service_scores_papers_embedded_in_batches(redis, clean
     _, _, vectors = await embedded_day(redis, tmp_path, sub)
     papers = {p.id: (p, v) for p, v in zip(hf_papers(), vectors, strict=True)}
     manifest = EmbeddingManifest(model_id=MODEL_ID, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")
-    # The entries wait in the stream before the service starts, so they arrive as one batch; a batch read in the
-    # instant before the service's publisher is ready fails and stays pending, and the claimer retries it.
+    # The entries wait in the stream before the service starts, so they arrive as one batch.
     app = service_app(clean_redis, tmp_path, max_attempts=3)
     publisher = RedisBroker(clean_redis)
     await publisher.connect()

@@ -1,0 +1,86 @@
+"""The app ``build_app`` makes, started against a real Redis with work already waiting in its stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from faststream import TestApp
+from faststream.redis import RedisBroker, RedisRouter
+from pydantic import BaseModel
+
+from shared.consumer import ensure_group, make_router, parse_batch, subscriber
+from shared.runtime import ServiceDef, build_app
+from shared.settings import ServiceSettings
+from tests.streams import decode, wait_for
+
+SERVICE = "relay"
+INBOX = "test.runtime.in"
+OUTBOX = "test.runtime.out"
+QUIET = "test.runtime.quiet"
+WAITING = 20
+
+
+class Job(BaseModel):
+    n: int
+
+
+def relay_router(handled: list[int], batch: bool) -> Any:
+    """A service that republishes each entry of ``INBOX`` on ``OUTBOX`` through a router publisher, and like the
+    real services also consumes another stream (each subscriber started is a little more start-up time)."""
+
+    def build_router(settings: ServiceSettings) -> RedisRouter:
+        router = make_router(SERVICE, settings)
+        outbox = router.publisher(stream=OUTBOX)
+
+        async def relay(jobs: list[Job]) -> None:
+            handled.extend(job.n for job in jobs)
+            for job in jobs:
+                await outbox.publish(job)
+
+        if batch:
+
+            @subscriber(router, INBOX, service=SERVICE, settings=settings, batch=True, max_records=WAITING)
+            async def on_batch(bodies: list[Any]) -> None:
+                jobs, rejected = parse_batch(bodies, Job)
+                assert not rejected
+                await relay(jobs)
+
+        else:
+
+            @subscriber(router, INBOX, service=SERVICE, settings=settings)
+            async def on_job(job: Job) -> None:
+                await relay([job])
+
+        @subscriber(router, QUIET, service=SERVICE, settings=settings)
+        async def on_quiet(job: Job) -> None:
+            handled.append(-job.n)
+
+        return router
+
+    return build_router
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+async def test_entries_waiting_at_start_are_published_on_their_first_delivery(
+    redis: aioredis.Redis, clean_redis: str, batch: bool
+) -> None:
+    """Publishers are ready before any subscriber reads: every waiting entry is relayed on its first delivery.
+    The claim idle time outlasts the test, so an entry whose first handling failed would never arrive."""
+    await ensure_group(redis, INBOX, SERVICE)
+    producer = RedisBroker(clean_redis)
+    async with producer:
+        for n in range(WAITING):
+            await producer.publish(Job(n=n), stream=INBOX)
+    handled: list[int] = []
+    settings = ServiceSettings(redis_url=clean_redis, read_block_ms=50, claim_poll_ms=50, claim_idle_ms=60_000)
+    app = build_app([ServiceDef(SERVICE, relay_router(handled, batch), settings)], clean_redis)
+    async with TestApp(app):
+        relayed = await wait_for(redis, OUTBOX, WAITING, limit_s=5.0)
+        pending = await redis.xpending(INBOX, SERVICE)
+        errors = await redis.hgetall(f"errors:{INBOX}:{SERVICE}")
+    assert errors == {}
+    assert sorted(job.n for job in decode(relayed, Job)) == list(range(WAITING))
+    assert sorted(handled) == list(range(WAITING))
+    assert pending["pending"] == 0
