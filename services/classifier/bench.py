@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -32,7 +33,8 @@ def run_bench(
     n_subs: int, n_papers: int, vectors_each: int = 3, dims: int = 384, seed: int = 0, with_reasons: bool = True
 ) -> dict:
     """Each subscription's ``vectors_each`` positives are noisy copies of random papers of the day. Times the
-    compile (once per subscription change), the day as one batch, and single papers (a lone event)."""
+    compile (once at start), the day as one batch, single papers (a lone event), and a lone paper right after a
+    subscription was added and another removed (two chunks compiled again)."""
     rng = np.random.default_rng(seed)
     vectors = _unit(rng.standard_normal((n_papers, dims)))
     background = _unit(rng.standard_normal((BACKGROUND, dims)))
@@ -64,6 +66,11 @@ def run_bench(
     for i in range(PER_PAPER_CALLS):  # what the service does with a lone papers.embedded event
         scorer.score(papers[i : i + 1], vectors[i : i + 1], with_reasons=with_reasons)
     per_paper = (time.perf_counter() - start) / PER_PAPER_CALLS
+    start = time.perf_counter()  # a subscription created and another deleted: their chunks only are recompiled
+    scorer.put(replace(profiles[-1], subscription=template.model_copy(update={"id": "new"})))
+    scorer.remove("s0")
+    scorer.score(papers[:1], vectors[:1], with_reasons=with_reasons)
+    change_s = time.perf_counter() - start
     return {
         "subscriptions": n_subs,
         "papers": n_papers,
@@ -74,6 +81,7 @@ def run_bench(
         "pairs_per_s": n_subs * n_papers / seconds,
         "one_paper_ms": round(1000 * per_paper, 2),
         "day_one_paper_at_a_time_s": round(per_paper * n_papers, 1),
+        "add_and_remove_then_one_paper_ms": round(1000 * change_s, 1),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "matches": len(matches),
         "matches_per_subscription": round(len(matches) / n_subs, 2),

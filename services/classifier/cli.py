@@ -69,7 +69,8 @@ def bench_score(
             f"{row['pairs_per_s'] / 1e6:.1f} M pairs/s, peak RSS {row['peak_rss_mb']:.0f} MB, "
             f"{row['matches']} matches ({row['matches_per_subscription']} per subscription, with reasons); "
             f"compile {row['compile_s']:.2f} s; one paper at a time {row['one_paper_ms']:.1f} ms "
-            f"({row['day_one_paper_at_a_time_s']:.0f} s for the day)"
+            f"({row['day_one_paper_at_a_time_s']:.0f} s for the day); one paper after a subscription was added "
+            f"and another removed {row['add_and_remove_then_one_paper_ms']:.0f} ms"
         )
 
 

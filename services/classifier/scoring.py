@@ -234,24 +234,6 @@ class Calibration:
         return y0 + t * (y1 - y0)
 
 
-def trending_matrix(profiles: list[Profile], n: int, trending: TrendingRanks | None) -> np.ndarray:
-    """(papers x subs) trending rank where it is within the subscription's top-N, else 0."""
-    out = np.zeros((n, len(profiles)), np.int64)
-    if not trending:
-        return out
-    for window in ("day", "week"):
-        cols = [
-            j for j, p in enumerate(profiles) if p.subscription.trending and p.subscription.trending.window == window
-        ]
-        ranks = trending.get(window)
-        if not cols or ranks is None:
-            continue
-        top = np.array([profiles[j].subscription.trending.top for j in cols])  # type: ignore[union-attr]
-        r = np.asarray(ranks, np.int64)[:, None]
-        out[:, cols] = np.where((r > 0) & (r <= top[None, :]), r, 0)
-    return out
-
-
 @dataclass
 class _Rules:
     """The non-semantic parts of a chunk of subscriptions as arrays: queries, followed authors, category
@@ -268,6 +250,7 @@ class _Rules:
     only_keywords: np.ndarray  # (subs,) bool: no positive vectors, keywords/authors/trending only
     threshold: np.ndarray  # (subs,)
     trending: np.ndarray  # (subs,) bool
+    weekly: np.ndarray  # (subs,) bool: trending over the week, not the day
     narrow: np.ndarray  # (subs,) bool: trending narrowed to the subscription's own matches
     top: np.ndarray  # (subs,) trending top-N (1 where not trending)
 
@@ -299,9 +282,21 @@ class _Rules:
             np.array([len(p.vectors) == 0 for p in profiles], bool),
             np.array([sub.threshold for sub in subs], np.float32),
             np.array([sub.trending is not None for sub in subs], bool),
+            np.array([bool(sub.trending and sub.trending.window == "week") for sub in subs], bool),
             np.array([bool(sub.trending and sub.trending.narrow) for sub in subs], bool),
             np.array([sub.trending.top if sub.trending else 1 for sub in subs]),
         )
+
+    def trending_ranks(self, n: int, trending: TrendingRanks | None) -> np.ndarray:
+        """(papers x subs) a paper's rank in the subscription's window where it is within its top-N, else 0."""
+        out = np.zeros((n, len(self.trending)), np.int64)
+        for window, wanted in (("day", self.trending & ~self.weekly), ("week", self.trending & self.weekly)):
+            ranks = (trending or {}).get(window)
+            if ranks is None or not wanted.any():
+                continue
+            r = np.asarray(ranks, np.int64)[:, None]
+            out = np.where(wanted[None, :] & (r > 0) & (r <= self.top[None, :]), r, out)
+        return out
 
     def keyword_hits(self, columns: dict[Term, np.ndarray], n: int) -> np.ndarray:
         kw = np.zeros((n, len(self.threshold)), bool)
@@ -401,6 +396,7 @@ class Scorer:
         self.dims = dims
         self.chunk = chunk
         self.ids = [p.subscription.id for p in profiles]
+        self._at = {sub_id: i for i, sub_id in enumerate(self.ids)}
         self._chunks: dict[int, _Chunk] = {}
         self._terms = {t for p in profiles for q in p.queries for t in q.terms()}
 
@@ -410,11 +406,33 @@ class Scorer:
             self._compiled(start)
         return self
 
-    def replace(self, index: int, profile: Profile) -> None:
-        """One profile changed in place (a rating, a seed that arrived): only its chunk is compiled again."""
-        self.profiles[index] = profile
-        self.ids[index] = profile.subscription.id
-        self._chunks.pop(index - index % self.chunk, None)
+    def put(self, profile: Profile) -> None:
+        """A subscription changed (a rating, a seed that arrived) or is new: only the chunk it lands in is
+        compiled again; a new one goes at the end."""
+        sub_id = profile.subscription.id
+        index = self._at.setdefault(sub_id, len(self.profiles))
+        if index == len(self.profiles):
+            self.profiles.append(profile)
+            self.ids.append(sub_id)
+        else:
+            self.profiles[index] = profile
+        self._changed(index)
+
+    def remove(self, subscription_id: str) -> None:
+        """The last profile takes the removed one's place, so two chunks at most are compiled again."""
+        index = self._at.pop(subscription_id, None)
+        if index is None:
+            return
+        last = len(self.profiles) - 1
+        if index != last:
+            self.profiles[index], self.ids[index] = self.profiles[last], self.ids[last]
+            self._at[self.ids[index]] = index
+        del self.profiles[last], self.ids[last]
+        self._changed(index, last)
+
+    def _changed(self, *indices: int) -> None:
+        for index in indices:
+            self._chunks.pop(index - index % self.chunk, None)
         self._terms = {t for p in self.profiles for q in p.queries for t in q.terms()}
 
     def _compiled(self, start: int) -> _Chunk:
@@ -470,7 +488,7 @@ class Scorer:
         is_trending = rules.trending
         rank = np.zeros(score.shape, np.int64)
         if is_trending.any():
-            rank = trending_matrix(profiles, n, trending)
+            rank = rules.trending_ranks(n, trending)
             # A trending subscription gets the window's top papers, narrowed (if asked) to its own matches.
             trend_hit = (rank > 0) & allowed & (~rules.narrow[None, :] | hit)
             hit = np.where(is_trending[None, :], trend_hit, hit)

@@ -109,12 +109,9 @@ class ClassifierState:
         )
         if profile.model is not None:
             await self.redis.set(f"classifier:model:{subscription.id}", json.dumps(profile.model.to_dict()))
-        known = subscription.id in self.profiles
-        self.profiles[subscription.id] = profile  # an existing key keeps its place
-        if known and self._scorer is not None:
-            self._scorer.replace(list(self.profiles).index(subscription.id), profile)
-        else:
-            self._scorer = None
+        self.profiles[subscription.id] = profile
+        if self._scorer is not None:
+            self._scorer.put(profile)
         return profile
 
     async def load_all(self) -> None:
@@ -123,11 +120,11 @@ class ClassifierState:
         self.loaded = True
 
     def remove(self, subscription_id: str) -> None:
-        if self.profiles.pop(subscription_id, None) is not None:
-            self._scorer = None
+        if self.profiles.pop(subscription_id, None) is not None and self._scorer is not None:
+            self._scorer.remove(subscription_id)
 
     def scorer(self) -> Scorer:
-        """Every active profile, compiled once and reused until a subscription, its seeds or ratings change."""
+        """Every active profile, compiled once; a changed, new or removed subscription recompiles only its chunk."""
         if self._scorer is None:
             self._scorer = Scorer(list(self.profiles.values()))
         return self._scorer

@@ -59,3 +59,13 @@ async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> Non
     assert np.isfinite(model.logits(vectors)).all()
     stored = json.loads(await redis.get("classifier:model:cl"))
     assert stored["kind"] == "blend" and len(stored["parts"]) == 2
+    # A new subscription joins the compiled scorer; a paused one leaves it.
+    twin = Subscription(id="cl2", name="cl2", seed_papers=seeds)
+    await state.refresh(twin)
+    matched = [events[m.paper.id] for m in found]
+    again = await state.score_events(matched)
+    assert again and {m.subscription_id for m in again} == {"cl2"}
+    await state.refresh(twin.model_copy(update={"active": False}))
+    assert state.scorer().ids == ["cl"]
+    await state.unclaim(again)  # were "cl2" still scored, these would match again
+    assert await state.score_events(matched) == []

@@ -151,7 +151,7 @@ def test_a_compiled_scorer_gives_the_same_matches_in_any_chunks_and_on_reuse(lab
     one_by_one = [m for i, paper in enumerate(new) for m in whole.score([paper], vectors[120 + i : 121 + i])]
     assert key(one_by_one) == first
     changed = build_profile(
-        Subscription(name="vision", interests=["robot navigation"], threshold=0.3),
+        Subscription(id=subs[3].id, name="vision", interests=["robot navigation"], threshold=0.3),
         embed_cached(["robot navigation"], cache),
         {},
         EMPTY,
@@ -159,6 +159,15 @@ def test_a_compiled_scorer_gives_the_same_matches_in_any_chunks_and_on_reuse(lab
         vectors[:120],
     )
     small = Scorer(profiles, chunk=3).compile()
-    small.replace(3, changed)  # the fourth profile, alone in the second chunk
+    small.put(changed)  # the fourth profile, alone in the second chunk
     fresh = key(Scorer([*profiles[:3], changed]).score(new, vectors[120:]))
     assert key(small.score(new, vectors[120:])) == fresh != first
+    # A removed subscription's place goes to the last one; a new one is appended. Each recompiles its chunks only.
+    small.remove(subs[0].id)
+    assert small.ids == [subs[3].id, subs[1].id, subs[2].id]
+    assert key(small.score(new, vectors[120:])) == key(Scorer([changed, *profiles[1:3]]).score(new, vectors[120:]))
+    small.put(profiles[0])
+    assert key(small.score(new, vectors[120:])) == fresh
+    for sub in subs:
+        small.remove(sub.id)
+    assert small.score(new, vectors[120:]) == [] and small.semantic(vectors[120:]).shape == (len(new), 0)
