@@ -171,3 +171,23 @@ def test_a_compiled_scorer_gives_the_same_matches_in_any_chunks_and_on_reuse(lab
     for sub in subs:
         small.remove(sub.id)
     assert small.score(new, vectors[120:]) == [] and small.semantic(vectors[120:]).shape == (len(new), 0)
+
+
+def test_trending_subscriptions_get_their_windows_top_n_with_ranks(labeled_slice) -> None:
+    """Each trending subscription reads its own window's ranks and keeps its own top-N, in the same pass."""
+    papers, vectors, _ = labeled_slice
+    subs = [
+        Subscription(id="day", name="day", trending={"window": "day", "top": 2}),
+        Subscription(id="week", name="week", trending={"window": "week", "top": 3}),
+    ]
+    profiles = [build_profile(sub, EMPTY, {}, EMPTY, EMPTY, vectors[:120]) for sub in subs]
+    new = [to_paper(p) for p in papers[120:125]]
+    trending = {"day": np.array([1, 2, 3, 0, 0]), "week": np.array([0, 3, 1, 2, 4])}
+    for scorer in (Scorer(profiles), Scorer(profiles, chunk=1)):
+        matches = scorer.score(new, vectors[120:125], trending=trending)
+        got = sorted((m.subscription_id, m.paper_id, m.trending_rank) for m in matches)
+        assert got == sorted(
+            [("day", new[0].id, 1), ("day", new[1].id, 2)]
+            + [("week", new[1].id, 3), ("week", new[2].id, 1), ("week", new[3].id, 2)]
+        )
+        assert all(m.reasons[0].startswith(f"#{m.trending_rank} trending") for m in matches)
