@@ -430,6 +430,13 @@ class Scorer:
         del self.profiles[last], self.ids[last]
         self._changed(index, last)
 
+    def subscription(self, subscription_id: str) -> Subscription:
+        return self.profiles[self._at[subscription_id]].subscription
+
+    def wants_trending(self) -> bool:
+        """Whether any subscription asks for trending papers (read off the compiled chunks, not the profiles)."""
+        return any(self._compiled(start).rules.trending.any() for start in range(0, len(self.profiles), self.chunk))
+
     def _changed(self, *indices: int) -> None:
         for index in indices:
             self._chunks.pop(index - index % self.chunk, None)

@@ -214,18 +214,14 @@ class ClassifierState:
         A subscription's own seed paper is never news to it, so it is not matched.
         """
         scorer = self.scorer() if profiles is None else Scorer(profiles)
-        profiles = scorer.profiles
-        if not profiles:
+        if not scorer.profiles:
             return []
-        trending = None
-        if any(p.subscription.trending for p in profiles):
-            trending = await self.trending_ranks([p.id for p in papers])
+        trending = await self.trending_ranks([p.id for p in papers]) if scorer.wants_trending() else None
         matches: list[Match] = scorer.score(papers, vectors, trending=trending)
         by_id = {p.id: p for p in papers}
-        subs = {p.subscription.id: p.subscription for p in profiles}
         out = []
         for match in matches:
-            sub = subs[match.subscription_id]
+            sub = scorer.subscription(match.subscription_id)
             if match.paper_id in sub.seed_papers:
                 continue
             if await claim_once(self.redis, _match_key(match.subscription_id, match.paper_id)):
