@@ -7,7 +7,7 @@ memory. Keyword queries are evaluated once per distinct term over the paper batc
 query with numpy; categories and authors are sparse incidence products. No Python loop runs per
 (paper, subscription) pair except to write the reasons of the pairs that matched. What depends only on
 the subscriptions is compiled once per chunk (``_Chunk``: stacked positives, ``ModelStack``, ``Calibration``,
-``_Rules``) and kept by the ``Scorer`` until the service drops it for a changed subscription.
+``_Rules``) and kept by the ``Scorer``; a changed, new or deleted subscription compiles its chunk again.
 """
 
 from __future__ import annotations
