@@ -13,6 +13,8 @@ the subscriptions is compiled once per chunk (``_Chunk``: stacked positives, ``M
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,7 +117,7 @@ class Match:
 TrendingRanks = dict[str, np.ndarray]  # "day"/"week" -> (papers,) rank by upvotes, 1 = top, 0 = not listed
 
 
-def _term_columns(papers: list[Paper], terms: set[Term]) -> dict[Term, np.ndarray]:
+def _term_columns(papers: list[Paper], terms: Iterable[Term]) -> dict[Term, np.ndarray]:
     titles = [normalize_text(p.title) for p in papers]
     abstracts = [normalize_text(p.abstract) for p in papers]
     return {
@@ -384,6 +386,10 @@ class _Chunk:
         return max_cos, semantic
 
 
+def _profile_terms(profile: Profile) -> set[Term]:
+    return {t for q in profile.queries for t in q.terms()}
+
+
 class Scorer:
     """Compiled profiles: score paper batches against all of them at once.
 
@@ -398,7 +404,8 @@ class Scorer:
         self.ids = [p.subscription.id for p in profiles]
         self._at = {sub_id: i for i, sub_id in enumerate(self.ids)}
         self._chunks: dict[int, _Chunk] = {}
-        self._terms = {t for p in profiles for q in p.queries for t in q.terms()}
+        # How many profiles use each keyword term: a change adds or drops one profile's terms, not all of them.
+        self._terms: Counter[Term] = Counter(t for p in profiles for t in _profile_terms(p))
 
     def compile(self) -> Scorer:
         """Build every chunk's matrices now (otherwise the first batch does)."""
@@ -415,7 +422,9 @@ class Scorer:
             self.profiles.append(profile)
             self.ids.append(sub_id)
         else:
+            self._drop_terms(self.profiles[index])
             self.profiles[index] = profile
+        self._terms.update(_profile_terms(profile))
         self._changed(index)
 
     def remove(self, subscription_id: str) -> None:
@@ -423,6 +432,7 @@ class Scorer:
         index = self._at.pop(subscription_id, None)
         if index is None:
             return
+        self._drop_terms(self.profiles[index])
         last = len(self.profiles) - 1
         if index != last:
             self.profiles[index], self.ids[index] = self.profiles[last], self.ids[last]
@@ -440,7 +450,12 @@ class Scorer:
     def _changed(self, *indices: int) -> None:
         for index in indices:
             self._chunks.pop(index - index % self.chunk, None)
-        self._terms = {t for p in self.profiles for q in p.queries for t in q.terms()}
+
+    def _drop_terms(self, profile: Profile) -> None:
+        for term in _profile_terms(profile):
+            self._terms[term] -= 1
+            if self._terms[term] <= 0:
+                del self._terms[term]
 
     def _compiled(self, start: int) -> _Chunk:
         if start not in self._chunks:

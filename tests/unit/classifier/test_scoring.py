@@ -168,6 +168,10 @@ def test_a_compiled_scorer_gives_the_same_matches_in_any_chunks_and_on_reuse(lab
     assert key(small.score(new, vectors[120:])) == key(Scorer([changed, *profiles[1:3]]).score(new, vectors[120:]))
     small.put(profiles[0])
     assert key(small.score(new, vectors[120:])) == fresh
+    # The keyword terms are counted per profile, so a change never walks every profile and none is left stale.
+    assert set(small._terms) == set(Scorer([*profiles[:3], changed])._terms) != set()
+    small.remove(subs[1].id)
+    assert set(small._terms) == set()
     for sub in subs:
         small.remove(sub.id)
     assert small.score(new, vectors[120:]) == [] and small.semantic(vectors[120:]).shape == (len(new), 0)
