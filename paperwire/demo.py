@@ -25,6 +25,7 @@ from pydantic import HttpUrl
 from paperwire.replay import ReplayServer, Route, WebhookReceiver
 from paperwire.runner import PIPELINE, pipeline_app
 from paperwire.subscriptions_file import load_subscriptions, read_subscriptions
+from services.notifier.queue import DeliveryQueue
 from shared.redis_server import EmbeddedRedis
 from shared.status import pipeline_idle, pipeline_status
 
@@ -76,10 +77,12 @@ def ensure_model() -> None:
 async def wait_until_idle(
     redis: aioredis.Redis, deadline: float, settle_s: float = 3.0, groups: Collection[str] = PIPELINE
 ) -> bool:
-    """Idle = the running services' groups caught up with nothing pending, and it stayed so for ``settle_s``."""
+    """Idle = the running services' groups caught up with nothing pending and no delivery job left in the
+    notifier's queue (Slack's 1/s pace keeps jobs there after their matches were consumed), for ``settle_s``."""
     idle_since: float | None = None
+    queue = DeliveryQueue(redis)
     while time.monotonic() < deadline:
-        if await redis.exists("papers.raw") and await pipeline_idle(redis, groups):
+        if await redis.exists("papers.raw") and await pipeline_idle(redis, groups) and not await queue.pending():
             idle_since = idle_since or time.monotonic()
             if time.monotonic() - idle_since >= settle_s:
                 return True
