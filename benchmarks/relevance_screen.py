@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.classifier.dataset import load_dataset  # noqa: E402
 from services.classifier.embedding import embed_cached  # noqa: E402
-from services.classifier.evaluate import baseline_scores, build_split, rotating_splits  # noqa: E402
+from services.classifier.evaluate import _tfidf, baseline_scores, build_split, rotating_splits  # noqa: E402
 from services.classifier.metrics import ndcg_at_k  # noqa: E402
-from services.classifier.ranker import LOO_STEPS, MAX_HELD_OUT, SeedRanker  # noqa: E402
+from services.classifier.ranker import DUPLICATE_COS, LOO_STEPS, MAX_HELD_OUT, SeedRanker  # noqa: E402
 
 DATASET = Path("tests/fixtures/labeled/daily_arxiv_ai_enhanced")
 
@@ -238,7 +238,10 @@ def collect(
         if smooth:
             x_history, x_new = smoothed(x_history, x_new, *smooth)
         ranker = SeedRanker(background=x_history)
-        fits = candidates(ranker, names)
+        lexical = [name for name in names if name.startswith("tfidf")]
+        fits = candidates(ranker, [name for name in names if name not in lexical])
+        if lexical:
+            _tfidf(split)
         for category in cats:
             relevant = prim_n == category
             pool = np.flatnonzero(prim_h == category)
@@ -254,6 +257,27 @@ def collect(
                 rows["key"].append(f"{fold_no}/{category}")
                 others = ranker.others(pos, pos[:0])
                 held = np.unique(np.linspace(0, k - 1, min(k, MAX_HELD_OUT)).round().astype(int))
+                if lexical:
+                    copies = np.flatnonzero(
+                        (x_history @ (pos / np.linalg.norm(pos, axis=1, keepdims=True)).T).max(axis=1)
+                        > DUPLICATE_COS * np.linalg.norm(x_history, axis=1)
+                    )
+                    others_idx = np.setdiff1d(np.arange(len(x_history)), copies)
+                for name in lexical:
+                    full = lexical_fit(name, split.tfidf_history, seeds)
+                    loo_pos, loo_others = [], []
+                    for i in held:
+                        model = lexical_fit(name, split.tfidf_history, np.delete(seeds, i))
+                        loo_pos.append(model.decision_function(split.tfidf_history[seeds[i : i + 1]])[0])
+                        loo_others.append(model.decision_function(split.tfidf_history[others_idx]))
+                    rows.setdefault(f"{name}:new", []).append(
+                        full.decision_function(split.tfidf_new).astype(np.float32)
+                    )
+                    rows.setdefault(f"{name}:bg", []).append(
+                        full.decision_function(split.tfidf_history[others_idx]).astype(np.float32)
+                    )
+                    rows.setdefault(f"{name}:loo_pos", []).append(np.array(loo_pos, np.float32))
+                    rows.setdefault(f"{name}:loo_others", []).append(np.array(loo_others, np.float32))
                 for name, fit in fits.items():
                     full = fit(pos)
                     loo_pos, loo_others, jack = [], [], 0.0
@@ -269,6 +293,26 @@ def collect(
                     rows.setdefault(f"{name}:loo_others", []).append(np.array(loo_others, np.float32))
         print(f"fold {fold_no} done", file=sys.stderr, flush=True)
     return {key: _objects(value) for key, value in rows.items()}
+
+
+def lexical_fit(name: str, tfidf_history, seeds: np.ndarray):
+    """A lexical candidate on the eval's tf-idf features (arxiv-sanity-lite's vectoriser): ``tfidf_svm`` is the
+    baseline's LinearSVC(C=0.01, balanced), ``tfidf_lr`` a class-balanced LR; seeds positive, the rest of the
+    history negative (the held-out seed of a leave-one-out fit stays in the history, unlabeled)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
+    y = np.zeros(tfidf_history.shape[0], np.int64)
+    y[seeds] = 1
+    if name == "tfidf_svm":
+        model = LinearSVC(class_weight="balanced", max_iter=1_000_000, tol=1e-6, C=0.01)
+    elif name == "tfidf_lr":
+        model = LogisticRegression(class_weight="balanced", max_iter=2000)
+    else:
+        raise ValueError(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(tfidf_history, y)
 
 
 def _objects(values: list) -> np.ndarray:
