@@ -14,12 +14,13 @@ Candidates (``--candidates``, comma-separated): the production kinds ``linear``,
 ``linear_centred``/``maxent_centred`` (fitted on unit(x - background mean)); ``linear_rnmin``/``linear_rnmed``
 (two-step PU with reliable negatives); ``upu_est``/``upu_0.1``/``upu_0.3`` (unbiased PU logistic risk with
 an estimated or a fixed prior); ``{kind}_col{p}`` for p in 0.5, 0.25, -0.25, -0.5 (features x Σ^p).
-``centroid_median`` (the seeds' geometric median as the direction). ``--dataset``/``--k`` screen another
+``centroid_median`` (the seeds' geometric median as the direction); ``tfidf_svm``/``tfidf_lr`` (lexical models on
+the eval's tf-idf features). ``--dataset``/``--k`` screen another
 labeled set (``benchmarks/oai_to_labeled.py`` makes one from other fields). ``--smooth K,W`` first replaces every
 vector by itself + W x the mean of its K nearest history papers (database-side augmentation); its candidates are
 stored as ``{kind}_sK,W``. ``--per-category`` prints where each kind wins. ``--rules`` takes one argument per
 seed (files of that seed joined by commas) and prints every rule whose candidates all runs hold. Nothing here
-looks at labels except the final nDCG. Sections 13-14 of ``benchmarks/results/relevance_experiments.md`` have
+looks at labels except the final nDCG. Sections 13-16 of ``benchmarks/results/relevance_experiments.md`` have
 the results.
 """
 
