@@ -7,12 +7,14 @@ A consumer that meets a version it does not know dead-letters the event instead 
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+from faststream.redis.parser.binary import BinaryMessageFormatV1
 from pydantic import BaseModel, Field
 
 from shared.paper import Paper, SourceName
@@ -204,3 +206,17 @@ STREAM_MODELS: dict[Stream, type[Event]] = {
     Stream.FETCH_REQUESTS: FetchRequested,
     Stream.DELIVERIES_REPLAY: ReplayRequested,
 }
+
+
+def entry_body(fields: dict[Any, Any]) -> dict[str, Any] | None:
+    """The JSON body FastStream published in a stream entry (``__data__``, its binary envelope, which also reads
+    the older JSON one), or None when the entry is not one of ours: for code that reads a stream directly."""
+    data = next((v for k, v in fields.items() if k in (b"__data__", "__data__")), None)
+    if data is None:
+        return None
+    body, _headers = BinaryMessageFormatV1.parse(data if isinstance(data, bytes) else str(data).encode())
+    try:
+        value = json.loads(body)
+    except (ValueError, TypeError):
+        return None
+    return value if isinstance(value, dict) else None

@@ -34,8 +34,16 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     router = make_router(SERVICE, settings)
     matches = router.publisher(stream=Stream.MATCHES)
     fetches = router.publisher(stream=Stream.FETCH_REQUESTS)
+    changes = router.publisher(stream=Stream.SUBSCRIPTIONS)
     redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
-    state = ClassifierState(redis, f"{MODEL_ID}:{DIMS}", settings.background_size, settings.cache_path)
+    subscriptions = SubscriptionStore(redis)
+    state = ClassifierState(
+        redis,
+        f"{MODEL_ID}:{DIMS}",
+        settings.background_size,
+        settings.cache_path,
+        resync_after_s=settings.retention_hours * 3600 / 2,
+    )
 
     async def publish_all(found: list[MatchFound]) -> None:
         """Publish the matches; if one fails, release the claims of those not sent, so the retry sends them."""
@@ -58,7 +66,16 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
             state.space = events[0].manifest.space  # follow the embedder's vector space
         found = await state.score_events(events)
         await publish_all(found)
-        refreshed = [sub for event in events for sub in await state.seed_arrived(event.paper.id)]
+        arrived = [event.paper.id for event in events]
+        refreshed = await state.waiting_for(arrived)
+        for subscription_id in refreshed:
+            # Every replica rebuilds the profile when it reads this (the notifier ignores an unchanged update).
+            subscription = await subscriptions.get(subscription_id)
+            if subscription is not None:
+                await changes.publish(
+                    SubscriptionChanged(subscription_id=subscription_id, action="updated", subscription=subscription)
+                )
+        await state.done_waiting(arrived)
         log.info(
             "scored",
             papers=len(events),
@@ -81,23 +98,24 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
             matches=len(found),
         )
 
+    async def fetch_missing(subscription_id: str, paper_ids: list[str], what: str) -> None:
+        missing = await state.await_papers(subscription_id, await state.missing_papers(paper_ids))
+        if missing:  # not asked for already
+            await fetches.publish(FetchRequested(arxiv_ids=missing, reason=f"{what} of {subscription_id}"))
+
+    # The groups below do what happens once per change; every replica's profiles follow the streams in state.sync.
     @subscriber(router, Stream.SUBSCRIPTIONS, service=SERVICE, settings=settings)
     async def on_subscription(event: SubscriptionChanged) -> None:
-        if event.action == "deleted" or event.subscription is None:
-            state.remove(event.subscription_id)
-            return
-        await state.refresh(event.subscription)
-        missing = await state.missing_seeds(event.subscription)
-        if missing:
-            state.await_seeds(event.subscription_id, missing)
-            await fetches.publish(FetchRequested(arxiv_ids=missing, reason=f"seeds of {event.subscription_id}"))
+        await state.sync()
+        subscription = await subscriptions.get(event.subscription_id)
+        if subscription is not None and subscription.active:
+            await fetch_missing(subscription.id, subscription.seed_papers, "seeds")
 
     @subscriber(router, Stream.FEEDBACK, service=SERVICE, settings=settings)
     async def on_feedback(event: FeedbackGiven) -> None:
         await state.record_feedback(event)
-        subscription = await SubscriptionStore(redis).get(event.subscription_id)
-        if subscription is not None:
-            await state.refresh(subscription)
+        await state.sync()
+        await fetch_missing(event.subscription_id, [event.paper_id], "a rated paper")
 
     return router
 

@@ -5,13 +5,20 @@ vectors, float16), ``classifier:feedback:{sub}`` (hash paper id -> like/dislike)
 ``classifier:model:{sub}`` (the trained model, JSON), ``classifier:trending:{YYYY-MM-DD}`` (sorted set
 paper id -> Hugging Face upvotes of that Daily Papers day) and ``classifier:trending:day:{paper}`` (the day a
 paper is listed on): the trending board, written only from papers.trending and read for every trending rank.
+``classifier:awaiting:{paper}`` (set of subscriptions waiting for that seed or rated paper's vector).
 Matches are claimed once per subscription + paper, so a redelivered event never publishes a second MatchFound.
+
+Every replica keeps every profile, because each scores its share of papers.embedded against all subscriptions.
+So each replica reads the ``subscriptions`` and ``feedback`` streams itself (``sync``: plain XREAD from where it
+last looked, no consumer group) and rebuilds the changed profiles from the store; the classifier's consumer group
+on those streams only does what must happen once per change (asking the fetcher for missing papers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import date, timedelta
 
 import numpy as np
@@ -21,40 +28,64 @@ from services.classifier.embedding import embed_cached
 from services.classifier.learner import model_from_dict
 from services.classifier.profiles import build_profile
 from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
-from shared.events import FeedbackGiven, MatchFound, PaperEmbedded, UpvotesChanged
+from shared.events import FeedbackGiven, MatchFound, PaperEmbedded, Stream, UpvotesChanged, entry_body
 from shared.paper import Paper
 from shared.storage import PaperStore, SubscriptionStore, claim_once, release_once
 from shared.subscription import Subscription
 
 TRENDING_TTL_S = int(timedelta(days=9).total_seconds())  # a week window back from any day still listed
 TRENDING_WINDOW_DAYS = {"day": 1, "week": 7}
+AWAITING_TTL_S = int(timedelta(days=14).total_seconds())  # a paper the fetcher never finds stops being waited for
+SYNCED = (str(Stream.SUBSCRIPTIONS), str(Stream.FEEDBACK))
 
 
 class ClassifierState:
-    def __init__(self, redis: aioredis.Redis, space: str, background_size: int = 2000, cache=None) -> None:  # noqa: ANN001
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        space: str,
+        background_size: int = 2000,
+        cache=None,  # noqa: ANN001
+        resync_after_s: float = 36 * 3600.0,
+    ) -> None:
         self.redis = redis
         self.space = space
         self.background_size = background_size
         self.cache = cache
+        # A replica that has not looked for this long may have missed changes the streams' retention trimmed
+        # meanwhile (half of it by default): it loads every subscription again instead.
+        self.resync_after_s = resync_after_s
         self.profiles: dict[str, Profile] = {}
         self._scorer: Scorer | None = None  # compiled from self.profiles: patched or dropped when they change
         self.loaded = False
-        # seed paper id -> subscriptions whose profile lacks it until its vector arrives (fetched on request)
-        self.awaiting: dict[str, set[str]] = {}
+        self._seen: dict[str, str] = {}  # stream -> the last entry this replica applied
+        self._synced_at = 0.0
 
-    def await_seeds(self, subscription_id: str, paper_ids: list[str]) -> None:
+    async def await_papers(self, subscription_id: str, paper_ids: list[str]) -> list[str]:
+        """Remember (in Redis, so a restart or another replica knows) that a subscription lacks these papers'
+        vectors: seeds or rated papers to ask the fetcher for. Returns those it was not waiting for already."""
+        pipe = self.redis.pipeline(transaction=False)
         for paper_id in paper_ids:
-            self.awaiting.setdefault(paper_id, set()).add(subscription_id)
+            pipe.sadd(_awaiting_key(paper_id), subscription_id)
+            pipe.expire(_awaiting_key(paper_id), AWAITING_TTL_S)
+        added = (await pipe.execute())[::2]
+        return [paper_id for paper_id, new in zip(paper_ids, added, strict=True) if new]
 
-    async def seed_arrived(self, paper_id: str) -> list[str]:
-        """Rebuild the profiles that were waiting for this seed paper; returns their subscription ids."""
-        waiting = sorted(self.awaiting.pop(paper_id, set()))
-        store = SubscriptionStore(self.redis)
-        for subscription_id in waiting:
-            subscription = await store.get(subscription_id)
-            if subscription is not None:
-                await self.refresh(subscription)
-        return waiting
+    async def waiting_for(self, paper_ids: list[str]) -> list[str]:
+        """The subscriptions waiting for one of these papers (``done_waiting`` once they were told)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for paper_id in paper_ids:
+            pipe.smembers(_awaiting_key(paper_id))
+        return sorted({_text(member) for members in await pipe.execute() for member in members})
+
+    async def done_waiting(self, paper_ids: list[str]) -> None:
+        if paper_ids:
+            await self.redis.delete(*(_awaiting_key(p) for p in paper_ids))
+
+    async def missing_papers(self, paper_ids: list[str]) -> list[str]:
+        """The papers of ``paper_ids`` with no stored vector in this space (never fetched, or not embedded yet)."""
+        known = await PaperStore(self.redis).get_vectors(self.space, paper_ids)
+        return [p for p in paper_ids if p not in known]
 
     async def background(self) -> np.ndarray:
         raws = await self.redis.lrange(f"classifier:background:{self.space}", 0, self.background_size - 1)
@@ -69,8 +100,7 @@ class ClassifierState:
         await self.redis.ltrim(key, 0, self.background_size - 1)
 
     async def missing_seeds(self, subscription: Subscription) -> list[str]:
-        known = await PaperStore(self.redis).get_vectors(self.space, subscription.seed_papers)
-        return [s for s in subscription.seed_papers if s not in known]
+        return await self.missing_papers(subscription.seed_papers)
 
     async def refresh(self, subscription: Subscription) -> Profile | None:
         """Rebuild one subscription's profile (interests embedded, seeds and ratings from stored vectors)."""
@@ -79,8 +109,7 @@ class ClassifierState:
             return None
         store = PaperStore(self.redis)
         ratings = {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in (await self.redis.hgetall(f"classifier:feedback:{subscription.id}")).items()
+            _text(k): _text(v) for k, v in (await self.redis.hgetall(f"classifier:feedback:{subscription.id}")).items()
         }
         liked_ids = list(dict.fromkeys([*subscription.liked, *(p for p, lab in ratings.items() if lab == "like")]))
         disliked_ids = [
@@ -115,9 +144,47 @@ class ClassifierState:
         return profile
 
     async def load_all(self) -> None:
+        """Every active subscription from the store; the streams are read from here on (their position is taken
+        first, so a change made while loading is applied again by ``sync`` rather than missed)."""
+        for stream in SYNCED:
+            last = await self.redis.xrevrange(stream, "+", "-", count=1)
+            self._seen[stream] = _text(last[0][0]) if last else "0-0"
+        self._synced_at = time.monotonic()
+        self.profiles, self._scorer = {}, None
         for subscription in await SubscriptionStore(self.redis).active():
             await self.refresh(subscription)
         self.loaded = True
+
+    async def sync(self) -> list[str]:
+        """Apply the subscription changes and ratings published since this replica last looked (by any api,
+        CLI or replica); returns the ids of the subscriptions rebuilt."""
+        if not self.loaded or time.monotonic() - self._synced_at > self.resync_after_s:
+            await self.load_all()
+            return sorted(self.profiles)
+        changed: set[str] = set()
+        while reply := await self.redis.xread(dict(self._seen), count=500):
+            for stream, entries in reply:
+                name = _text(stream)
+                for entry_id, fields in entries:
+                    self._seen[name] = _text(entry_id)
+                    body = entry_body(fields) or {}
+                    if not isinstance(body.get("subscription_id"), str):
+                        continue  # not an event: its consumer group dead-letters it
+                    changed.add(body["subscription_id"])
+                    if name == str(Stream.FEEDBACK):
+                        try:
+                            await self.record_feedback(FeedbackGiven.model_validate(body))
+                        except ValueError:
+                            continue
+        self._synced_at = time.monotonic()
+        store = SubscriptionStore(self.redis)
+        for subscription_id in sorted(changed):
+            subscription = await store.get(subscription_id)
+            if subscription is None:
+                self.remove(subscription_id)
+            else:
+                await self.refresh(subscription)
+        return sorted(changed)
 
     def remove(self, subscription_id: str) -> None:
         if self.profiles.pop(subscription_id, None) is not None and self._scorer is not None:
@@ -145,8 +212,7 @@ class ClassifierState:
         events = list({e.paper.id: e for e in events if e.manifest.space == self.space}.values())
         if not events:
             return []
-        if not self.loaded:
-            await self.load_all()
+        await self.sync()
         vectors = np.stack([event.array() for event in events])
         await self.add_background(*vectors)
         return await self.score_papers([event.paper for event in events], vectors)
@@ -194,8 +260,7 @@ class ClassifierState:
         A paper not embedded yet is ranked when its papers.embedded event is scored, from the board this wrote.
         """
         await self.record_upvotes(event)
-        if not self.loaded:
-            await self.load_all()
+        await self.sync()
         trending = [p for p in self.profiles.values() if p.subscription.trending is not None]
         if not trending:
             return []
@@ -236,6 +301,14 @@ class ClassifierState:
                     )
                 )
         return out
+
+
+def _awaiting_key(paper_id: str) -> str:
+    return f"classifier:awaiting:{paper_id}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _match_key(subscription_id: str, paper_id: str) -> str:
