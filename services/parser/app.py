@@ -10,7 +10,7 @@ from faststream import Context
 from faststream.redis import RedisRouter
 
 from services.parser.errors import ParseError
-from services.parser.ingest import describe, ingest, listing_day
+from services.parser.ingest import commit, describe, listing_day, prepare
 from services.parser.parse import parse_document
 from services.parser.settings import ParserSettings
 from services.parser.tokens import open_tokenizer
@@ -45,13 +45,16 @@ def build_router(settings: ParserSettings) -> RedisRouter:
             log.warning("item_skipped", index=error.index, ident=error.ident, reason=error.reason, **describe(event))
         if result.no_announcement:
             log.info("no_announcement", reason=result.no_announcement, **describe(event))
-        report = await ingest(result, store, listing_day(event))
+        # Publish before writing: a failure in between leaves the store unchanged, so the redelivery
+        # publishes the same events again (same ids) instead of finding nothing new.
+        report = await prepare(result, store, listing_day(event), event.event_id)
         if tokenizer is not None and report.events:
             tokenizer.attach(report.events)  # the embedder's tokenizing, done on this (scalable) replica
         for parsed_event in report.events:
             await parsed.publish(parsed_event)
         for moved in report.trending:
             await trending.publish(moved)
+        await commit(report, store)
         log.info(
             "document_parsed",
             papers=len(result.papers),

@@ -33,9 +33,15 @@ def parse(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParseResu
         try:
             result.papers.append(parse_item(item))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            ident = item.get("paper", {}).get("id") if isinstance(item, dict) else None
-            result.errors.append(ItemError(index=index, reason=f"{type(exc).__name__}: {exc}", ident=ident))
+            result.errors.append(ItemError(index=index, reason=f"{type(exc).__name__}: {exc}", ident=_ident(item)))
     return result
+
+
+def _ident(item: Any) -> str | None:
+    """The item's paper id for the error report, when a malformed item still has a readable one."""
+    paper = item.get("paper") if isinstance(item, dict) else None
+    ident = paper.get("id") if isinstance(paper, dict) else None
+    return str(ident) if isinstance(ident, str | int) and not isinstance(ident, bool) else None
 
 
 def parse_item(item: dict[str, Any]) -> Paper:

@@ -1,15 +1,25 @@
-"""Parsed papers against what is already known: which ones become events, and with which change."""
+"""Parsed papers against what is already known: which ones become events, and with which change.
+
+Planning reads the store and writes nothing; the service publishes the planned events and only then commits
+the papers (``commit``). A delivery that fails before its events are out leaves the store as it was, so its
+redelivery plans and publishes the same events again, under the same event ids (derived from the raw event's
+id), which downstream consumers already de-duplicate by (the embedder's ``once:embedder:{event_id}``).
+"""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from urllib.parse import parse_qs, urlsplit
 
 from services.parser.result import ParseResult
-from shared.events import PaperParsed, RawPapers, UpvotesChanged
-from shared.paper import Paper
-from shared.storage import PaperStore
+from shared.events import PaperParsed, RawPapers, Stream, UpvotesChanged
+from shared.paper import Paper, merge_papers
+from shared.storage import PaperChange, PaperStore
+
+_EVENT_IDS = uuid.UUID("5d0c5e1e-55a1-4f0e-9d0b-7a7a2f1c8e01")
 
 
 @dataclass
@@ -18,25 +28,62 @@ class IngestReport:
     trending: list[UpvotesChanged] = field(default_factory=list)
     unchanged: int = 0
     item_errors: int = 0
+    writes: list[Paper] = field(default_factory=list)
 
 
 async def ingest(result: ParseResult, store: PaperStore, listed_on: date | None = None) -> IngestReport:
-    """Upsert every paper; "new" for an unknown id, "updated" for a higher version, "merged" for new facts.
+    """Plan and commit at once, for callers with nothing to publish in between."""
+    report = await prepare(result, store, listed_on)
+    await commit(report, store)
+    return report
+
+
+async def prepare(
+    result: ParseResult, store: PaperStore, listed_on: date | None = None, source_event_id: str | None = None
+) -> IngestReport:
+    """The events ``result`` yields against the stored papers; writes nothing (see ``commit``)."""
+    known = await store.get_many(list(dict.fromkeys(p.id for p in result.papers)))
+    report = plan(result.papers, known, listed_on or datetime.now(UTC).date(), source_event_id)
+    report.item_errors = len(result.errors)
+    return report
+
+
+async def commit(report: IngestReport, store: PaperStore) -> None:
+    """Merge the planned papers into the store, once their events are published.
+
+    An upsert, not a put: another replica may have merged the same paper since the plan read it.
+    """
+    for paper in report.writes:
+        await store.upsert(paper)
+
+
+def plan(
+    papers: Iterable[Paper], known: dict[str, Paper], listed_on: date, source_event_id: str | None = None
+) -> IngestReport:
+    """Each paper against ``known``: "new" for an unknown id, "updated" for a higher version, "merged" for new facts.
 
     An identical repeat yields no event, so re-fetching a feed does not re-notify anyone. The same id twice
     in one document is merged first (a paper and its cross-list entry), so it yields one event at most.
     Hugging Face counts that moved become ``UpvotesChanged`` events (``listed_on`` is the Daily Papers day
-    for papers whose listing does not say); when only counts moved there is no ``PaperParsed``: the text
-    the embedder and classifier read is the same.
+    for papers whose listing does not say), only from documents that carry Hugging Face data; when only
+    counts moved there is no ``PaperParsed``: the text the embedder and classifier read is the same.
+    With ``source_event_id`` the event ids are derived from it, so a redelivery re-emits the same ids.
     """
-    report = IngestReport(item_errors=len(result.errors))
-    before = await store.get_many(list(dict.fromkeys(p.id for p in result.papers if p.hf is not None)))
+    report = IngestReport()
+    current = dict(known)
+    with_hf: set[str] = set()
     by_id: dict[str, PaperParsed] = {}
-    for paper in result.papers:
-        merged, change = await store.upsert(paper)
-        if change is None:
+    for paper in papers:
+        if paper.hf is not None:
+            with_hf.add(paper.id)
+        stored = current.get(paper.id)
+        merged = paper if stored is None else merge_papers(stored, paper)
+        if stored is not None and merged == stored:
             report.unchanged += 1
             continue
+        current[paper.id] = merged
+        report.writes.append(paper)
+        change = _change(stored, merged)
         previous = by_id.get(merged.id)
         if previous is None:
             by_id[merged.id] = PaperParsed(paper=merged, change=change)
@@ -46,15 +93,31 @@ async def ingest(result: ParseResult, store: PaperStore, listed_on: date | None 
         if previous.change == "merged" and change == "updated":
             previous.change = "updated"
     for event in by_id.values():
-        known = before.get(event.paper.id)
-        moved = upvote_change(known, event.paper, listed_on or datetime.now(UTC).date())
+        prior = known.get(event.paper.id)
+        moved = upvote_change(prior, event.paper, listed_on) if event.paper.id in with_hf else None
         if moved is not None:
             report.trending.append(moved)
-        if event.change == "merged" and known is not None and only_counts_moved(known, event.paper):
+        if event.change == "merged" and prior is not None and only_counts_moved(prior, event.paper):
             report.unchanged += 1
             continue
         report.events.append(event)
+    if source_event_id is not None:
+        for event in report.events:
+            event.event_id = stable_event_id(source_event_id, Stream.PARSED, event.paper.id)
+        for moved in report.trending:
+            moved.event_id = stable_event_id(source_event_id, Stream.TRENDING, moved.paper_id)
     return report
+
+
+def _change(stored: Paper | None, merged: Paper) -> PaperChange:
+    if stored is None:
+        return "new"
+    return "updated" if (merged.version or 0) > (stored.version or 0) else "merged"
+
+
+def stable_event_id(source_event_id: str, stream: str, paper_id: str) -> str:
+    """The same id for the same raw event, stream and paper, however often the raw event is delivered."""
+    return uuid.uuid5(_EVENT_IDS, f"{source_event_id}/{stream}/{paper_id}").hex
 
 
 def upvote_change(known: Paper | None, paper: Paper, listed_on: date) -> UpvotesChanged | None:

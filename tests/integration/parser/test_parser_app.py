@@ -6,16 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 from faststream import TestApp
 from faststream.redis import RedisBroker
 from faststream.redis.parser.binary import BinaryMessageFormatV1
+from faststream.redis.publisher.usecase import StreamPublisher
 
 from services.parser.app import SERVICE, build_router
 from services.parser.settings import ParserSettings
 from shared.events import PaperParsed, RawPapers, Stream, UpvotesChanged
 from shared.runtime import ServiceDef, build_app
+from shared.storage import PaperStore
 from tests.streams import decode, wait_for
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
@@ -90,3 +94,121 @@ async def test_upvote_changes_go_to_papers_trending(redis: aioredis.Redis, clean
     assert (moved.paper_id, moved.upvotes_before, moved.upvotes) == ("2606.13106", 18, 150)
     assert moved.daily_date.isoformat() == "2026-06-12"
     assert pending["pending"] == 0
+
+
+def fail_publish_once(monkeypatch: pytest.MonkeyPatch, stream: str, nth: int = 1) -> list[int]:
+    """Make the service's ``nth`` publish to ``stream`` raise, once; the returned list counts the failures."""
+    original = StreamPublisher.publish
+    seen, failed = [0], []
+
+    async def flaky(self: StreamPublisher, *args: Any, **kwargs: Any) -> Any:
+        if self.stream.name == stream and not failed:
+            seen[0] += 1
+            if seen[0] == nth:
+                failed.append(1)
+                raise ConnectionError("simulated: Redis went away mid-publish")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StreamPublisher, "publish", flaky)
+    return failed
+
+
+async def run_with_one_failure(
+    redis: aioredis.Redis, clean_redis: str, event: RawPapers, expect_parsed: int, expect_trending: int
+) -> tuple[list[PaperParsed], list[UpvotesChanged]]:
+    """Run the service on one raw event (a failure is patched in by the caller) until both streams hold the
+    expected counts; the claimer retries the failed delivery after 200 ms."""
+    settings = ParserSettings(
+        redis_url=clean_redis, read_block_ms=100, claim_poll_ms=100, claim_idle_ms=200, tokenize=False
+    )
+    app = build_app([ServiceDef(SERVICE, build_router, settings)], clean_redis)
+    publisher = RedisBroker(clean_redis)
+    await publisher.connect()
+    try:
+        async with TestApp(app):
+            await publisher.publish(event, stream=Stream.RAW)
+            if expect_trending:
+                await wait_for(redis, Stream.TRENDING, expect_trending, limit_s=10)
+            await wait_for(redis, Stream.PARSED, expect_parsed, limit_s=10)
+            for _ in range(50):  # the retried delivery is acked once its publishes returned
+                if (await redis.xpending(Stream.RAW, SERVICE))["pending"] == 0:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        await publisher.stop()
+    assert (await redis.xpending(Stream.RAW, SERVICE))["pending"] == 0
+    assert await redis.xlen("papers.raw.dead") == 0
+    parsed = decode(await redis.xrange(Stream.PARSED), PaperParsed)
+    return parsed, decode(await redis.xrange(Stream.TRENDING), UpvotesChanged)
+
+
+def unique_by_paper(events: list[PaperParsed]) -> dict[str, str]:
+    """Paper id -> event id; a paper published twice (a redelivery) must carry the same event id both times,
+    which is what the embedder's ``once:embedder:{event_id}`` marker de-duplicates by."""
+    ids: dict[str, set[str]] = {}
+    for event in events:
+        ids.setdefault(event.paper.id, set()).add(event.event_id)
+    assert all(len(v) == 1 for v in ids.values()), ids
+    return {paper_id: next(iter(v)) for paper_id, v in ids.items()}
+
+
+async def test_failed_parsed_publish_is_published_on_redelivery(
+    redis: aioredis.Redis, clean_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second papers.parsed publish of the first delivery fails: the claimer's redelivery must publish
+    all three papers (before the fix it found them stored and identical, and published nothing)."""
+    failed = fail_publish_once(monkeypatch, Stream.PARSED, nth=2)
+    body = (FIXTURES / "arxiv_rss/distill_rss2_cs.CL_2026-04.xml").read_text()
+    parsed, trending = await run_with_one_failure(
+        redis, clean_redis, RawPapers(source="arxiv-rss", url="x", body=body), 4, 0
+    )
+    assert failed == [1]
+    by_paper = unique_by_paper(parsed)
+    assert sorted(by_paper) == ["2604.22002", "2604.22027", "2604.22038"]
+    assert len(parsed) == 4  # the first paper twice (before the failure and on redelivery), under one id
+    assert await PaperStore(redis).get("2604.22002") is not None  # written once the events were out
+    assert trending == []
+
+
+async def test_failed_trending_publish_is_published_on_redelivery(
+    redis: aioredis.Redis, clean_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real 2026-06-12 Daily Papers list (30 papers): every papers.parsed publish succeeds, the first
+    papers.trending publish fails. The redelivery must publish the 30 first counts, and the 30 parsed
+    events again under the same ids."""
+    failed = fail_publish_once(monkeypatch, Stream.TRENDING)
+    body = (FIXTURES / "hf_daily_papers/sotawhat_hf_daily_papers_2026-06.json").read_text()
+    url = "https://huggingface.co/api/daily_papers?date=2026-06-12"
+    parsed, trending = await run_with_one_failure(
+        redis, clean_redis, RawPapers(source="hf-daily", url=url, body=body), 60, 30
+    )
+    assert failed == [1]
+    assert len(unique_by_paper(parsed)) == 30 and len(parsed) == 60
+    assert len(trending) == 30 and len({t.event_id for t in trending}) == 30
+    assert {t.paper_id: t.upvotes for t in trending}["2606.13681"] == 118
+    assert all(t.upvotes_before is None for t in trending)
+
+
+async def test_tokenizer_error_leaves_events_for_the_redelivery(
+    redis: aioredis.Redis, clean_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attaching token ids fails on the first delivery (before any publish): the redelivery publishes them."""
+
+    class FlakyTokenizer:
+        calls = 0
+
+        def attach(self, events: list[PaperParsed]) -> int:
+            FlakyTokenizer.calls += 1
+            if FlakyTokenizer.calls == 1:
+                raise RuntimeError("simulated tokenizer failure")
+            return 0
+
+    monkeypatch.setattr("services.parser.app.open_tokenizer", lambda *args: FlakyTokenizer())
+    body = (FIXTURES / "arxiv_rss/distill_rss2_cs.CL_2026-04.xml").read_text()
+    parsed, _ = await run_with_one_failure(redis, clean_redis, RawPapers(source="arxiv-rss", url="x", body=body), 3, 0)
+    assert FlakyTokenizer.calls == 2
+    assert [(e.paper.id, e.change) for e in parsed] == [
+        ("2604.22002", "new"),
+        ("2604.22027", "new"),
+        ("2604.22038", "new"),
+    ]

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from services.parser.ingest import ingest
 from services.parser.parse import parse_document, unwrap_recording
+from services.parser.result import ParseResult
 from shared.storage import PaperStore
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
@@ -112,3 +113,25 @@ async def test_concurrent_merges_of_one_paper_lose_nothing(redis: aioredis.Redis
     assert {f"mirror{i}" for i in range(20)} <= set(stored.links)
     assert set(stored.links) - {f"mirror{i}" for i in range(20)} == set(paper.links)  # the original links stay
     assert all(change == "merged" for _, change in results)
+
+
+async def test_update_without_hf_data_emits_no_upvote_change(redis: aioredis.Redis) -> None:
+    """A paper listed on Daily Papers (sotawhat 2026-06-12: 2606.13681, 118 upvotes) whose v2 later comes
+    from the arXiv API (a variant built here: version bumped, no HF data): one "updated" event and no
+    papers.trending event. Before the fix the stored count was not loaded for a document without HF data,
+    so a false first count (upvotes_before None) went out."""
+    store = PaperStore(redis)
+    body = (FIXTURES / "hf_daily_papers/sotawhat_hf_daily_papers_2026-06.json").read_bytes()
+    listed = await ingest(parse_document("hf-daily", body), store, date(2026, 6, 12))
+    (paper,) = [p for p in parse_document("hf-daily", body).papers if p.id == "2606.13681"]
+    assert {t.paper_id: t.upvotes for t in listed.trending}[paper.id] == 118
+    v2 = paper.model_copy(update={"version": 2, "hf": None, "sources": ["arxiv-api"], "abstract": "Revised."})
+    update = await ingest(ParseResult(source="arxiv-api", papers=[v2]), store)
+    assert [(e.paper.id, e.change, e.paper.hf.upvotes) for e in update.events] == [(paper.id, "updated", 118)]
+    assert update.trending == []
+    # The next Daily Papers reading is compared with the stored count, not taken for a first one.
+    items = json.loads(body)
+    (item,) = [i for i in items if i["paper"]["id"] == paper.id]
+    item["paper"]["upvotes"] = 130
+    moved = await ingest(parse_document("hf-daily", json.dumps(items)), store, date(2026, 6, 12))
+    assert [(t.paper_id, t.upvotes_before, t.upvotes) for t in moved.trending] == [(paper.id, 118, 130)]

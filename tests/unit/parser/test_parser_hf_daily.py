@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -43,3 +44,19 @@ def test_allnewsai_without_ai_summary() -> None:
     assert first.hf.github_repo == "https://github.com/MAC-AutoML/OmniScope"
     assert first.hf.ai_summary is None and first.hf.organization is None
     assert result.papers[1].hf.organization == "Nanyang Technological University"
+
+
+def test_malformed_items_are_skipped_and_the_rest_kept() -> None:
+    """sotawhat 2026-06-12 (30 items), changed in memory: one item's "paper" null, one a bare string, one
+    item not an object, one paper with an author that is a string. Each is reported with its index (and id
+    when readable); the other 26 papers stay. Before the fix the error report itself raised AttributeError
+    on the null/string "paper" and the whole day's list was lost."""
+    items = json.loads((HF / "sotawhat_hf_daily_papers_2026-06.json").read_text())
+    ids = [item["paper"]["id"] for item in items]
+    items[3]["paper"] = None
+    items[7]["paper"] = ids[7]
+    items[10] = "not an object"
+    items[12]["paper"]["authors"] = ["Jane Doe"]
+    result = parse_document("hf-daily", json.dumps(items))
+    assert [(e.index, e.ident) for e in result.errors] == [(3, None), (7, None), (10, None), (12, ids[12])]
+    assert [p.id for p in result.papers] == [pid for i, pid in enumerate(ids) if i not in {3, 7, 10, 12}]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from services.parser.ingest import listing_day, only_counts_moved, upvote_change
+from services.parser.ingest import listing_day, only_counts_moved, plan, upvote_change
 from services.parser.parse import parse_document
 from shared.events import RawPapers
 from shared.paper import Paper
@@ -74,3 +74,29 @@ def test_listing_day_of_a_response() -> None:
     assert listing_day(bare) == date(2026, 5, 12)
     bad = RawPapers(source="hf-daily", url="http://x/api/daily_papers?date=yesterday", body="[]", fetched_at=fetched)
     assert listing_day(bad) == date(2026, 5, 12)
+
+
+def test_document_without_hf_data_moves_no_count() -> None:
+    """A known Daily Papers paper seen again without HF data (its v2 from the arXiv API, a variant built
+    here): "updated", and no upvote change; the same paper with HF data and a moved count still yields one."""
+    known = first_paper()
+    v2 = known.model_copy(update={"version": 2, "hf": None, "sources": ["arxiv-api"], "abstract": "Revised."})
+    report = plan([v2], {known.id: known}, date(2026, 5, 11))
+    assert [(e.paper.id, e.change) for e in report.events] == [(known.id, "updated")]
+    assert report.trending == []
+    moved = plan([with_counts(known, upvotes=90)], {known.id: known}, date(2026, 5, 11))
+    assert [(t.upvotes_before, t.upvotes) for t in moved.trending] == [(86, 90)]
+    assert moved.events == [] and moved.unchanged == 1
+
+
+def test_event_ids_are_stable_per_raw_event() -> None:
+    """A redelivered raw event re-emits its events under the same ids (the embedder's once-key), and
+    another raw event (a later poll) under new ones."""
+    paper = first_paper()
+    first = plan([paper], {}, date(2026, 5, 11), "raw-1")
+    again = plan([paper], {}, date(2026, 5, 11), "raw-1")
+    later = plan([paper], {}, date(2026, 5, 11), "raw-2")
+    assert [e.event_id for e in first.events] == [e.event_id for e in again.events]
+    assert [t.event_id for t in first.trending] == [t.event_id for t in again.trending]
+    assert first.events[0].event_id != first.trending[0].event_id
+    assert first.events[0].event_id != later.events[0].event_id
