@@ -41,11 +41,14 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# `make up PROFILE=gpu`: the embedder on the GPU (docker-compose.gpu.yml replaces the CPU one).
+COMPOSE_FILES = -f docker-compose.yml $(if $(filter gpu,$(PROFILE)),-f docker-compose.gpu.yml)
+
 up:
-	docker compose up --build -d
+	docker compose $(COMPOSE_FILES) up --build -d
 
 down:
-	docker compose down
+	docker compose $(COMPOSE_FILES) down
 
 clean:
 	rm -rf $(VENV) data

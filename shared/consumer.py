@@ -6,8 +6,11 @@
   entry pending;
 - a claimer per consumer (a claim-only XAUTOCLAIM subscriber running the same handler) for entries idle
   longer than ``claim_idle_ms``, so a crashed consumer's or a failed handler's entries are retried;
+- a heartbeat while a handler runs (XCLAIM JUSTID of the entries it still owns, every ``claim_idle_ms / 3``), so
+  no claimer takes a slow but live entry and the delivery count only counts real deliveries;
 - a retry cap from the delivery count (XPENDING): after ``max_attempts`` the entry goes to ``<stream>.dead``
-  with its error and is acked, so a poison message never blocks or loops.
+  with its error and is acked, so a poison message never blocks or loops;
+- a replayed dead letter carries ``replay.for=<group>``: every other group on the stream acks it unhandled.
 
 Usage in a service::
 
@@ -26,11 +29,13 @@ and the rest of its batch goes on (the embedder and the classifier's ``papers.em
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -39,13 +44,31 @@ from faststream import BaseMiddleware
 from faststream.message import StreamMessage
 from faststream.redis import RedisRouter, StreamSub
 from pydantic import BaseModel, ValidationError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from shared.events import CONSUMER_GROUPS, dead_letter_stream
 from shared.settings import ServiceSettings
 from shared.storage import claim_once
 
 log = structlog.get_logger("paperwire.consumer")
+
+REPLAY_FOR = "replay.for"
+
+# XCLAIM ... JUSTID resets the idle time without raising the delivery count; checking the owner in the same script
+# keeps a beat from taking back an entry another consumer claimed in between.
+_KEEP_CLAIMED = """
+local claim = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+    claim[#claim + 1] = ARGV[i]
+  end
+end
+if #claim == 5 then
+  return 0
+end
+claim[#claim + 1] = 'JUSTID'
+return #redis.call(unpack(claim))
+"""
 
 
 def consumer_name(service: str, settings: ServiceSettings) -> str:
@@ -186,10 +209,61 @@ async def _bury(
     await redis.hdel(_errors_key(stream, group), message_id)
 
 
-def reliability_middleware(settings: ServiceSettings) -> Callable[..., BaseMiddleware]:
-    """Retry cap, dead letters, and the event id bound to every log line of the handler."""
+async def _keep_claimed(
+    redis: aioredis.Redis, stream: str, group: str, consumer: str, ids: list[str], interval_s: float
+) -> None:
+    """Reset the idle time of ``ids`` while their handler runs, so no claimer takes them from a live consumer."""
+    script = redis.register_script(_KEEP_CLAIMED)
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            if not await script(keys=[stream], args=[group, consumer, *ids]):
+                return
+        except RedisError as exc:
+            log.warning("heartbeat_failed", error=str(exc)[:500])
+
+
+@asynccontextmanager
+async def _heartbeat(
+    redis: aioredis.Redis, stream: str, group: str, consumer: str, ids: list[str], interval_s: float
+) -> AsyncIterator[None]:
+    task = asyncio.create_task(_keep_claimed(redis, stream, group, consumer, ids, interval_s))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _replayed_for(fields: dict[Any, Any]) -> str | None:
+    for key, value in fields.items():
+        if _decode(key) == REPLAY_FOR:
+            return _decode(value)
+    return None
+
+
+def _keep_entries(msg: StreamMessage[Any], keep: list[int]) -> None:
+    """Narrow a batch message in place to the entries at ``keep``: the handler, its ``Context("message")`` and the
+    final ack all see the same object, so bodies, ids and entries stay aligned (``bury_rejected`` relies on it)."""
+    raw = msg.raw_message
+    msg.raw_message = {
+        **raw,
+        "message_ids": [raw["message_ids"][i] for i in keep],
+        "data": [raw["data"][i] for i in keep],
+    }
+    bodies = json.loads(msg.body)
+    msg.body = json.dumps([bodies[i] for i in keep]).encode()
+    if msg.batch_headers:
+        msg.batch_headers = [msg.batch_headers[i] for i in keep]
+    msg.clear_cache()
+
+
+def reliability_middleware(settings: ServiceSettings, consumer: str) -> Callable[..., BaseMiddleware]:
+    """Retry cap, dead letters, heartbeat of in-flight entries, replays kept to their group, and the event id bound
+    to every log line of the handler. ``consumer`` is the name the router's subscribers read with."""
 
     max_attempts = settings.max_attempts
+    heartbeat_s = settings.claim_idle_ms / 3 / 1000
 
     class Reliability(BaseMiddleware):
         async def consume_scope(self, call_next: Callable[..., Any], msg: StreamMessage[Any]) -> Any:
@@ -201,6 +275,17 @@ def reliability_middleware(settings: ServiceSettings) -> Callable[..., BaseMiddl
             stream = raw["channel"]
             ids = [_decode(i) for i in raw["message_ids"]]
             entries = raw["data"] if raw["type"] == "bstream" else [raw["data"]]
+            foreign = [i for i, fields in enumerate(entries) if _replayed_for(fields) not in (None, group)]
+            if foreign:
+                # a dead letter replayed for another group on this stream: this group handled it already
+                await redis.xack(stream, group, *(ids[i] for i in foreign))
+                log.info("replay_for_other_group_skipped", stream=stream, group=group, ids=[ids[i] for i in foreign])
+                if len(foreign) == len(ids):
+                    return None
+                keep = [i for i in range(len(ids)) if i not in foreign]
+                _keep_entries(msg, keep)
+                ids = [ids[i] for i in keep]
+                entries = [entries[i] for i in keep]
             structlog.contextvars.bind_contextvars(
                 event_id=_event_id(msg) if raw["type"] == "stream" else None, stream=stream, entry=ids[0]
             )
@@ -214,7 +299,8 @@ def reliability_middleware(settings: ServiceSettings) -> Callable[..., BaseMiddl
                         await _bury(redis, stream, group, message_id, fields, error, attempts[message_id] - 1)
                     return None
                 try:
-                    result = await call_next(msg)
+                    async with _heartbeat(redis, stream, group, consumer, ids, heartbeat_s):
+                        result = await call_next(msg)
                 except Exception as exc:
                     error = f"{type(exc).__name__}: {exc}"
                     if min(attempts.values()) >= max_attempts:
@@ -239,7 +325,7 @@ def reliability_middleware(settings: ServiceSettings) -> Callable[..., BaseMiddl
 
 
 def make_router(service: str, settings: ServiceSettings) -> RedisRouter:
-    return RedisRouter(middlewares=[reliability_middleware(settings)])
+    return RedisRouter(middlewares=[reliability_middleware(settings, consumer_name(service, settings))])
 
 
 def subscriber(
@@ -284,13 +370,21 @@ def subscriber(
 
 
 async def replay_dead(redis: aioredis.Redis, stream: str, entry_ids: list[str] | None = None) -> int:
-    """Put dead-lettered entries of ``stream`` back on it (without the ``dead.*`` fields); returns how many."""
+    """Put dead-lettered entries of ``stream`` back on it (without the ``dead.*`` fields); returns how many.
+
+    Each goes back marked ``replay.for=<dead.group>``: the stream is shared, and the other groups on it handled
+    the entry the first time, so their middleware acks the copy unhandled."""
     replayed = 0
     for entry_id, fields in await redis.xrange(dead_letter_stream(stream)):
         if entry_ids and _decode(entry_id) not in entry_ids:
             continue
-        original = {k: v for k, v in fields.items() if not _decode(k).startswith("dead.")}
-        await redis.xadd(stream, original)
-        await redis.xdel(dead_letter_stream(stream), entry_id)
+        decoded = {_decode(k): v for k, v in fields.items()}
+        original = {k: v for k, v in decoded.items() if not k.startswith("dead.") and k != REPLAY_FOR}
+        if "dead.group" in decoded:
+            original[REPLAY_FOR] = decoded["dead.group"]
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(stream, original)
+            pipe.xdel(dead_letter_stream(stream), entry_id)
+            await pipe.execute()
         replayed += 1
     return replayed

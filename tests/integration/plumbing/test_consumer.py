@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from faststream import Context
 from faststream.redis import RedisBroker
 from pydantic import BaseModel
 
-from shared.consumer import ensure_group, make_router, subscriber
+from shared.consumer import dead_letter, ensure_group, make_router, replay_dead, subscriber
 from shared.settings import ServiceSettings
 
 STREAM = "test.jobs"
@@ -36,9 +38,9 @@ async def wait_for(predicate, limit_s: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def worker(settings: ServiceSettings, redis_url: str, handle) -> RedisBroker:
-    router = make_router(GROUP, settings)
-    subscriber(router, STREAM, service=GROUP, settings=settings)(handle)
+def worker(settings: ServiceSettings, redis_url: str, handle, group: str = GROUP, **options: Any) -> RedisBroker:
+    router = make_router(group, settings)
+    subscriber(router, STREAM, service=group, settings=settings, **options)(handle)
     broker = RedisBroker(redis_url)
     broker.include_router(router)
     return broker
@@ -172,11 +174,116 @@ async def test_retention_never_trims_unconsumed_entries(redis: aioredis.Redis, p
 
 
 async def test_dead_letters_replay_onto_their_stream(redis: aioredis.Redis) -> None:
-    from shared.consumer import dead_letter, replay_dead
-
     entry_id = await redis.xadd(STREAM, {"__data__": b"payload"})
     await dead_letter(redis, STREAM, GROUP, entry_id.decode(), {b"__data__": b"payload"}, "boom", 5)
     assert await replay_dead(redis, STREAM) == 1
     assert await redis.xlen(f"{STREAM}.dead") == 0
     entries = await redis.xrange(STREAM)
-    assert [fields for _, fields in entries] == [{b"__data__": b"payload"}, {b"__data__": b"payload"}]
+    # the copy is marked for the group that gave up on it
+    assert [fields for _, fields in entries] == [
+        {b"__data__": b"payload"},
+        {b"__data__": b"payload", b"replay.for": GROUP.encode()},
+    ]
+
+
+async def test_slow_handler_is_neither_claimed_nor_dead_lettered(redis: aioredis.Redis, clean_redis: str) -> None:
+    """A live handler that outlasts claim_idle_ms several times over keeps its entry: no claimer (its own nor
+    another replica's) runs it again, and the delivery count stays 1 (see r1_slow.py / r1b_replicas.py)."""
+    await ensure_group(redis, STREAM, GROUP)
+    claim_idle_ms = 500
+    runs: list[str] = []
+    delivered: list[int] = []
+
+    def replica(name: str) -> RedisBroker:
+        async def handle(job: Job) -> None:
+            runs.append(name)
+            await asyncio.sleep(claim_idle_ms * 4 / 1000)
+            ((entry_id, _),) = await redis.xrange(STREAM)
+            (pending,) = await redis.xpending_range(STREAM, GROUP, min=entry_id, max=entry_id, count=1)
+            delivered.append(pending["times_delivered"])
+
+        return worker(fast_settings(claim_idle_ms=claim_idle_ms, consumer_name=name), clean_redis, handle)
+
+    brokers = [replica("a"), replica("b")]
+    for broker in brokers:
+        await broker.start()
+    try:
+        await publish(brokers[0], Job(event_id="slow", n=1))
+
+        async def finished_and_acked() -> bool:
+            return bool(delivered) and (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+        await wait_for(finished_and_acked)
+    finally:
+        for broker in brokers:
+            await broker.stop()
+    assert len(runs) == 1
+    assert delivered == [1]
+    assert await redis.xlen(f"{STREAM}.dead") == 0
+
+
+async def _group_done_with(redis: aioredis.Redis, group: str, entry_id: bytes) -> bool:
+    info = {g["name"].decode(): g for g in await redis.xinfo_groups(STREAM)}[group]
+    return info["last-delivered-id"] == entry_id and info["pending"] == 0
+
+
+async def test_replayed_dead_letter_goes_only_to_its_group(redis: aioredis.Redis, clean_redis: str) -> None:
+    """Two groups share the stream; only the one that dead-lettered the entry handles the replay (r3_replay.py)."""
+    other = "other"
+    await ensure_group(redis, STREAM, GROUP)
+    await ensure_group(redis, STREAM, other)
+    entry_id = await redis.xadd(STREAM, {"__data__": Job(event_id="e1", n=1).model_dump_json()})
+    for group in (GROUP, other):
+        await redis.xreadgroup(group, f"{group}-1", {STREAM: ">"})
+        await redis.xack(STREAM, group, entry_id)
+    await dead_letter(redis, STREAM, GROUP, entry_id.decode(), (await redis.xrange(STREAM))[0][1], "boom", 5)
+    assert await replay_dead(redis, STREAM) == 1
+    replayed_id = (await redis.xrange(STREAM))[-1][0]
+    handled: dict[str, list[int]] = {GROUP: [], other: []}
+
+    def handler(group: str):
+        async def handle(job: Job) -> None:
+            handled[group].append(job.n)
+
+        return handle
+
+    brokers = [worker(fast_settings(), clean_redis, handler(g), group=g) for g in (GROUP, other)]
+    for broker in brokers:
+        await broker.start()
+    try:
+
+        async def both_done() -> bool:
+            return await _group_done_with(redis, GROUP, replayed_id) and await _group_done_with(
+                redis, other, replayed_id
+            )
+
+        await wait_for(both_done)
+    finally:
+        for broker in brokers:
+            await broker.stop()
+    assert handled == {GROUP: [1], other: []}
+
+
+async def test_batch_skips_only_the_entries_replayed_for_another_group(redis: aioredis.Redis, clean_redis: str) -> None:
+    other = "other"
+    await ensure_group(redis, STREAM, GROUP)
+    await ensure_group(redis, STREAM, other)
+    first = await redis.xadd(STREAM, {"__data__": Job(event_id="e1", n=1).model_dump_json()})
+    await dead_letter(redis, STREAM, GROUP, "0-1", {"__data__": Job(event_id="e0", n=0).model_dump_json()}, "x", 5)
+    await replay_dead(redis, STREAM)
+    last = await redis.xadd(STREAM, {"__data__": Job(event_id="e2", n=2).model_dump_json()})
+    batches: list[tuple[list[int], list[bytes]]] = []
+
+    async def handle(bodies: list[Any], message: Any = Context("message")) -> None:
+        batches.append(([Job.model_validate(b).n for b in bodies], list(message.raw_message["message_ids"])))
+
+    broker = worker(fast_settings(), clean_redis, handle, group=other, batch=True, max_records=10)
+    async with broker:
+        await broker.start()
+
+        async def done() -> bool:
+            return await _group_done_with(redis, other, last)
+
+        await wait_for(done)
+    # one read of the three entries; the replay for GROUP is acked unseen, bodies and ids stay aligned
+    assert batches == [([1, 2], [first, last])]

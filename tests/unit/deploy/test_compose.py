@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
-from pathlib import Path
+import shlex
+import shutil
+import subprocess
+from pathlib import Path, PurePath, PurePosixPath
 
 import pytest
 import yaml
@@ -86,3 +90,101 @@ def test_redis_persists_and_is_health_checked() -> None:
     assert re.search(r"^appendonly yes$", conf, re.M)
     for spec in SERVICES.values():
         assert spec["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def image_writable_dirs(dockerfile: Path) -> tuple[str, set[str], set[PurePosixPath]]:
+    """The USER the image runs as, the directories it makes before that, and those it hands to that user."""
+    user, made, owned = "root", set(), set()
+    for instruction, args in dockerfile_instructions(dockerfile):
+        if instruction == "USER":
+            user = args.split(":")[0]
+        elif instruction == "RUN" and user == "root":
+            for command in re.split(r"&&|;", args):
+                words = shlex.split(command)
+                if words[:2] == ["mkdir", "-p"]:
+                    made |= set(words[2:])
+                elif words[:1] == ["chown"]:
+                    paths = [w for w in words[1:] if w.startswith("/")]
+                    owner = next(w for w in words[1:] if not w.startswith("-") and not w.startswith("/"))
+                    owned |= {(owner.split(":")[0], PurePosixPath(p)) for p in paths}
+    return user, made, {path for owner, path in owned if owner == user}
+
+
+def workdir(dockerfile: Path) -> PurePosixPath:
+    return PurePosixPath(
+        [args for instruction, args in dockerfile_instructions(dockerfile) if instruction == "WORKDIR"][-1]
+    )
+
+
+def written_paths(spec: dict) -> set[PurePosixPath]:
+    """Where the container writes: its volumes, and the file/dir settings (env of the compose file, else defaults)."""
+    module_name, _ = app_module(spec)
+    service = module_name.split(".")[1]
+    settings_cls = (
+        type(REGISTRY[service].settings) if service in REGISTRY else importlib.import_module(module_name).ApiSettings
+    )
+    environment = spec.get("environment", {})
+    paths = {PurePosixPath(volume.split(":")[1]) for volume in spec.get("volumes", [])}
+    prefix = settings_cls.model_config.get("env_prefix", "")
+    for field, info in settings_cls.model_fields.items():
+        if "model" in field or not isinstance(info.default, PurePath):
+            continue  # the model is exported into the image at build time and only read
+        alias = info.validation_alias
+        keys = [str(c).upper() for c in alias.choices] if alias is not None else [f"{prefix}{field}".upper()]
+        value = next((environment[k] for k in keys if k in environment), str(info.default))
+        paths.add(workdir(ROOT / spec["build"]["dockerfile"]) / value)
+    return paths
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(n for n, spec in SERVICES.items() if image_writable_dirs(ROOT / spec["build"]["dockerfile"])[0] != "root"),
+)
+def test_a_non_root_container_writes_only_where_its_user_may(name: str) -> None:
+    spec = SERVICES[name]
+    dockerfile = ROOT / spec["build"]["dockerfile"]
+    user, made, owned = image_writable_dirs(dockerfile)
+    assert user != "root"
+    for path in written_paths(spec):
+        assert any(path.is_relative_to(d) for d in owned), f"{name} writes {path}, not owned by {user} in the image"
+    for volume in spec.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source in COMPOSE.get("volumes", {}):
+            # a named volume starts as a copy of the image's directory, owner included: it must be there
+            assert target in made, f"{name}: {target} is not made in {dockerfile.name}"
+
+
+def test_the_notifier_outbox_is_its_volume() -> None:
+    notifier = SERVICES["notifier"]
+    assert f"outbox:{notifier['environment']['NOTIFIER_OUTBOX_DIR']}" in notifier["volumes"]
+
+
+def compose_files(*make_args: str) -> list[str]:
+    """The compose files ``make up`` hands to docker compose (read from ``make -n``, which runs nothing)."""
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    environment = {k: v for k, v in os.environ.items() if k != "PROFILE"}
+    dry_run = subprocess.run(
+        ["make", "-n", "-s", "up", *make_args], cwd=ROOT, env=environment, capture_output=True, text=True, check=True
+    )
+    (command,) = [line for line in dry_run.stdout.splitlines() if "docker compose" in line and " up" in line]
+    return re.findall(r"-f (\S+)", command)
+
+
+def test_make_up_runs_one_embedder_on_cpu_or_on_the_gpu() -> None:
+    assert compose_files() == ["docker-compose.yml"]
+    assert compose_files("PROFILE=gpu") == ["docker-compose.yml", "docker-compose.gpu.yml"]
+    assert not any(spec.get("profiles") for spec in COMPOSE["services"].values()), "plain `up` runs every service"
+    gpu = yaml.safe_load((ROOT / "docker-compose.gpu.yml").read_text())["services"]
+    assert set(gpu) == {"embedder"}, "the override replaces the embedder, it adds no second one"
+    assert (ROOT / gpu["embedder"]["build"]["dockerfile"]).exists()
+    assert gpu["embedder"]["environment"]["EMBEDDER_PRECISION"] == "fp16"
+    (device,) = gpu["embedder"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"]
