@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 import structlog
 from faststream.redis import RedisBroker, RedisRouter
 
-from services.fetcher.poll import make_fetcher, poll_once
+from services.fetcher.poll import SourcePlan, make_fetcher, poll_once, source_keys
 from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import arxiv_api
 from shared.consumer import make_router, subscriber
@@ -41,7 +42,7 @@ def build_router(settings: FetcherSettings) -> RedisRouter:
 
 
 async def poll_forever(settings: FetcherSettings) -> None:
-    """Poll at start (if asked) and every interval; a failed cycle is retried sooner, never dropped."""
+    """Poll at start (if asked), then each source when it is due: every interval, a failed one sooner."""
     url = settings.redis_url or DEFAULT_REDIS_URL
     broker = RedisBroker(url)
     await broker.connect()
@@ -50,13 +51,15 @@ async def poll_forever(settings: FetcherSettings) -> None:
     async def publish(event: RawPapers) -> None:
         await broker.publish(event, stream=Stream.RAW)
 
+    plan = SourcePlan()
+    keys = source_keys(settings)
     try:
         delay = 0.0 if settings.poll_on_start else settings.poll_interval_s
         while True:
             await asyncio.sleep(delay)
             try:
-                report = await poll_once(settings, redis, publish)
-                delay = settings.poll_interval_s if report.ok else settings.retry_failed_after_s
+                await poll_once(settings, redis, publish, plan=plan)
+                delay = plan.seconds_until_due(keys, datetime.now(UTC), settings.poll_interval_s)
             except Exception:  # noqa: BLE001 - the loop must outlive any one cycle
                 log.exception("poll_failed")
                 delay = settings.retry_failed_after_s

@@ -108,11 +108,7 @@ class Fetcher:
         for attempt in range(1, self.max_retries + 2):
             wait: float | None = None
             try:
-                if limiter is not None:
-                    async with limiter.slot():
-                        result = await self._once(request_url, headers)
-                else:
-                    result = await self._once(request_url, headers)
+                result = await self._attempt(request_url, headers, limiter)
             except ResponseTooLarge:
                 await self._count("too_large")
                 raise
@@ -130,9 +126,7 @@ class Fetcher:
                     raise FetchError(f"HTTP {result.status} from {request_url}: {result.text()[:200]}")
                 await self._count(f"status_{result.status}")
                 last_error = f"HTTP {result.status}"
-                wait = retry_after_s(result.headers.get("retry-after"))
-                if wait is not None and limiter is not None:
-                    await limiter.defer(wait)
+                wait = _retry_after(result)
             if attempt > self.max_retries:
                 break
             delay = max(wait or 0.0, backoff_s(attempt, self.backoff_base_s, self.backoff_max_s))
@@ -140,6 +134,17 @@ class Fetcher:
             log.warning("fetch_retry", url=request_url, attempt=attempt, error=last_error, retry_in_s=round(delay, 2))
             await asyncio.sleep(delay)
         raise FetchError(f"gave up on {request_url} after {self.max_retries + 1} attempts: {last_error}")
+
+    async def _attempt(self, url: str, headers: dict[str, str], limiter: SharedRateLimiter | None) -> FetchResult:
+        """One request; a Retry-After reaches the shared limiter before the slot is given up, so no one slips in."""
+        if limiter is None:
+            return await self._once(url, headers)
+        async with limiter.slot():
+            result = await self._once(url, headers)
+            wait = _retry_after(result)
+            if wait is not None:
+                await limiter.defer(wait)
+            return result
 
     async def _once(self, url: str, headers: dict[str, str]) -> FetchResult:
         async with self.client.stream("GET", url, headers=headers) as response:
@@ -187,6 +192,13 @@ class Fetcher:
     async def _count(self, what: str) -> None:
         if self.redis is not None:
             await self.redis.hincrby(METRICS_KEY, what, 1)
+
+
+def _retry_after(result: FetchResult) -> float | None:
+    """The Retry-After of a retryable answer, in seconds; None for any other answer."""
+    if result.status not in RETRY_STATUSES:
+        return None
+    return retry_after_s(result.headers.get("retry-after"))
 
 
 def _cond_key(url: str) -> str:

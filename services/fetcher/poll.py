@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -24,6 +25,8 @@ class PollReport:
     started_at: datetime
     sources: list[SourceReport] = field(default_factory=list)
     schedule_note: str = ""
+    polled: dict[str, bool] = field(default_factory=dict)
+    """Each source polled this cycle (its ``source_keys`` key) and whether it succeeded."""
 
     @property
     def published(self) -> int:
@@ -36,6 +39,55 @@ class PollReport:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+def source_keys(settings: FetcherSettings) -> list[str]:
+    """The sources the loop schedules each on its own: every arXiv query, the RSS feed, the OAI harvest, HF."""
+    keys = [f"arxiv-api:{query}" for query in settings.arxiv_queries]
+    if settings.rss_categories:
+        keys.append("arxiv-rss")
+    if settings.oai_enabled:
+        keys.append("arxiv-oai")
+    if settings.hf_enabled:
+        keys.append("hf-daily")
+    return keys
+
+
+@dataclass
+class SourcePlan:
+    """When each source is next due and when it last succeeded.
+
+    A failing source is retried sooner on its own, so one source being down (say Hugging Face) does not make
+    every arXiv source re-fetch and republish its pages every retry interval. A source never polled is due.
+    """
+
+    next_due: dict[str, datetime] = field(default_factory=dict)
+    last_ok: dict[str, datetime] = field(default_factory=dict)
+
+    def due(self, keys: list[str], now: datetime) -> list[str]:
+        return [key for key in keys if key not in self.next_due or self.next_due[key] <= now]
+
+    def record(
+        self, polled: dict[str, bool], started: datetime, finished: datetime, interval_s: float, retry_s: float
+    ) -> None:
+        """Success counts from the cycle's start (what was fetched then); the next try from its end."""
+        for key, ok in polled.items():
+            self.next_due[key] = finished + timedelta(seconds=interval_s if ok else retry_s)
+            if ok:
+                self.last_ok[key] = started
+
+    def complete_since(self, keys: list[str]) -> datetime | None:
+        """The time since which every source has been fetched successfully; None while one never was."""
+        if not keys or any(key not in self.last_ok for key in keys):
+            return None
+        return min(self.last_ok[key] for key in keys)
+
+    def seconds_until_due(self, keys: list[str], now: datetime, default_s: float) -> float:
+        """How long the loop may sleep before the next source is due (``default_s`` when nothing is configured)."""
+        if not keys:
+            return default_s
+        soonest = min(self.next_due.get(key, now) for key in keys)
+        return max(0.0, (soonest - now).total_seconds())
 
 
 def hf_days(newest: date, days: int) -> list[date]:
@@ -53,55 +105,79 @@ def make_fetcher(settings: FetcherSettings, redis: aioredis.Redis) -> tuple[Fetc
         backoff_base_s=settings.backoff_base_s,
         backoff_max_s=settings.backoff_max_s,
     )
-    limiter = SharedRateLimiter(redis, "arxiv", min_interval_s=settings.arxiv_min_interval_s)
+    limiter = SharedRateLimiter(
+        redis, "arxiv", min_interval_s=settings.arxiv_min_interval_s, lock_ttl_s=settings.arxiv_lock_ttl_s
+    )
     return fetcher, limiter
 
 
 async def poll_once(
-    settings: FetcherSettings, redis: aioredis.Redis, publish: Publish, *, now: datetime | None = None
+    settings: FetcherSettings,
+    redis: aioredis.Redis,
+    publish: Publish,
+    *,
+    now: datetime | None = None,
+    plan: SourcePlan | None = None,
 ) -> PollReport:
-    """Fetch every configured source once and publish each response; a failing source does not stop the others."""
+    """Fetch every source that is due (all of them without a ``plan``) and publish each response.
+
+    A failing source does not stop the others. ``fetcher:last_poll`` moves to the time since which every
+    source has been fetched successfully, so a source still failing holds it back and its retry releases it.
+    """
     now = now or datetime.now(UTC)
+    clock = time.monotonic()
+    plan = plan if plan is not None else SourcePlan()
+    keys = source_keys(settings)
+    due = set(plan.due(keys, now))
     report = PollReport(started_at=now)
     last = await redis.get(LAST_POLL_KEY)
     since = datetime.fromisoformat(last.decode()) if last else None
     calendar = schedule.status(now, since, frozenset(settings.holidays))
     report.schedule_note = calendar.reason
+
+    def polled(key: str, *sources: SourceReport) -> None:
+        report.sources.extend(sources)
+        report.polled[key] = all(source.ok for source in sources)
+
     fetcher, limiter = make_fetcher(settings, redis)
     try:
         for query in settings.arxiv_queries:
-            report.sources.append(
-                await arxiv_api.fetch_query(
-                    fetcher,
-                    limiter,
-                    settings.arxiv_api_url,
-                    publish,
-                    search_query=query,
-                    max_results=settings.max_results,
-                    page_size=settings.page_size,
-                )
+            if f"arxiv-api:{query}" not in due:
+                continue
+            result = await arxiv_api.fetch_query(
+                fetcher,
+                limiter,
+                settings.arxiv_api_url,
+                publish,
+                search_query=query,
+                max_results=settings.max_results,
+                page_size=settings.page_size,
+                short_page_retries=settings.short_page_retries,
             )
-        if settings.rss_categories:
-            report.sources.append(
-                await arxiv_rss.fetch_feed(
-                    fetcher, limiter, settings.arxiv_rss_url, settings.rss_categories, publish, settings.rss_format
-                )
+            polled(f"arxiv-api:{query}", result)
+        if "arxiv-rss" in due:
+            result = await arxiv_rss.fetch_feed(
+                fetcher, limiter, settings.arxiv_rss_url, settings.rss_categories, publish, settings.rss_format
             )
-        if settings.oai_enabled:
+            polled("arxiv-rss", result)
+        if "arxiv-oai" in due:
             # The daily harvest: yesterday and today, resumable like a backfill.
             job = oai.Harvest(
                 now.date() - timedelta(days=1), now.date(), settings.oai_set, settings.oai_metadata_prefix
             )
             if await redis.hget(job.key, "done") == b"1":
                 await redis.delete(job.key)  # a new poll of the same window: records may have been added since
-            report.sources.append(await oai.harvest(fetcher, limiter, redis, settings.oai_url, job, publish))
-        if settings.hf_enabled:
-            for day in hf_days(settings.hf_date or now.date(), settings.hf_days):
-                report.sources.append(await hf_daily.fetch_day(fetcher, settings.hf_url, day, publish))
+            polled("arxiv-oai", await oai.harvest(fetcher, limiter, redis, settings.oai_url, job, publish))
+        if "hf-daily" in due:
+            days = hf_days(settings.hf_date or now.date(), settings.hf_days)
+            polled("hf-daily", *[await hf_daily.fetch_day(fetcher, settings.hf_url, day, publish) for day in days])
     finally:
         await fetcher.client.aclose()
-    if report.ok:
-        await redis.set(LAST_POLL_KEY, now.isoformat())
+    finished = now + timedelta(seconds=time.monotonic() - clock)
+    plan.record(report.polled, now, finished, settings.poll_interval_s, settings.retry_failed_after_s)
+    complete = plan.complete_since(keys)
+    if complete is not None and (since is None or complete > since):
+        await redis.set(LAST_POLL_KEY, complete.isoformat())
     for source in report.sources:
         level = log.warning if source.error else log.info
         level(

@@ -55,27 +55,41 @@ class SharedRateLimiter:
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Hold the single arXiv connection; returns once this process may send its request."""
+        """Hold the single arXiv connection; returns once this process may send its request.
+
+        The wait for ``next allowed`` happens before the lock is taken and is checked again under it: a
+        Retry-After longer than the lock's TTL must not let the lock expire while its holder sleeps (the
+        waiters would then take it one by one and all send together).
+        """
         token = uuid.uuid4().hex
         waited = 0.0
-        while not await self.redis.set(self.lock_key, token, nx=True, px=self.lock_ttl_ms):
-            await asyncio.sleep(self.poll_s)
-            waited += self.poll_s
+        while True:
+            delay_s = await self._delay_s()
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+                waited += delay_s
+                continue
+            if not await self.redis.set(self.lock_key, token, nx=True, px=self.lock_ttl_ms):
+                await asyncio.sleep(self.poll_s)
+                waited += self.poll_s
+                continue
+            if await self._delay_s() <= 0:
+                break
+            # Pushed forward (the last holder's spacing, or a Retry-After) between the check and the lock.
+            await self.redis.eval(_RELEASE, 1, self.lock_key, token)
+        if waited > 1:
+            log.debug("rate_limited", waited_s=round(waited, 2))
         try:
-            while True:
-                next_allowed = int(await self.redis.get(self.next_key) or 0)
-                delay_ms = next_allowed - await self._now_ms()
-                if delay_ms <= 0:
-                    break
-                await asyncio.sleep(delay_ms / 1000)
-                waited += delay_ms / 1000
-            if waited > 1:
-                log.debug("rate_limited", waited_s=round(waited, 2))
             yield
         finally:
             # Spacing counts from the end of this request, so starts are never closer than the interval.
             await self.redis.eval(_PUSH, 1, self.next_key, self.min_interval_ms)
             await self.redis.eval(_RELEASE, 1, self.lock_key, token)
+
+    async def _delay_s(self) -> float:
+        """Seconds until ``next allowed`` (0 or less: now)."""
+        next_allowed = int(await self.redis.get(self.next_key) or 0)
+        return (next_allowed - await self._now_ms()) / 1000
 
     async def defer(self, seconds: float) -> None:
         """No process may send before ``seconds`` from now (a 429/503 Retry-After applies to all of us)."""

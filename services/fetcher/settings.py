@@ -36,11 +36,15 @@ class FetcherSettings(ServiceSettings):
 
     max_results: int = Field(default=100, ge=1, le=30_000, description="papers per query per poll")
     page_size: int = Field(default=100, ge=1, le=2_000, description="arXiv allows at most 2,000 per page")
+    short_page_retries: int = Field(
+        default=3, ge=0, le=10, description="asks again for a page arXiv answered short although more results exist"
+    )
     poll_on_start: bool = True
     poll_interval_s: float = Field(default=3600.0, gt=0)
     retry_failed_after_s: float = Field(default=120.0, gt=0, description="a failed source is polled again sooner")
 
     arxiv_min_interval_s: float = Field(default=3.0, ge=0, description="shared by every fetcher process")
+    arxiv_lock_ttl_s: float = Field(default=300.0, gt=0, description="frees the arXiv slot when its holder died")
     user_agent: str = "paperwire/0.1 (+https://github.com/paperwire; mailto:ops@example.org)"
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0

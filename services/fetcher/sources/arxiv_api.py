@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.fetcher.http import Fetcher, FetchError
+from services.fetcher.http import Fetcher, FetchError, FetchResult
 from services.fetcher.ratelimit import SharedRateLimiter
-from services.fetcher.sources.common import Publish, SourceReport, peek_api_page
+from services.fetcher.sources.common import Publish, SourceReport, peek_api_page, peek_items_per_page
 from shared.events import RawPapers
 
 MAX_PAGE = 2_000
@@ -31,6 +31,15 @@ def query_params(
     return params
 
 
+def page_is_short(*, start: int, asked: int, entries: int, total: int | None, per_page: int | None) -> bool:
+    """Fewer entries than asked although totalResults says more exist from here: arXiv's empty/short-page glitch.
+
+    A page whose itemsPerPage differs from what was asked answers some other request (a server that ignores
+    max_results, the demo's replay): short by design, so retrying it would only get the same page again.
+    """
+    return total is not None and entries < asked and start + entries < total and per_page in (None, asked)
+
+
 async def fetch_query(
     fetcher: Fetcher,
     limiter: SharedRateLimiter,
@@ -41,8 +50,13 @@ async def fetch_query(
     id_list: list[str] | None = None,
     max_results: int = 100,
     page_size: int = 100,
+    short_page_retries: int = 3,
 ) -> SourceReport:
-    """Page through one query, publishing each response; stops on an empty or short page or at the total."""
+    """Page through one query, publishing each response; stops at the total or on a short page.
+
+    A short page while totalResults says there are more is asked for again (through the limiter) up to
+    ``short_page_retries`` times; if it stays short the report carries an error, since papers are missing.
+    """
     report = SourceReport("arxiv-api", search_query or f"id_list={','.join(id_list or [])}")
     wanted = min(max_results, MAX_PER_QUERY)
     page_size = min(page_size, MAX_PAGE)
@@ -50,21 +64,39 @@ async def fetch_query(
     while start < wanted:
         asked = min(page_size, wanted - start)
         params = query_params(search_query=search_query, id_list=id_list, start=start, max_results=asked)
-        try:
-            result = await fetcher.get(base_url, params=params, limiter=limiter)
-        except FetchError as exc:
-            report.error = str(exc)
-            return report
-        report.requests += 1
-        await publish(
-            RawPapers(source="arxiv-api", url=result.url, content_type=result.content_type, body=result.text())
-        )
-        report.published += 1
-        entries, total = peek_api_page(result.body)
+        best: FetchResult | None = None
+        entries, total, per_page, short = -1, None, None, False
+        for _ in range(1 + short_page_retries):
+            try:
+                result = await fetcher.get(base_url, params=params, limiter=limiter)
+            except FetchError as exc:
+                report.error = str(exc)
+                return report
+            report.requests += 1
+            got, total = peek_api_page(result.body)
+            per_page = peek_items_per_page(result.body)
+            if got > entries:
+                best, entries = result, got
+            short = page_is_short(start=start, asked=asked, entries=entries, total=total, per_page=per_page)
+            if not short:
+                break
+        assert best is not None
+        if entries > 0 or not short:
+            await publish(RawPapers(source="arxiv-api", url=best.url, content_type=best.content_type, body=best.text()))
+            report.published += 1
         report.entries += entries
-        start += entries
         if total is not None:
             report.extra["total_results"] = str(total)
+        if short:
+            report.error = (
+                f"incomplete: the page at start={start} had {entries} of {asked} entries after "
+                f"{1 + short_page_retries} tries although totalResults is {total}; "
+                f"{report.entries} of {min(wanted, total or 0)} fetched"
+            )
+            break
+        start += entries
+        if per_page is not None and per_page != asked and entries < asked and total is not None and start < total:
+            report.note = f"the server answered {per_page} per page, not the {asked} asked: stopped after that page"
         if entries == 0 or entries < asked or (total is not None and start >= total):
             break
     return report

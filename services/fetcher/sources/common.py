@@ -12,6 +12,7 @@ Publish = Callable[[RawPapers], Awaitable[None]]
 
 _TOTAL_RE = re.compile(rb"<(?:\w+:)?totalResults[^>]*>\s*(\d+)\s*<")
 _ENTRY_RE = re.compile(rb"<entry[\s>]")
+_PER_PAGE_RE = re.compile(rb"<(?:\w+:)?itemsPerPage[^>]*>\s*(\d+)\s*<")
 _TOKEN_RE = re.compile(rb"<(?:\w+:)?resumptionToken([^>]*)>([^<]*)<|<(?:\w+:)?resumptionToken([^>]*)/>")
 _RECORD_RE = re.compile(rb"<(?:\w+:)?record[\s>]")
 _OAI_ERROR_RE = re.compile(rb"""<(?:\w+:)?error\s+code\s*=\s*["']([A-Za-z]+)["'][^>]*>([^<]*)<""")
@@ -39,6 +40,12 @@ def peek_api_page(body: bytes) -> tuple[int, int | None]:
     """(entries on this page, opensearch totalResults): enough to page without parsing."""
     total = _TOTAL_RE.search(body)
     return len(_ENTRY_RE.findall(body)), int(total.group(1)) if total else None
+
+
+def peek_items_per_page(body: bytes) -> int | None:
+    """opensearch itemsPerPage: arXiv echoes the page size it answered, which tells a glitch from a smaller page."""
+    found = _PER_PAGE_RE.search(body)
+    return int(found.group(1)) if found else None
 
 
 def peek_oai_page(body: bytes) -> tuple[int, str | None, int | None, str | None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from fetcher_replay import ReplayServer, Reply
 from services.fetcher.http import Fetcher, FetchError, ResponseTooLarge
 from services.fetcher.ratelimit import SharedRateLimiter
 from services.fetcher.sources import arxiv_api, arxiv_rss
+from services.fetcher.sources.common import peek_api_page
 from shared.events import RawPapers
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
@@ -71,6 +74,7 @@ async def test_paging_stops_on_a_short_page(redis: aioredis.Redis, replay: Repla
     )
     await fetcher.client.aclose()
     assert report.requests == 1 and report.entries == 2
+    assert report.ok and "answered 2 per page, not the 100 asked" in (report.note or "")
 
 
 async def test_429_retry_after_is_honoured_by_everyone(redis: aioredis.Redis, replay: ReplayServer) -> None:
@@ -174,3 +178,80 @@ async def test_rate_limit_spacing_in_one_process(redis: aioredis.Redis, replay: 
     await fetcher.client.aclose()
     starts = [s.started for s in replay.seen]
     assert all(b - a >= 0.3 for a, b in zip(starts, starts[1:], strict=False)), (starts, start)
+
+
+async def test_retry_after_longer_than_the_lock_ttl_keeps_one_connection(
+    redis: aioredis.Redis, replay: ReplayServer
+) -> None:
+    """Three replicas; the first answer is a 429 whose Retry-After outlasts the slot lock's TTL (scaled down: 2 s
+    against 0.5 s, standing in for more than the 300 s default). Waiting out the Retry-After must not hold the
+    lock, or it expires under its holder and everyone sends at once when arXiv is already throttling us."""
+    replay.scripts["/api/query"] = [Reply(429, b"slow down", {"Retry-After": "2"}, delay_s=0.2)]
+    replay.routes["/api/query"] = lambda p, q, h: Reply(200, CL, XML, delay_s=0.3)
+
+    async def replica() -> int:
+        client = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
+        fetcher = Fetcher(client, redis, max_retries=3, backoff_base_s=0.05, backoff_max_s=0.2)
+        limiter = SharedRateLimiter(redis, "arxiv", min_interval_s=0.0, lock_ttl_s=0.5, poll_s=0.01)
+        try:
+            return (await fetcher.get(f"{replay.url}/api/query", limiter=limiter)).status
+        finally:
+            await client.aclose()
+
+    assert await asyncio.gather(replica(), replica(), replica()) == [200, 200, 200]
+    assert len(replay.seen) == 4
+    assert replay.max_in_flight == 1
+    throttled_until = replay.seen[0].ended + 2.0
+    assert all(s.started >= throttled_until - 0.05 for s in replay.seen[1:])
+
+
+def keep_entries(body: bytes, n: int) -> bytes:
+    """A recorded page with only its first ``n`` entries: arXiv's empty (n=0) or short page, totals untouched."""
+    head, *entries = re.split(rb"(?=<entry[\s>])", body)
+    tail = entries[-1][entries[-1].rindex(b"</entry>") + len(b"</entry>") :]
+    kept = [e[: e.rindex(b"</entry>") + len(b"</entry>")] for e in entries[:n]]
+    return head + b"".join(kept) + tail
+
+
+async def test_an_empty_page_inside_the_results_is_asked_for_again(redis: aioredis.Redis, replay: ReplayServer) -> None:
+    """arXiv answers the page at start=10 empty twice, then properly: nothing is skipped, nothing empty published."""
+    empty = keep_entries(PAGES[10], 0)
+    answers = {10: [empty, empty]}
+    replay.routes["/api/query"] = lambda p, q, h: Reply(
+        200, (answers.get(int(q["start"])) or [PAGES[int(q["start"])]]).pop(0), XML
+    )
+    fetcher, limiter = make(redis)
+    sink = Sink()
+    report = await arxiv_api.fetch_query(
+        fetcher, limiter, f"{replay.url}/api/query", sink, search_query="all:testing", max_results=30, page_size=10
+    )
+    await fetcher.client.aclose()
+    assert [int(s.query["start"]) for s in replay.seen] == [0, 10, 10, 10, 20]
+    assert report.ok and report.note is None and report.entries == 30 and report.requests == 5
+    assert [e.body.encode() for e in sink.events] == [PAGES[0], PAGES[10], PAGES[20]]
+
+
+async def test_a_page_that_stays_short_is_reported_not_claimed_complete(
+    redis: aioredis.Redis, replay: ReplayServer
+) -> None:
+    short = keep_entries(PAGES[10], 4)
+    assert peek_api_page(short) == (4, 214881)
+    replay.routes["/api/query"] = lambda p, q, h: Reply(200, short if q["start"] == "10" else PAGES[0], XML)
+    fetcher, limiter = make(redis)
+    sink = Sink()
+    report = await arxiv_api.fetch_query(
+        fetcher,
+        limiter,
+        f"{replay.url}/api/query",
+        sink,
+        search_query="all:testing",
+        max_results=30,
+        page_size=10,
+        short_page_retries=2,
+    )
+    await fetcher.client.aclose()
+    assert [int(s.query["start"]) for s in replay.seen] == [0, 10, 10, 10]
+    assert not report.ok and report.entries == 14
+    assert "start=10" in (report.error or "") and "14 of 30" in (report.error or "")
+    # The four papers it did get are real: handed on once, with the full first page.
+    assert [e.body.encode() for e in sink.events] == [PAGES[0], short]

@@ -3,9 +3,11 @@ limit across two fetcher processes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -13,8 +15,9 @@ import typer
 from fetcher_replay import ReplayServer, Reply
 from typer.testing import CliRunner
 
+from services.fetcher.app import poll_forever
 from services.fetcher.cli import COMMANDS
-from services.fetcher.poll import make_fetcher, poll_once
+from services.fetcher.poll import LAST_POLL_KEY, SourcePlan, make_fetcher, poll_once
 from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import oai
 from shared.events import RawPapers
@@ -188,3 +191,102 @@ def test_two_fetcher_processes_share_one_limit(clean_redis: str, replay: ReplayS
     assert replay.max_in_flight == 1
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert min(gaps) >= interval, gaps
+
+
+class HuggingFace:
+    """A stand-in Daily Papers endpoint: 404 while down, the recorded list once up; tells when it was asked enough."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.requests = 0
+        self.asked_enough = asyncio.Event()
+        self.enough = 3
+        self.loop = asyncio.get_running_loop()
+
+    def __call__(self, path: str, query: dict[str, str], headers: dict[str, str]) -> Reply:
+        self.requests += 1
+        if self.requests >= self.enough:
+            self.loop.call_soon_threadsafe(self.asked_enough.set)
+        return Reply(200, HF, {"Content-Type": "application/json"}) if self.up else Reply(404)
+
+
+def one_failing_source(replay: ReplayServer, hf: HuggingFace, clean_redis: str, **overrides: object) -> FetcherSettings:
+    """An arXiv query and an RSS feed that answer, and Hugging Face (down until ``hf.up``)."""
+    rss = (FIXTURES / "arxiv_rss/distill_rss2_cs.CL_2026-04.xml").read_bytes()
+    replay.routes["/api/query"] = lambda p, q, h: Reply(200, CL, {"Content-Type": "application/atom+xml"})
+    replay.routes["/rss/cs.CL"] = lambda p, q, h: Reply(200, rss, {"Content-Type": "application/rss+xml"})
+    replay.routes["/api/daily_papers"] = hf
+    values: dict[str, object] = {
+        "redis_url": clean_redis,
+        "arxiv_api_url": f"{replay.url}/api/query",
+        "arxiv_rss_url": replay.url,
+        "hf_url": f"{replay.url}/api/daily_papers",
+        "arxiv_queries": ["cat:cs.CL"],
+        "rss_categories": ["cs.CL"],
+        "hf_date": date(2026, 5, 11),
+        "hf_days": 1,
+        "arxiv_min_interval_s": 0,
+        **overrides,
+    }
+    return FetcherSettings(**values)  # type: ignore[arg-type]
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel until it ends: redis-py 8.1's asyncio client loses a cancel that lands during a command."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def requests_to(replay: ReplayServer, path: str) -> int:
+    return sum(s.path == path for s in replay.seen)
+
+
+async def test_the_loop_retries_only_the_failing_source(
+    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
+) -> None:
+    """Hugging Face is down: it is retried every retry interval (scaled down here), arXiv stays on the hourly poll."""
+    hf = HuggingFace()
+    settings = one_failing_source(replay, hf, clean_redis, poll_interval_s=3600, retry_failed_after_s=0.1)
+    loop = asyncio.create_task(poll_forever(settings))
+    try:
+        await asyncio.wait_for(hf.asked_enough.wait(), timeout=30)
+    finally:
+        await stop(loop)
+    assert requests_to(replay, "/api/query") == 1
+    assert requests_to(replay, "/rss/cs.CL") == 1
+    # The API page and the feed, once each: the retries republished nothing.
+    assert len(await redis.xrange("papers.raw")) == 2
+
+
+async def test_each_source_keeps_its_own_schedule_and_last_poll_waits_for_all(
+    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
+) -> None:
+    hf = HuggingFace()
+    settings = one_failing_source(replay, hf, clean_redis)
+    plan = SourcePlan()
+    start = datetime(2026, 5, 11, 12, 0, tzinfo=UTC)
+    first = await poll_once(settings, redis, Sink(), now=start, plan=plan)
+    assert first.polled == {"arxiv-api:cat:cs.CL": True, "arxiv-rss": True, "hf-daily": False}
+    assert await redis.get(LAST_POLL_KEY) is None  # Hugging Face has never been fetched yet
+
+    retry = start + timedelta(seconds=settings.retry_failed_after_s + 1)
+    replay.seen.clear()
+    second = await poll_once(settings, redis, Sink(), now=retry, plan=plan)
+    assert second.polled == {"hf-daily": False} and [s.path for s in replay.seen] == ["/api/daily_papers"]
+
+    hf.up = True
+    later = retry + timedelta(seconds=settings.retry_failed_after_s + 1)
+    third = await poll_once(settings, redis, Sink(), now=later, plan=plan)
+    assert third.polled == {"hf-daily": True}
+    # Every source has now succeeded, the arXiv ones at the first cycle: that is what has been seen since.
+    assert await redis.get(LAST_POLL_KEY) == start.isoformat().encode()
+
+    replay.seen.clear()
+    hourly = start + timedelta(seconds=settings.poll_interval_s + 1)
+    fourth = await poll_once(settings, redis, Sink(), now=hourly, plan=plan)
+    assert set(fourth.polled) == {"arxiv-api:cat:cs.CL", "arxiv-rss"}
+    assert {s.path for s in replay.seen} == {"/api/query", "/rss/cs.CL"}
+    assert await redis.get(LAST_POLL_KEY) == later.isoformat().encode()

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.fetcher.http import backoff_s, retry_after_s
-from services.fetcher.sources.arxiv_api import query_params, submitted_window
+from services.fetcher.sources.arxiv_api import page_is_short, query_params, submitted_window
 from services.fetcher.sources.arxiv_rss import feed_url
-from services.fetcher.sources.common import peek_api_page, peek_oai_page
+from services.fetcher.sources.common import peek_api_page, peek_items_per_page, peek_oai_page
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 
@@ -36,6 +36,23 @@ def test_peek_api_pages_match_the_files() -> None:
     assert peek_api_page(old) == (2, 5619)
     empty = (FIXTURES / "arxiv_api/extracted_bodies/arxivpy_id_0000.0000_s0_m100_8b51d9633a68.xml").read_bytes()
     assert peek_api_page(empty) == (0, 0)
+
+
+def test_items_per_page_is_what_arxiv_answered() -> None:
+    body = (FIXTURES / "arxiv_api/extracted_bodies/arxivpy_q_testing_s10_m10_34e56e15aaac.xml").read_bytes()
+    assert peek_items_per_page(body) == 10
+    old = (FIXTURES / "arxiv_api/xiv_q_cat-cs.RO_AND_neural_max2_2025-10-17.xml").read_bytes()
+    assert peek_items_per_page(old) == 2
+    assert peek_items_per_page(b"<feed/>") is None
+
+
+def test_short_page_means_results_are_missing() -> None:
+    assert page_is_short(start=100, asked=100, entries=0, total=300, per_page=100)
+    assert page_is_short(start=100, asked=100, entries=40, total=300, per_page=None)
+    assert not page_is_short(start=200, asked=100, entries=100, total=300, per_page=100)  # a full page
+    assert not page_is_short(start=200, asked=100, entries=57, total=257, per_page=100)  # the last page
+    assert not page_is_short(start=0, asked=100, entries=2, total=108507, per_page=2)  # answers another request
+    assert not page_is_short(start=0, asked=100, entries=0, total=None, per_page=None)  # nothing to compare with
 
 
 def test_peek_oai_pages_match_the_files() -> None:
