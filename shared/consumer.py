@@ -49,6 +49,7 @@ from redis.exceptions import RedisError, ResponseError
 from shared.events import CONSUMER_GROUPS, dead_letter_stream
 from shared.settings import ServiceSettings
 from shared.storage import claim_once
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("paperwire.consumer")
 
@@ -231,8 +232,7 @@ async def _heartbeat(
     try:
         yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(task)  # a beat in flight would swallow a single cancel, and the handler never return
 
 
 def _replayed_for(fields: dict[Any, Any]) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from shared.events import CONSUMER_GROUPS
 from shared.logs import configure_logging
 from shared.retention import trim_forever
 from shared.settings import ServiceSettings
+from shared.tasks import cancel_and_wait
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -98,10 +98,6 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
 
     @app.on_shutdown
     async def _stop_loops() -> None:
-        for task in running:
-            task.cancel()
-        for task in running:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*running)
 
     return app
