@@ -4,7 +4,6 @@ limit across two fetcher processes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +20,7 @@ from services.fetcher.poll import LAST_POLL_KEY, SourcePlan, make_fetcher, poll_
 from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import oai
 from shared.events import RawPapers
+from shared.tasks import cancel_and_wait
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 ROOT = Path(__file__).parents[3]
@@ -231,15 +231,6 @@ def one_failing_source(replay: ReplayServer, hf: HuggingFace, clean_redis: str, 
     return FetcherSettings(**values)  # type: ignore[arg-type]
 
 
-async def stop(task: asyncio.Task[None]) -> None:
-    """Cancel until it ends: redis-py 8.1's asyncio client loses a cancel that lands during a command."""
-    while not task.done():
-        task.cancel()
-        await asyncio.wait([task], timeout=1)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
 def requests_to(replay: ReplayServer, path: str) -> int:
     return sum(s.path == path for s in replay.seen)
 
@@ -254,7 +245,7 @@ async def test_the_loop_retries_only_the_failing_source(
     try:
         await asyncio.wait_for(hf.asked_enough.wait(), timeout=30)
     finally:
-        await stop(loop)
+        await cancel_and_wait(loop)
     assert requests_to(replay, "/api/query") == 1
     assert requests_to(replay, "/rss/cs.CL") == 1
     # The API page and the feed, once each: the retries republished nothing.
