@@ -18,6 +18,7 @@ from services.fetcher.sources.common import Publish, SourceReport
 
 log = structlog.get_logger("paperwire.fetcher.poll")
 LAST_POLL_KEY = "fetcher:last_poll"
+OAI_COVERED_KEY = "fetcher:oai:covered_until"  # the last day a complete daily OAI harvest reached
 
 
 @dataclass
@@ -88,6 +89,15 @@ class SourcePlan:
             return default_s
         soonest = min(self.next_due.get(key, now) for key in keys)
         return max(0.0, (soonest - now).total_seconds())
+
+
+def oai_window_start(today: date, covered_until: date | None, max_days: int) -> date:
+    """The daily OAI harvest's ``from``: the day before the last complete harvest's ``until`` (records are
+    datestamped by day, and the parser de-duplicates the overlap), never more than ``max_days`` back, and at the
+    latest yesterday."""
+    yesterday = today - timedelta(days=1)
+    start = covered_until - timedelta(days=1) if covered_until else yesterday
+    return max(today - timedelta(days=max_days), min(start, yesterday))
 
 
 def hf_days(newest: date, days: int) -> list[date]:
@@ -161,13 +171,19 @@ async def poll_once(
             )
             polled("arxiv-rss", result)
         if "arxiv-oai" in due:
-            # The daily harvest: yesterday and today, resumable like a backfill.
-            job = oai.Harvest(
-                now.date() - timedelta(days=1), now.date(), settings.oai_set, settings.oai_metadata_prefix
+            # The daily harvest, resumable like a backfill: from where the last complete one ended, so an outage
+            # of a few days leaves no gap.
+            covered = await redis.get(OAI_COVERED_KEY)
+            start = oai_window_start(
+                now.date(), date.fromisoformat(covered.decode()) if covered else None, settings.oai_catchup_days
             )
+            job = oai.Harvest(start, now.date(), settings.oai_set, settings.oai_metadata_prefix)
             if await redis.hget(job.key, "done") == b"1":
                 await redis.delete(job.key)  # a new poll of the same window: records may have been added since
-            polled("arxiv-oai", await oai.harvest(fetcher, limiter, redis, settings.oai_url, job, publish))
+            harvested = await oai.harvest(fetcher, limiter, redis, settings.oai_url, job, publish)
+            if harvested.error is None and await redis.hget(job.key, "done") == b"1":
+                await redis.set(OAI_COVERED_KEY, now.date().isoformat())
+            polled("arxiv-oai", harvested)
         if "hf-daily" in due:
             days = hf_days(settings.hf_date or now.date(), settings.hf_days)
             polled("hf-daily", *[await hf_daily.fetch_day(fetcher, settings.hf_url, day, publish) for day in days])

@@ -23,6 +23,9 @@ class FetcherSettings(ServiceSettings):
     rss_format: str = Field(default="rss", pattern="^(rss|atom)$")
     oai_enabled: bool = False
     oai_set: str = "cs"
+    oai_catchup_days: int = Field(
+        default=7, ge=1, description="after an outage the daily harvest reaches back this far at most"
+    )
     oai_metadata_prefix: str = Field(default="arXivRaw", pattern="^(arXivRaw|arXiv)$")
     hf_enabled: bool = True
     hf_date: date | None = Field(default=None, description="fixed Daily Papers date; default today (UTC)")

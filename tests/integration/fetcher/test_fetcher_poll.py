@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from services.fetcher.app import poll_forever
 from services.fetcher.cli import COMMANDS
-from services.fetcher.poll import LAST_POLL_KEY, SourcePlan, make_fetcher, poll_once
+from services.fetcher.poll import LAST_POLL_KEY, OAI_COVERED_KEY, SourcePlan, make_fetcher, oai_window_start, poll_once
 from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import oai
 from shared.events import RawPapers
@@ -281,3 +281,34 @@ async def test_each_source_keeps_its_own_schedule_and_last_poll_waits_for_all(
     assert set(fourth.polled) == {"arxiv-api:cat:cs.CL", "arxiv-rss"}
     assert {s.path for s in replay.seen} == {"/api/query", "/rss/cs.CL"}
     assert await redis.get(LAST_POLL_KEY) == later.isoformat().encode()
+
+
+def test_the_daily_oai_window_reaches_back_to_the_last_complete_harvest() -> None:
+    today = date(2026, 11, 26)
+    assert oai_window_start(today, None, 7) == date(2026, 11, 25)
+    assert oai_window_start(today, today, 7) == date(2026, 11, 25)
+    assert oai_window_start(today, date(2026, 11, 22), 7) == date(2026, 11, 21)  # four days down: no gap
+    assert oai_window_start(today, date(2026, 10, 1), 7) == date(2026, 11, 19)  # capped
+
+
+async def test_the_daily_oai_harvest_starts_where_the_last_complete_one_ended(
+    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
+) -> None:
+    replay.routes["/oai"] = lambda p, q, h: Reply(200, OAI_SECOND)  # a complete list (no resumption token)
+    settings = FetcherSettings(
+        redis_url=clean_redis,
+        arxiv_queries=[],
+        rss_categories=[],
+        hf_enabled=False,
+        oai_enabled=True,
+        oai_url=f"{replay.url}/oai",
+        arxiv_min_interval_s=0,
+    )
+    now = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+    await redis.set(OAI_COVERED_KEY, "2026-11-22")  # the fetcher was down for four days
+    report = await poll_once(settings, redis, Sink(), now=now)
+    assert report.ok
+    assert replay.seen[0].query["from"] == "2026-11-21" and replay.seen[0].query["until"] == "2026-11-26"
+    assert await redis.get(OAI_COVERED_KEY) == b"2026-11-26"
+    await poll_once(settings, redis, Sink(), now=now + timedelta(days=1))
+    assert replay.seen[1].query["from"] == "2026-11-25"
