@@ -8,11 +8,20 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-# New style (since 2007-04): YYMM.NNNN or YYMM.NNNNN; old style: archive[.SUBJ]/YYMMNNN.
-_NEW_ID = r"\d{4}\.\d{4,5}"
+# New style (since 2007-04): YYMM.NNNN until 2014-12, YYMM.NNNNN from 2015-01 (years 9x read as the 1990s, before
+# new-style ids existed, so they are refused); old style: archive[.SUBJ]/YYMMNNN.
+_MONTH = r"(?:0[1-9]|1[0-2])"
+_NEW_ID = (
+    rf"(?:07(?:0[4-9]|1[0-2])|(?:0[89]|1[0-4]){_MONTH})\.\d{{4}}(?!\d)"
+    rf"|(?:1[5-9]|[2-8]\d){_MONTH}\.\d{{5}}(?!\d)"
+)
 _OLD_ID = r"[a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?/\d{7}"
+ARXIV_ID_PATTERN = rf"(?:{_NEW_ID}|{_OLD_ID})(?:v\d+)?"
+"""An arXiv id with optional version, unanchored: for finding ids in text; :func:`split_arxiv_id` validates."""
+ARXIV_URL_PREFIX = r"(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/"
+"""What precedes an id in an abs or pdf URL, with or without scheme and ``www.``."""
 ARXIV_ID_RE = re.compile(rf"^(?P<id>{_NEW_ID}|{_OLD_ID})(?:v(?P<version>\d+))?$")
-_URL_PREFIX_RE = re.compile(r"^(?:https?://(?:export\.)?arxiv\.org/(?:abs|pdf)/|arxiv:|oai:arXiv\.org:)", re.I)
+_URL_PREFIX_RE = re.compile(rf"^(?:{ARXIV_URL_PREFIX}|arxiv:|oai:arXiv\.org:)", re.I)
 
 AnnounceType = Literal["new", "cross", "replace", "replace-cross"]
 SourceName = Literal["arxiv-api", "arxiv-rss", "arxiv-oai", "hf-daily"]

@@ -4,10 +4,13 @@ Grammar (case-insensitive words, operators in capitals)::
 
     query  := or
     or     := and ("OR" and)*
-    and    := unary (["AND"] unary)*          adjacent terms mean AND
+    and    := unary (["AND"] unary | "ANDNOT" unary)*      adjacent terms mean AND; ANDNOT (arXiv's) is AND NOT
     unary  := ("NOT" | "-") unary | atom
     atom   := "(" or ")" | [field ":"] (word | "phrase")     field: ti, title, abs, abstract
     word   := letters/digits, a trailing * matches any word starting with it
+
+A query must need some term to be present (``NOT x`` or ``a OR -b`` would match almost every paper); that
+is checked on the whole query, so ``helium AND (NOT nanopore)`` is fine. Lower-case and/or/not are words.
 
 Queries compile to a tree whose leaves are (field, term) pairs; the scorer evaluates each distinct
 leaf once per paper batch, so thousands of subscriptions share the text work.
@@ -109,7 +112,7 @@ def _tokens(query: str) -> list[tuple[str, str | None]]:
         elif phrase is not None:
             out.append(("TERM", f"{pfield or ''}\x00{phrase}\x00phrase"))
         elif word is not None:
-            if word in ("AND", "OR", "NOT") and not wfield:
+            if word in ("AND", "OR", "NOT", "ANDNOT") and not wfield:
                 out.append((word, None))
             else:
                 out.append(("TERM", f"{wfield or ''}\x00{word}\x00word"))
@@ -160,12 +163,14 @@ def parse_query(query: str) -> Node:
 
     def parse_and() -> Node:
         items = [parse_unary()]
-        while peek() in ("AND", "NOT", "TERM", "("):
+        while peek() in ("AND", "ANDNOT", "NOT", "TERM", "("):
+            if peek() == "ANDNOT":
+                take()
+                items.append(Node("not", (parse_unary(),)))
+                continue
             if peek() == "AND":
                 take()
             items.append(parse_unary())
-        if all(i.op == "not" for i in items):
-            raise QueryError("a query cannot only exclude: add a term to look for")
         return items[0] if len(items) == 1 else Node("and", tuple(items))
 
     def parse_unary() -> Node:
@@ -189,6 +194,18 @@ def parse_query(query: str) -> Node:
     node = parse_or()
     if pos != len(tokens):
         raise QueryError(f"unexpected {tokens[pos][0]!r} (unbalanced parenthesis?)")
-    if node.op == "not":
-        raise QueryError("a query cannot only exclude: add a term to look for")
+    if _true_without_terms(node):
+        raise QueryError(
+            "a query cannot only exclude: add a term to look for (it matches papers without any of its terms)"
+        )
     return node
+
+
+def _true_without_terms(node: Node) -> bool:
+    """Whether the query matches a paper that contains none of its terms."""
+    if node.op == "term":
+        return False
+    if node.op == "not":
+        return not _true_without_terms(node.children[0])
+    values = [_true_without_terms(c) for c in node.children]
+    return all(values) if node.op == "and" else any(values)

@@ -13,11 +13,11 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from shared.paper import InvalidArxivId, normalize_arxiv_id
+from shared.paper import ARXIV_ID_PATTERN, ARXIV_URL_PREFIX, InvalidArxivId, normalize_arxiv_id
 
-_ID = r"(?:\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?"
+_ID = ARXIV_ID_PATTERN
 _FINDERS = (
-    re.compile(rf"arxiv\.org/(?:abs|pdf)/({_ID})", re.I),
+    re.compile(rf"{ARXIV_URL_PREFIX}({_ID})", re.I),
     re.compile(rf"10\.48550/arxiv\.({_ID})", re.I),
     re.compile(rf"arxiv\s*:\s*({_ID})", re.I),
 )

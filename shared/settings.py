@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LINK_SECRET_FILE = "link_secret"
 
 
 class ServiceSettings(BaseSettings):
@@ -31,12 +35,49 @@ class ServiceSettings(BaseSettings):
         description="where the api is reached: base of feedback, unsubscribe and feed links",
     )
     link_secret: str = Field(
-        default="dev-insecure-link-secret-change-me",
+        default="",
         validation_alias=AliasChoices("PAPERWIRE_LINK_SECRET"),
-        description="HMAC key of signed links; set it in production",
+        description="HMAC key of signed links; unset: a random one kept in <data_dir>/link_secret",
     )
     max_attempts: int = Field(default=5, ge=1, description="deliveries before an event is dead-lettered")
     claim_idle_ms: int = Field(default=30_000, ge=100, description="pending longer than this is claimed")
     claim_poll_ms: int = Field(default=1_000, ge=10)
     read_block_ms: int = Field(default=1_000, ge=10)
     retention_hours: float = Field(default=72.0, gt=0, description="consumed entries older than this are trimmed")
+
+    @model_validator(mode="after")
+    def _link_secret(self) -> ServiceSettings:
+        """Never a known constant: anyone could sign view/unsubscribe/feedback links with it. Unset, every process
+        started with the same data directory (``paperwire run``, the api next to it, the demo) shares one random
+        secret."""
+        if not self.link_secret:
+            self.link_secret = local_link_secret(self.data_dir)
+        return self
+
+
+def local_link_secret(data_dir: Path) -> str:
+    """The secret in ``data_dir/link_secret`` (mode 0600), created at random the first time.
+
+    Created under another name and linked into place, so processes starting together all read one complete
+    secret."""
+    path = Path(data_dir) / LINK_SECRET_FILE
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{LINK_SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_urlsafe(32))
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"PAPERWIRE_LINK_SECRET is unset and {path} cannot be read or created: {exc}") from exc
+    if not secret:
+        raise ValueError(f"{path} is empty: delete it or set PAPERWIRE_LINK_SECRET")
+    return secret

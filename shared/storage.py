@@ -4,6 +4,7 @@ Key layout (all values JSON unless said otherwise):
 - ``paper:{id}``                 the merged Paper
 - ``vectors:{space}``            hash: paper id -> float16 bytes (space = EmbeddingManifest.space)
 - ``subscription:{id}``          a Subscription; ``subscriptions:ids`` set of ids; ``owner:{owner}:subscriptions`` set
+- ``subscription:{id}:deleted``  the owner of a deleted subscription (string, expiring): a retried delete still acts
 - ``once:{...}``                 idempotency markers (SET NX)
 - ``webhook:{endpoint}:attempts`` list of recent delivery attempts (newest first); ``webhook:{endpoint}:state`` hash
 """
@@ -11,6 +12,7 @@ Key layout (all values JSON unless said otherwise):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -22,6 +24,7 @@ from shared.subscription import Subscription
 
 PaperChange = Literal["new", "updated", "merged"]
 UPSERT_TRIES = 50
+DELETED_TTL_S = 7 * 24 * 3600
 
 
 class PaperStore:
@@ -89,23 +92,85 @@ class SubscriptionStore:
         raw = await self.redis.get(f"subscription:{subscription_id}")
         return Subscription.model_validate_json(raw) if raw else None
 
-    async def put(self, subscription: Subscription) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(f"subscription:{subscription.id}", subscription.model_dump_json())
-            pipe.sadd("subscriptions:ids", subscription.id)
-            pipe.sadd(f"owner:{subscription.owner}:subscriptions", subscription.id)
-            await pipe.execute()
+    async def put(self, subscription: Subscription, *, only_new: bool = False) -> bool:
+        """Write it whole (loading configuration, creating); ``only_new``: only if the id is free, else False.
 
-    async def delete(self, subscription_id: str) -> bool:
-        subscription = await self.get(subscription_id)
-        if subscription is None:
-            return False
+        Edits of a stored subscription go through :meth:`update`, which never brings a deleted one back."""
+        key = f"subscription:{subscription.id}"
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(f"subscription:{subscription_id}")
-            pipe.srem("subscriptions:ids", subscription_id)
-            pipe.srem(f"owner:{subscription.owner}:subscriptions", subscription_id)
-            await pipe.execute()
+            try:
+                await pipe.watch(key)
+                if only_new and await pipe.exists(key):
+                    return False
+                pipe.multi()
+                pipe.set(key, subscription.model_dump_json())
+                pipe.delete(f"{key}:deleted")
+                pipe.sadd("subscriptions:ids", subscription.id)
+                pipe.sadd(f"owner:{subscription.owner}:subscriptions", subscription.id)
+                await pipe.execute()
+            except WatchError:
+                if only_new:
+                    return False
+                raise
         return True
+
+    async def update(
+        self, subscription_id: str, change: Callable[[Subscription], Subscription | None]
+    ) -> tuple[Subscription, Subscription] | None:
+        """Read, change and write back one subscription as a unit; (before, after), or None when it is not stored.
+
+        Optimistic (WATCH/MULTI, retried): an edit that read the record before a concurrent write or delete
+        committed is re-run on the fresh record instead of overwriting it, so concurrent edits are never lost
+        and a deleted subscription is never written back. ``change`` may run several times: keep it pure; it
+        may raise to refuse, and returns None to leave the record as it is."""
+        key = f"subscription:{subscription_id}"
+        for _ in range(UPSERT_TRIES):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if not raw:
+                        return None
+                    current = Subscription.model_validate_json(raw)
+                    updated = change(current)
+                    if updated is None:
+                        return current, current
+                    if updated.id != current.id or updated.owner != current.owner:
+                        raise ValueError("an update may not change a subscription's id or owner")
+                    pipe.multi()
+                    pipe.set(key, updated.model_dump_json())
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            return current, updated
+        raise RuntimeError(f"subscription {subscription_id}: kept changing during {UPSERT_TRIES} update attempts")
+
+    async def delete(self, subscription_id: str) -> Subscription | None:
+        """Remove it and remember its owner for a while (see :meth:`deleted_owner`); the removed record, or None."""
+        key = f"subscription:{subscription_id}"
+        for _ in range(UPSERT_TRIES):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if not raw:
+                        return None
+                    subscription = Subscription.model_validate_json(raw)
+                    pipe.multi()
+                    pipe.delete(key)
+                    pipe.srem("subscriptions:ids", subscription_id)
+                    pipe.srem(f"owner:{subscription.owner}:subscriptions", subscription_id)
+                    pipe.set(f"{key}:deleted", subscription.owner, ex=DELETED_TTL_S)
+                    await pipe.execute()
+                except WatchError:
+                    continue
+            return subscription
+        raise RuntimeError(f"subscription {subscription_id}: kept changing during {UPSERT_TRIES} delete attempts")
+
+    async def deleted_owner(self, subscription_id: str) -> str | None:
+        """Who owned a recently deleted subscription: lets a retried delete finish what the first one began."""
+        raw = await self.redis.get(f"subscription:{subscription_id}:deleted")
+        return raw.decode() if isinstance(raw, bytes) else raw
 
     async def list(self, owner: str | None = None) -> list[Subscription]:
         key = f"owner:{owner}:subscriptions" if owner else "subscriptions:ids"

@@ -6,7 +6,7 @@ import hashlib
 import re
 import uuid
 from datetime import UTC, datetime, time
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
@@ -23,10 +23,22 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class WebhookEndpoint(BaseModel):
-    """A user's HTTP receiver; deliveries are signed with ``secret`` (Standard Webhooks, ``whsec_``)."""
+def _canonical_url(url: str) -> str:
+    """The URL as HttpUrl writes it, so spellings of one address give one endpoint id."""
+    try:
+        return str(HttpUrl(url))
+    except ValueError:
+        return url
 
-    id: str = Field(default="", description="default: derived from the URL, stable across reloads")
+
+class WebhookEndpoint(BaseModel):
+    """A user's HTTP receiver; deliveries are signed with ``secret`` (Standard Webhooks, ``whsec_``).
+
+    The id names the endpoint's delivery log and state (``webhook:{id}:*``), so it must never be shared by two
+    subscriptions: it is random, or derived from the subscription id and URL for endpoints listed in a
+    configuration file without one (see :class:`Subscription`), and kept as stored from then on."""
+
+    id: str = Field(default="", description="default: random; in a subscriptions file, derived from its id and URL")
     url: HttpUrl
     secret: str = Field(pattern=r"^whsec_[A-Za-z0-9+/=]{16,}$")
     previous_secret: str | None = Field(default=None, description="still signed during a rotation")
@@ -34,10 +46,15 @@ class WebhookEndpoint(BaseModel):
     disabled_reason: str | None = None
 
     @model_validator(mode="after")
-    def _stable_id(self) -> WebhookEndpoint:
+    def _has_id(self) -> WebhookEndpoint:
         if not self.id:
-            self.id = hashlib.sha256(str(self.url).encode()).hexdigest()[:12]
+            self.id = new_id()
         return self
+
+
+def webhook_endpoint_id(subscription_id: str, url: str) -> str:
+    """The id of an endpoint configured without one: stable across reloads of the file, unique per subscription."""
+    return hashlib.sha256(f"{subscription_id}\x1f{url}".encode()).hexdigest()[:12]
 
 
 class Channels(BaseModel):
@@ -168,6 +185,29 @@ class Subscription(SubscriptionSpec):
     disliked: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _configured_endpoint_ids(cls, data: Any) -> Any:
+        """Endpoints given without an id (a subscriptions file) get one derived from the subscription id and URL,
+        so loading the same file again keeps their delivery logs; the same URL twice is refused."""
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            return data
+        channels = data.get("channels")
+        webhooks = channels.get("webhooks") if isinstance(channels, dict) else None
+        if not isinstance(webhooks, list):
+            return data
+        given = {w["id"] for w in webhooks if isinstance(w, dict) and w.get("id")}
+        filled = []
+        for webhook in webhooks:
+            if isinstance(webhook, dict) and not webhook.get("id") and isinstance(webhook.get("url"), str):
+                endpoint_id = webhook_endpoint_id(data["id"], _canonical_url(webhook["url"]))
+                if endpoint_id in given:
+                    raise ValueError(f"channels.webhooks: {webhook['url']!r} is listed twice")
+                given.add(endpoint_id)
+                webhook = {**webhook, "id": endpoint_id}
+            filled.append(webhook)
+        return {**data, "channels": {**channels, "webhooks": filled}}
 
     @field_validator("id", "owner")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,9 +31,16 @@ from services.api.subscriptions import Conflict, NotFound, WebhooksNotAccepted
 from shared.consumer import ensure_groups, make_router, subscriber
 from shared.events import DeliveryResult, Event, Stream
 from shared.logs import configure_logging
+from shared.retention import trim_forever
 from shared.runtime import DEFAULT_REDIS_URL
+from shared.tasks import cancel_and_wait
 
 SERVICE = "api"
+
+
+def consumed_streams(settings: ApiSettings) -> list[str]:
+    """The streams this api reads as a consumer group, which it must also trim (retention)."""
+    return [str(Stream.DELIVERIES)] if settings.consume_deliveries else []
 
 
 def build_router(settings: ApiSettings) -> RedisRouter:
@@ -74,9 +82,13 @@ def create_api(settings: ApiSettings | None = None) -> FastAPI:
             return await broker.publish(event, stream=str(stream))
 
         app.state.ctx = ApiContext(settings=settings, redis=redis, publish=publish)
+        streams = consumed_streams(settings)
+        trimmer = asyncio.create_task(trim_forever(redis_url, streams, settings.retention_hours)) if streams else None
         try:
             yield
         finally:
+            if trimmer is not None:
+                await cancel_and_wait(trimmer)
             await broker.stop()
             await redis.aclose()
 

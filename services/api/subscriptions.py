@@ -14,7 +14,7 @@ from services.api.store import FeedSecrets
 from services.api.webhooks import new_secret
 from shared.events import Event, FeedbackGiven, Stream, SubscriptionChanged
 from shared.storage import SubscriptionStore
-from shared.subscription import Subscription, SubscriptionSpec, WebhookEndpoint
+from shared.subscription import Subscription, SubscriptionSpec, WebhookEndpoint, new_id
 
 Publish = Callable[[Stream, Event], Awaitable[Any]]
 
@@ -56,6 +56,23 @@ class SubscriptionOps:
             raise NotFound(f"subscription {subscription_id!r} not found")
         return subscription
 
+    async def _update(
+        self, owner: str | None, subscription_id: str, change: Callable[[Subscription], Subscription | None]
+    ) -> tuple[Subscription, Subscription]:
+        """Every edit: ``change`` applied to the stored record as one optimistic transaction, (before, after).
+
+        A concurrent edit makes it run again on the fresh record; a concurrent delete makes it NotFound."""
+
+        def owned(current: Subscription) -> Subscription | None:
+            if owner is not None and current.owner != owner:
+                raise NotFound(f"subscription {subscription_id!r} not found")
+            return change(current)
+
+        result = await self.store.update(subscription_id, owned)
+        if result is None:
+            raise NotFound(f"subscription {subscription_id!r} not found")
+        return result
+
     async def list(self, owner: str) -> list[Subscription]:
         return await self.store.list(owner)
 
@@ -64,73 +81,100 @@ class SubscriptionOps:
             raise WebhooksNotAccepted("channels.webhooks: add endpoints with POST /v1/subscriptions/{id}/webhooks")
         data = spec.model_dump()
         if subscription_id:
-            if await self.store.get(subscription_id) is not None:
-                raise Conflict(f"id: subscription {subscription_id!r} already exists")
             data["id"] = subscription_id
         subscription = Subscription(**data, owner=owner)
-        await self.store.put(subscription)
+        if not await self.store.put(subscription, only_new=True):
+            raise Conflict(f"id: subscription {subscription.id!r} already exists")
         await self._changed(subscription, "created")
         return subscription
 
     async def replace(self, owner: str | None, subscription_id: str, spec: SubscriptionSpec) -> Subscription:
         """New spec, same identity, ratings and webhook endpoints."""
-        current = await self.get(owner, subscription_id)
         if spec.channels.webhooks:
             raise WebhooksNotAccepted("channels.webhooks: add endpoints with POST /v1/subscriptions/{id}/webhooks")
-        data = spec.model_dump()
-        data["channels"]["webhooks"] = [w.model_dump() for w in current.channels.webhooks]
-        keep = current.model_dump(include={"id", "owner", "liked", "disliked", "created_at"})
-        updated = Subscription.model_validate({**data, **keep, "updated_at": _now()})
-        await self.store.put(updated)
-        await self._changed(updated, "paused" if current.active and not updated.active else "updated")
+        before, updated = await self._update(owner, subscription_id, lambda current: _with_spec(current, spec))
+        await self._changed(updated, "paused" if before.active and not updated.active else "updated")
         return updated
 
     async def patch(self, owner: str | None, subscription_id: str, changes: dict[str, Any]) -> Subscription:
-        """Merge ``changes`` (top-level fields of the spec; ``channels`` merged one level down) and revalidate."""
-        current = await self.get(owner, subscription_id)
-        data = current.model_dump(include=set(SubscriptionSpec.model_fields))
-        data["channels"].pop("webhooks", None)
-        for key, value in changes.items():
-            if key == "channels" and isinstance(value, dict):
-                data["channels"] = {**data["channels"], **value}
-            else:
-                data[key] = value
-        spec = SubscriptionSpec.model_validate(data)
-        return await self.replace(owner, subscription_id, spec)
+        """Merge ``changes`` (top-level fields of the spec; ``channels`` merged one level down) into the stored
+        spec and revalidate."""
+
+        def change(current: Subscription) -> Subscription:
+            data = current.model_dump(include=set(SubscriptionSpec.model_fields))
+            data["channels"].pop("webhooks", None)
+            for key, value in changes.items():
+                if key == "channels" and isinstance(value, dict):
+                    data["channels"] = {**data["channels"], **value}
+                else:
+                    data[key] = value
+            spec = SubscriptionSpec.model_validate(data)
+            if spec.channels.webhooks:
+                raise WebhooksNotAccepted("channels.webhooks: add endpoints with POST /v1/subscriptions/{id}/webhooks")
+            return _with_spec(current, spec)
+
+        before, updated = await self._update(owner, subscription_id, change)
+        await self._changed(updated, "paused" if before.active and not updated.active else "updated")
+        return updated
 
     async def add_seeds(
         self, owner: str | None, subscription_id: str, ids: list[str]
     ) -> tuple[Subscription, list[str], list[str]]:
         """Add the seed papers it does not have yet, as an edit (stored, SubscriptionChanged published), and
         return (subscription, added, already there). Nothing new: nothing is stored or published."""
-        current = await self.get(owner, subscription_id)
-        added, present = new_seeds(current.seed_papers, ids)
-        if not added:
-            return current, added, present
-        updated = await self.patch(owner, subscription_id, {"seed_papers": [*current.seed_papers, *added]})
-        return updated, added, present
+        found: dict[str, list[str]] = {}
+
+        def change(current: Subscription) -> Subscription | None:
+            found["added"], found["present"] = new_seeds(current.seed_papers, ids)
+            if not found["added"]:
+                return None
+            spec = SubscriptionSpec.model_validate(
+                {
+                    **current.model_dump(include=set(SubscriptionSpec.model_fields)),
+                    "seed_papers": [*current.seed_papers, *found["added"]],
+                    "channels": current.channels.model_dump(exclude={"webhooks"}),
+                }
+            )
+            return _with_spec(current, spec)
+
+        _before, updated = await self._update(owner, subscription_id, change)
+        if found["added"]:
+            await self._changed(updated, "updated")
+        return updated, found["added"], found["present"]
 
     async def set_active(self, owner: str | None, subscription_id: str, active: bool) -> Subscription:
-        current = await self.get(owner, subscription_id)
-        updated = current.model_copy(update={"active": active, "updated_at": _now()})
-        await self.store.put(updated)
+        _before, updated = await self._update(
+            owner, subscription_id, lambda current: current.model_copy(update={"active": active, "updated_at": _now()})
+        )
         await self._changed(updated, "updated" if active else "paused")
         return updated
 
     async def delete(self, owner: str | None, subscription_id: str) -> None:
-        subscription = await self.get(owner, subscription_id)
-        await self.store.delete(subscription.id)
-        await FeedSecrets(self.redis).forget(subscription.id)
-        await self._changed(subscription, "deleted")
+        """Remove it, then tell the other services. Idempotent: when the record is already gone because an
+        earlier call removed it but could not publish, a retry by its owner publishes ``deleted`` again."""
+        subscription = await self.store.get(subscription_id)
+        if subscription is not None:
+            if owner is not None and subscription.owner != owner:
+                raise NotFound(f"subscription {subscription_id!r} not found")
+            await self.store.delete(subscription_id)
+        else:
+            deleted_by = await self.store.deleted_owner(subscription_id)
+            if deleted_by is None or (owner is not None and deleted_by != owner):
+                raise NotFound(f"subscription {subscription_id!r} not found")
+        await FeedSecrets(self.redis).forget(subscription_id)
+        await self.publish(Stream.SUBSCRIPTIONS, SubscriptionChanged(subscription_id=subscription_id, action="deleted"))
 
     async def add_webhook(self, owner: str, subscription_id: str, url: HttpUrl | str) -> WebhookEndpoint:
-        current = await self.get(owner, subscription_id)
-        if len(current.channels.webhooks) >= 10:
-            raise Conflict("url: at most 10 webhook endpoints per subscription")
-        endpoint = WebhookEndpoint(url=url, secret=new_secret())
-        channels = current.channels.model_copy(update={"webhooks": [*current.channels.webhooks, endpoint]})
-        updated = current.model_copy(update={"channels": channels, "updated_at": _now()})
-        await self.store.put(updated)
+        endpoint = WebhookEndpoint(id=new_id(), url=url, secret=new_secret())
+
+        def change(current: Subscription) -> Subscription:
+            if any(str(w.url) == str(endpoint.url) for w in current.channels.webhooks):
+                raise Conflict(f"url: this subscription already has a webhook endpoint for {str(endpoint.url)!r}")
+            if len(current.channels.webhooks) >= 10:
+                raise Conflict("url: at most 10 webhook endpoints per subscription")
+            return _with_webhooks(current, [*current.channels.webhooks, endpoint])
+
+        _before, updated = await self._update(owner, subscription_id, change)
         await self._changed(updated, "updated")
         return endpoint
 
@@ -143,21 +187,21 @@ class SubscriptionOps:
     async def update_webhook(
         self, owner: str, subscription_id: str, endpoint_id: str, **changes: Any
     ) -> WebhookEndpoint:
-        current = await self.get(owner, subscription_id)
-        self.endpoint(current, endpoint_id)
-        webhooks = [w.model_copy(update=changes) if w.id == endpoint_id else w for w in current.channels.webhooks]
-        await self._put_webhooks(current, webhooks)
-        return self.endpoint((await self.get(owner, subscription_id)), endpoint_id)
+        def change(current: Subscription) -> Subscription:
+            self.endpoint(current, endpoint_id)
+            webhooks = [w.model_copy(update=changes) if w.id == endpoint_id else w for w in current.channels.webhooks]
+            return _with_webhooks(current, webhooks)
+
+        _before, updated = await self._update(owner, subscription_id, change)
+        await self._changed(updated, "updated")
+        return self.endpoint(updated, endpoint_id)
 
     async def remove_webhook(self, owner: str, subscription_id: str, endpoint_id: str) -> None:
-        current = await self.get(owner, subscription_id)
-        self.endpoint(current, endpoint_id)
-        await self._put_webhooks(current, [w for w in current.channels.webhooks if w.id != endpoint_id])
+        def change(current: Subscription) -> Subscription:
+            self.endpoint(current, endpoint_id)
+            return _with_webhooks(current, [w for w in current.channels.webhooks if w.id != endpoint_id])
 
-    async def _put_webhooks(self, current: Subscription, webhooks: list[WebhookEndpoint]) -> None:
-        channels = current.channels.model_copy(update={"webhooks": webhooks})
-        updated = current.model_copy(update={"channels": channels, "updated_at": _now()})
-        await self.store.put(updated)
+        _before, updated = await self._update(owner, subscription_id, change)
         await self._changed(updated, "updated")
 
     async def rate(
@@ -168,16 +212,31 @@ class SubscriptionOps:
         via: Literal["email", "slack", "api", "web"],
     ) -> Subscription:
         """Record the rating on the subscription (idempotent) and publish it for the classifier."""
-        current = await self.get(None, subscription_id)
-        liked = [p for p in current.liked if p != paper_id]
-        disliked = [p for p in current.disliked if p != paper_id]
-        (liked if label == "like" else disliked).append(paper_id)
-        updated = current.model_copy(update={"liked": liked, "disliked": disliked, "updated_at": _now()})
-        await self.store.put(updated)
+
+        def change(current: Subscription) -> Subscription:
+            liked = [p for p in current.liked if p != paper_id]
+            disliked = [p for p in current.disliked if p != paper_id]
+            (liked if label == "like" else disliked).append(paper_id)
+            return current.model_copy(update={"liked": liked, "disliked": disliked, "updated_at": _now()})
+
+        _before, updated = await self._update(None, subscription_id, change)
         await self.publish(
             Stream.FEEDBACK, FeedbackGiven(subscription_id=subscription_id, paper_id=paper_id, label=label, via=via)
         )
         return updated
+
+
+def _with_spec(current: Subscription, spec: SubscriptionSpec) -> Subscription:
+    """``spec`` applied to ``current``: its identity, ratings and webhook endpoints kept."""
+    data = spec.model_dump()
+    data["channels"]["webhooks"] = [w.model_dump() for w in current.channels.webhooks]
+    keep = current.model_dump(include={"id", "owner", "liked", "disliked", "created_at"})
+    return Subscription.model_validate({**data, **keep, "updated_at": _now()})
+
+
+def _with_webhooks(current: Subscription, webhooks: list[WebhookEndpoint]) -> Subscription:
+    channels = current.channels.model_copy(update={"webhooks": webhooks})
+    return current.model_copy(update={"channels": channels, "updated_at": _now()})
 
 
 class WebhookView(BaseModel):

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
-import socket
 import time
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from shared.ssrf import PinnedURL, UnsafeURL, resolve_safe
 
 
 def new_secret() -> str:
@@ -38,19 +37,17 @@ class BlockedAddress(ValueError):
     """The URL resolves to an address a user's webhook may not reach."""
 
 
-async def check_destination(url: str, allow_hosts: list[str]) -> None:
-    """Refuse private, loopback, link-local and other special addresses unless the host is allow-listed."""
-    host = urlsplit(url).hostname or ""
-    if host in allow_hosts:
-        return
+async def check_destination(url: str, allow_hosts: list[str]) -> PinnedURL | None:
+    """Refuse private, loopback, link-local and other special addresses unless the host is allow-listed.
+
+    Returns the checked address to send to (None for an allow-listed host), so a second DNS answer cannot
+    point the request elsewhere (rebinding): the same guard as the notifier's deliveries."""
+    if (urlsplit(url).hostname or "") in allow_hosts:
+        return None
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise BlockedAddress(f"cannot resolve {host!r}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise BlockedAddress(f"{host!r} resolves to a non-public address ({address})")
+        return await resolve_safe(url, [])
+    except UnsafeURL as exc:
+        raise BlockedAddress(str(exc)) from exc
 
 
 def test_payload(subscription_id: str, endpoint_id: str) -> dict[str, Any]:
@@ -70,18 +67,21 @@ async def send_signed(
     body = json.dumps(payload, separators=(",", ":"))
     attempt: dict[str, Any] = {"id": msg_id, "at": timestamp, "type": payload.get("type"), "url": url}
     try:
-        await check_destination(url, allow_hosts)
+        pinned = await check_destination(url, allow_hosts)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, msg_id, timestamp, body),
+            "user-agent": "paperwire-webhooks",
+        }
+        extensions = {}
+        if pinned is not None:
+            headers["host"] = pinned.host
+            extensions["sni_hostname"] = httpx.URL(url).host
         async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
             response = await client.post(
-                url,
-                content=body,
-                headers={
-                    "content-type": "application/json",
-                    "webhook-id": msg_id,
-                    "webhook-timestamp": str(timestamp),
-                    "webhook-signature": sign(secret, msg_id, timestamp, body),
-                    "user-agent": "paperwire-webhooks",
-                },
+                pinned.url if pinned else url, content=body, headers=headers, extensions=extensions
             )
         attempt.update(status_code=response.status_code, ok=200 <= response.status_code < 300)
     except (httpx.HTTPError, BlockedAddress) as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -12,10 +14,12 @@ import redis.asyncio as aioredis
 from faststream.redis import RedisBroker
 from standardwebhooks import Webhook
 
+from services.api import webhooks
 from services.api.streams import entry_body
 from shared.consumer import dead_letter
 from shared.events import DeliveryResult, MatchFound
 from shared.paper import Paper
+from shared.storage import DeliveryLog
 from tests.integration.api.api_helpers import SPEC, fixture_papers, owner_token
 
 
@@ -61,7 +65,7 @@ async def test_register_test_event_attempts_and_reenable(
 
     # the api's own SSRF guard: loopback is refused unless allow-listed (this app's list is empty)
     blocked = (await api.post(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}/test", headers=alice)).json()
-    assert blocked["ok"] is False and "non-public" in blocked["error"] and receiver.requests == []
+    assert blocked["ok"] is False and "not a public address" in blocked["error"] and receiver.requests == []
 
     api._transport.app.state.ctx.settings.webhook_allow_hosts.append("127.0.0.1")  # type: ignore[attr-defined]
     sent = (await api.post(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}/test", headers=alice)).json()
@@ -145,3 +149,59 @@ async def test_replay_hands_dead_deliveries_to_the_notifier(
     [(_id, fields)] = await redis.xrange("deliveries.replay")
     request = entry_body(fields)
     assert request["subscription_id"] == mine and request["delivery_ids"] == ["msg_mine"]
+
+
+async def test_same_url_in_two_subscriptions_are_two_endpoints(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    """Endpoint ids key the delivery log and state: two owners of one URL must never share them."""
+    alice = await owner_token(redis, "alice")
+    bob = await owner_token(redis, "bob")
+    url = "https://hooks.example.org/in"
+    mine = (await api.post("/v1/subscriptions", json=SPEC, headers=alice)).json()["id"]
+    ea = (await api.post(f"/v1/subscriptions/{mine}/webhooks", json={"url": url}, headers=alice)).json()["endpoint"]
+    log = DeliveryLog(redis)
+    await log.record_attempt(ea["id"], {"delivery_id": "d1", "subscription_id": mine, "status_code": 200})
+    await log.set_state(ea["id"], state="disabled", disabled_reason="410")
+
+    theirs = (await api.post("/v1/subscriptions", json=SPEC, headers=bob)).json()["id"]
+    eb = (await api.post(f"/v1/subscriptions/{theirs}/webhooks", json={"url": url}, headers=bob)).json()["endpoint"]
+    assert eb["id"] != ea["id"]
+    assert (await api.get(f"/v1/subscriptions/{theirs}/webhooks/{eb['id']}/attempts", headers=bob)).json() == []
+    assert (await api.get(f"/v1/subscriptions/{theirs}/webhooks/{ea['id']}/attempts", headers=bob)).status_code == 404
+    assert (await api.post(f"/v1/subscriptions/{theirs}/webhooks/{eb['id']}/enable", headers=bob)).status_code == 200
+    assert await log.state(ea["id"]) == {"state": "disabled", "disabled_reason": "410"}
+
+    again = await api.post(f"/v1/subscriptions/{mine}/webhooks", json={"url": url}, headers=alice)
+    assert again.status_code == 409 and url in again.json()["detail"]
+    stored = (await api.get(f"/v1/subscriptions/{mine}", headers=alice)).json()["webhooks"]
+    assert [w["id"] for w in stored] == [ea["id"]]  # kept as stored, not re-derived on reading
+    await api.patch(f"/v1/subscriptions/{mine}", json={"name": "renamed"}, headers=alice)
+    assert [w["id"] for w in (await api.get(f"/v1/subscriptions/{mine}", headers=alice)).json()["webhooks"]] == [
+        ea["id"]
+    ]
+
+
+async def test_test_event_goes_to_the_address_that_was_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name answers a public address for the check, then loopback; the request must go to the
+    checked address (host name in Host and SNI), never to a second resolution."""
+    answers = iter(["93.184.216.34"])
+
+    async def rebinding_dns(self: object, host: str, port: object, *args: object, **kwargs: object) -> list:
+        address = next(answers, "127.0.0.1")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 443))]
+
+    sent: list[httpx.Request] = []
+
+    async def capture(self: httpx.AsyncClient, request: httpx.Request, **kwargs: object) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204, request=request)
+
+    monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", rebinding_dns)
+    monkeypatch.setattr(httpx.AsyncClient, "send", capture)
+    attempt = await webhooks.send_signed(
+        "https://rebind.example/hook", "whsec_" + "A" * 32, webhooks.test_payload("s", "e"), timeout_s=1, allow_hosts=[]
+    )
+    assert attempt["ok"] is True
+    [request] = sent
+    assert request.url.host == "93.184.216.34"
+    assert request.headers["host"] == "rebind.example"
+    assert request.extensions["sni_hostname"] == "rebind.example"

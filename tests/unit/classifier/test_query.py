@@ -46,3 +46,28 @@ def test_wildcard_and_parentheses() -> None:
 def test_bad_queries_say_why(query: str, message: str) -> None:
     with pytest.raises(QueryError, match=message):
         parse_query(query)
+
+
+def test_andnot_is_and_not() -> None:
+    """arXiv's own search syntax writes ANDNOT; it must not be read as the word 'andnot'."""
+    assert parse_query("helium ANDNOT nanopore") == parse_query("helium AND NOT nanopore")
+    assert run("helium ANDNOT nanopore", "Superfluid helium films")
+    assert not run("helium ANDNOT nanopore", "Helium in a nanopore")
+    with pytest.raises(QueryError, match="ANDNOT where a term was expected"):
+        parse_query("ANDNOT nanopore")
+
+
+@pytest.mark.parametrize("query", ["helium AND (NOT nanopore)", "helium AND (NOT a OR NOT b)", "a (-b)"])
+def test_exclusion_inside_a_group_is_fine_when_the_query_needs_a_term(query: str) -> None:
+    parse_query(query)
+
+
+@pytest.mark.parametrize("query", ["NOT x", "(NOT x)", "a OR -b", "(NOT a) AND (NOT b)", "NOT (a AND b)"])
+def test_query_that_matches_papers_without_its_terms_is_refused(query: str) -> None:
+    with pytest.raises(QueryError, match="a query cannot only exclude"):
+        parse_query(query)
+
+
+def test_lower_case_operators_are_words() -> None:
+    assert run("helium and not neon", "Helium and not neon")
+    assert not run("helium and not neon", "Helium without neon")

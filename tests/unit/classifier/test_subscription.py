@@ -49,3 +49,21 @@ def test_good_spec_normalises_ids_and_keeps_queries() -> None:
     assert spec.seed_papers == ["2401.01234", "hep-th/9711200"]
     assert spec.keywords == ['ti:"language model" -survey', "diffusion OR flow*"]
     assert Subscription(**spec.model_dump()).trending.top == 5  # type: ignore[union-attr]
+
+
+def _configured(subscription_id: str, *urls: str) -> dict[str, object]:
+    hooks = [{"url": url, "secret": "whsec_" + "A" * 20} for url in urls]
+    return {"id": subscription_id, "name": "s", "keywords": ["x"], "channels": {"webhooks": hooks}}
+
+
+def test_configured_webhook_ids_are_per_subscription_and_stable() -> None:
+    """A subscriptions file lists endpoints without ids: loading it again keeps them, and two subscriptions with
+    the same URL never share an id (it keys the endpoint's delivery log and state)."""
+    first = Subscription.model_validate(_configured("a", "https://hooks.example.org/in"))
+    reloaded = Subscription.model_validate(_configured("a", "https://hooks.example.org/in"))
+    other = Subscription.model_validate(_configured("b", "https://hooks.example.org/in"))
+    [endpoint] = first.channels.webhooks
+    assert endpoint.id == reloaded.channels.webhooks[0].id != other.channels.webhooks[0].id
+    assert Subscription.model_validate_json(first.model_dump_json()).channels.webhooks[0].id == endpoint.id
+    with pytest.raises(ValidationError, match="listed twice"):
+        Subscription.model_validate(_configured("a", "https://hooks.example.org/in", "https://hooks.example.org/in"))
