@@ -34,13 +34,21 @@ def one_line(text: str, limit: int = 250) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
+UNSUBSCRIBE_TTL_S = 5 * 365 * 24 * 3600
+
+
 @dataclass(frozen=True)
 class Links:
+    """Signed links for one deployment. Unsubscribe links live for years: a message read (or a one-click
+    ``List-Unsubscribe`` sent) months later must still stop the mail; like/dislike keep the shorter default."""
+
     public_url: str
     secret: str
+    unsubscribe_ttl_s: int = UNSUBSCRIBE_TTL_S
 
     def make(self, action: str, subscription_id: str, paper_id: str | None = None) -> str:
-        return link_url(self.public_url, sign_link(self.secret, action, subscription_id, paper_id))  # type: ignore[arg-type]
+        ttl = {"ttl_s": self.unsubscribe_ttl_s} if action == "unsubscribe" else {}
+        return link_url(self.public_url, sign_link(self.secret, action, subscription_id, paper_id, **ttl))  # type: ignore[arg-type]
 
 
 def authors_line(item: MatchItem) -> str:
@@ -91,7 +99,11 @@ def context(job: DeliveryJob, subscription: Subscription, links: Links) -> dict[
         heading, subheading = f"{subscription.name}: nothing new", "Your digest for this period is empty."
     else:
         heading = f"{subscription.name}: {total} new paper{'s' if total != 1 else ''}"
-        subheading = f"Your {subscription.schedule.mode} digest, best matches first."
+        subheading = (
+            "Matches collected for your digest before you switched to instant alerts, best first."
+            if subscription.schedule.mode == "instant"
+            else f"Your {subscription.schedule.mode} digest, best matches first."
+        )
     return {
         "subject": subject_for(job, subscription),
         "heading": heading,

@@ -54,10 +54,43 @@ class Intake:
         await self.redis.hset(key, item.paper.id, item.model_dump_json())
 
     async def on_subscription(self, event: SubscriptionChanged) -> None:
-        """A deleted or paused subscription drops what it had waiting for its digest."""
+        """A deleted or paused subscription drops what it had waiting for its digest; one switched to instant
+        gets what it had waiting now, as a last digest.
+
+        The last-sent slot is forgotten only on delete: after a pause and resume the slot already sent is not
+        due again (it would go out a second time, under the same delivery id)."""
         if event.action in ("deleted", "paused"):
             await self.redis.delete(_buffer(event.subscription_id))
+        if event.action == "deleted":
             await self.redis.hdel(LAST_DIGEST, event.subscription_id)
+        if event.action in ("created", "updated"):
+            await self._flush_if_instant(event)
+
+    async def _flush_if_instant(self, event: SubscriptionChanged) -> int:
+        """Matches buffered for a digest that will now never come: one digest at once (not an alert per paper,
+        which could be dozens of messages in a row), ranked and capped like the digest the subscriber expected.
+        Its slot is the change's time, so a redelivered event maps to the same delivery."""
+        subscription = await self.subscriptions.get(event.subscription_id)
+        if subscription is None or not subscription.active or subscription.schedule.mode != "instant":
+            return 0
+        items = await self.buffered(subscription.id)
+        if not items:
+            return 0
+        queued = await self._queue_digest(subscription, items, event.occurred_at, time.time(), heartbeat=False)
+        log.info("digest_flushed", subscription_id=subscription.id, papers=len(items), reason="switched to instant")
+        return queued
+
+    async def _queue_digest(
+        self, subscription: Subscription, items: list[MatchItem], slot: datetime, due: float, *, heartbeat: bool
+    ) -> int:
+        """Queue the slot's jobs; the buffered matches are removed only when a job carrying them was queued
+        (a job with the same id already waiting does not carry matches buffered since)."""
+        queued = 0
+        for job in digest_jobs(subscription, items, slot, heartbeat=heartbeat):
+            queued += await self.queue.enqueue(job, due)
+        if items and queued:
+            await self.redis.hdel(_buffer(subscription.id), *[i.paper.id for i in items])
+        return queued
 
     async def buffered(self, subscription_id: str) -> list[MatchItem]:
         raws = (await self.redis.hgetall(_buffer(subscription_id))).values()
@@ -75,10 +108,8 @@ class Intake:
             if slot is None:
                 continue
             items = await self.buffered(subscription.id)
-            for job in digest_jobs(subscription, items, slot, heartbeat=subscription.schedule.heartbeat):
-                queued += await self.queue.enqueue(job, now.timestamp())
-            if items:
-                await self.redis.hdel(_buffer(subscription.id), *[i.paper.id for i in items])
+            heartbeat = subscription.schedule.heartbeat
+            queued += await self._queue_digest(subscription, items, slot, now.timestamp(), heartbeat=heartbeat)
             await self.redis.hset(LAST_DIGEST, subscription.id, slot.isoformat())
             log.info("digest_queued", subscription_id=subscription.id, slot=slot.isoformat(), papers=len(items))
         return queued

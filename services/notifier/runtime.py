@@ -40,18 +40,18 @@ async def delivery_worker(settings: NotifierSettings) -> AsyncIterator[DeliveryW
     async def publish(stream: Stream, result: DeliveryResult) -> None:
         await broker.publish(result, stream=str(stream))
 
+    webhook = WebhookSender(settings, client)
     senders = {
         "email": EmailSender(settings, links),
         "slack": SlackSender(settings, links, client),
-        "webhook": WebhookSender(settings, client),
+        "webhook": webhook,
     }
     worker = DeliveryWorker(redis, settings, senders, publish)  # type: ignore[arg-type]
     try:
         yield worker
     finally:
-        for task in list(worker.tasks):
-            task.cancel()
-        await asyncio.gather(*worker.tasks, return_exceptions=True)
+        await worker.shutdown(settings.shutdown_grace())
+        await webhook.aclose()
         await client.aclose()
         await broker.stop()
         await redis.aclose()

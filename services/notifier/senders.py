@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import ssl
 import tempfile
 import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -22,7 +27,7 @@ from services.notifier.jobs import DeliveryJob
 from services.notifier.settings import NotifierSettings
 from services.notifier.signing import webhook_headers
 from services.notifier.slack_blocks import build_messages
-from services.notifier.ssrf import UnsafeURL, parse_networks, resolve_safe
+from shared.ssrf import UnsafeURL, parse_networks, resolve_safe
 from shared.subscription import Subscription, WebhookEndpoint
 
 OutcomeKind = Literal["delivered", "retry", "gone", "refused"]
@@ -127,6 +132,7 @@ class SlackSender:
     async def send(self, job: DeliveryJob, subscription: Subscription) -> Outcome:
         url = str(subscription.channels.slack_webhook_url)
         messages = build_messages(job, subscription, self.links)
+        waited, rate_limited = 0.0, 0
         while job.parts_done < len(messages):
             await self._pace(url)
             try:
@@ -143,7 +149,14 @@ class SlackSender:
                 continue
             if response.status_code == 429:
                 wait = outcome.retry_after if outcome.retry_after is not None else self.settings.slack_min_interval_s
-                if wait <= self.settings.slack_max_inline_wait_s:
+                wait = max(wait, self.settings.slack_min_interval_s)
+                rate_limited += 1
+                if (
+                    wait <= self.settings.slack_max_inline_wait_s
+                    and waited + wait <= self.settings.slack_inline_wait_budget_s
+                    and rate_limited <= self.settings.slack_max_inline_retries
+                ):
+                    waited += wait
                     self._next_at[url] = time.monotonic() + wait
                     continue
             outcome.detail["parts_done"] = job.parts_done
@@ -151,16 +164,93 @@ class SlackSender:
         return Outcome("delivered", 200, detail={"messages": len(messages)})
 
 
-class WebhookSender:
-    """Standard Webhooks POSTs to user endpoints, after the SSRF check, within a hard timeout."""
+@dataclass
+class _PooledClient:
+    client: httpx.AsyncClient
+    users: int = 0
+    evicted: bool = False
 
-    def __init__(self, settings: NotifierSettings, client: httpx.AsyncClient) -> None:
+
+class HostClients:
+    """One pooled HTTPS client per host name, least recently used closed beyond ``size``.
+
+    Requests go to the checked IP address, and httpx keys its connection pool by the URL's host: with one
+    client for all, a TLS connection negotiated (SNI and certificate) for ``a.test`` would be reused for
+    ``b.test`` on the same address, whose certificate would then never be checked. A client per name keeps
+    every name on connections verified for it, and keep-alive within a name."""
+
+    def __init__(self, size: int, make: Callable[[], httpx.AsyncClient]) -> None:
+        self.size = size
+        self.make = make
+        self._clients: OrderedDict[str, _PooledClient] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    @asynccontextmanager
+    async def use(self, host: str) -> AsyncIterator[httpx.AsyncClient]:
+        entry = self._clients.pop(host, None) or _PooledClient(self.make())
+        self._clients[host] = entry
+        entry.users += 1
+        evicted = self._evict()
+        try:
+            yield entry.client
+        finally:
+            entry.users -= 1
+            if entry.evicted and entry.users == 0:
+                evicted.append(entry)
+            for old in evicted:
+                if old.users == 0:
+                    await old.client.aclose()
+
+    def _evict(self) -> list[_PooledClient]:
+        """Drop the least recently used names; a client still sending is closed by its last user."""
+        dropped = []
+        while len(self._clients) > self.size:
+            _, old = self._clients.popitem(last=False)
+            old.evicted = True
+            dropped.append(old)
+        return dropped
+
+    async def aclose(self) -> None:
+        entries = list(self._clients.values())
+        self._clients.clear()
+        for entry in entries:
+            await entry.client.aclose()
+
+
+class WebhookSender:
+    """Standard Webhooks POSTs to user endpoints, after the SSRF check, within a hard timeout.
+
+    ``client`` carries plain HTTP; HTTPS goes through a client of its own per host name (see :class:`HostClients`),
+    verified with ``verify`` (default: the system's trusted CAs)."""
+
+    def __init__(
+        self, settings: NotifierSettings, client: httpx.AsyncClient, *, verify: ssl.SSLContext | bool = True
+    ) -> None:
         self.settings = settings
         self.client = client
         self.allowed = parse_networks(settings.webhook_allowed_networks)
+        tls = httpx.create_ssl_context(verify=verify) if not isinstance(verify, ssl.SSLContext) else verify
+        limits = httpx.Limits(
+            max_connections=settings.delivery_concurrency,
+            max_keepalive_connections=settings.webhook_concurrency_per_endpoint,
+        )
+        self.tls_clients = HostClients(
+            settings.webhook_tls_clients,
+            lambda: httpx.AsyncClient(verify=tls, limits=limits, follow_redirects=False, trust_env=False),
+        )
 
     def endpoint(self, job: DeliveryJob, subscription: Subscription) -> WebhookEndpoint | None:
         return next((e for e in subscription.channels.webhooks if e.id == job.target), None)
+
+    @asynccontextmanager
+    async def _client_for(self, url: httpx.URL) -> AsyncIterator[httpx.AsyncClient]:
+        if url.scheme != "https":
+            yield self.client
+            return
+        async with self.tls_clients.use(f"{url.host}:{url.port or 443}") as client:
+            yield client
 
     async def send(self, job: DeliveryJob, subscription: Subscription) -> Outcome:
         endpoint = self.endpoint(job, subscription)
@@ -169,26 +259,31 @@ class WebhookSender:
         try:
             pinned = await resolve_safe(str(endpoint.url), self.allowed)
         except UnsafeURL as exc:
+            if isinstance(exc.__cause__, socket.gaierror):  # DNS failed, often for a moment: not an unsafe address
+                return Outcome("retry", error=f"DNS: {exc}", throttle=True)
             return Outcome("refused", error=f"unsafe URL: {exc}")
         body = webhook_payload.encode(webhook_payload.build_payload(job, subscription))
         now = int(datetime.now(UTC).timestamp())
         headers = webhook_headers(endpoint.secret, endpoint.previous_secret, job.id, now, body)
         headers["host"] = pinned.host
-        sni = httpx.URL(str(endpoint.url)).host
+        url = httpx.URL(str(endpoint.url))
         try:
-            async with asyncio.timeout(self.settings.webhook_timeout_s):
-                response = await self.client.post(
+            async with asyncio.timeout(self.settings.webhook_timeout_s), self._client_for(url) as client:
+                response = await client.post(
                     pinned.url,
                     content=body,
                     headers=headers,
                     timeout=self.settings.webhook_timeout_s,
-                    extensions={"sni_hostname": sni},
+                    extensions={"sni_hostname": url.host},
                 )
         except (httpx.TimeoutException, TimeoutError):
             return Outcome("retry", None, f"no answer within {self.settings.webhook_timeout_s:g} s", throttle=True)
         except httpx.HTTPError as exc:
             return Outcome("retry", None, f"{type(exc).__name__}: {exc}", throttle=True)
         return http_outcome(response)
+
+    async def aclose(self) -> None:
+        await self.tls_clients.aclose()
 
 
 def attempt_record(job: DeliveryJob, outcome: Outcome, started: float, finished: float) -> dict[str, object]:
@@ -205,4 +300,4 @@ def attempt_record(job: DeliveryJob, outcome: Outcome, started: float, finished:
     }
 
 
-__all__ = ["EmailSender", "Outcome", "SlackSender", "WebhookSender", "attempt_record"]
+__all__ = ["EmailSender", "HostClients", "Outcome", "SlackSender", "WebhookSender", "attempt_record"]

@@ -33,12 +33,23 @@ class NotifierSettings(ServiceSettings):
         default_factory=list, description='CIDRs exempt from the SSRF check, e.g. ["127.0.0.1/32"]'
     )
     webhook_concurrency_per_endpoint: int = Field(default=4, ge=1)
+    webhook_tls_clients: int = Field(default=256, ge=1, description="HTTPS host names with their own pooled client")
     email_concurrency: int = Field(default=4, ge=1, description="SMTP sessions at once")
     delivery_concurrency: int = Field(default=64, ge=1, description="deliveries in flight per process")
 
     slack_min_interval_s: float = Field(default=1.0, ge=0, description="Slack allows about 1 message/s per webhook")
     slack_max_inline_wait_s: float = Field(default=30.0, ge=0, description="longer Retry-After: reschedule instead")
+    slack_inline_wait_budget_s: float = Field(
+        default=60.0, ge=0, description="total 429 waiting inside one send; then the worker's backoff takes over"
+    )
+    slack_max_inline_retries: int = Field(default=5, ge=0, description="429s retried inside one send")
 
     worker_poll_s: float = Field(default=0.2, gt=0)
     lease_s: float = Field(default=60.0, gt=0, description="an in-flight delivery whose worker died is retried after")
     digest_poll_s: float = Field(default=30.0, gt=0)
+    shutdown_grace_s: float | None = Field(
+        default=None, ge=0, description="in-flight sends may finish this long at shutdown; None: webhook_timeout_s"
+    )
+
+    def shutdown_grace(self) -> float:
+        return self.webhook_timeout_s if self.shutdown_grace_s is None else self.shutdown_grace_s

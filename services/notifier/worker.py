@@ -2,8 +2,8 @@
 once-key, sends, and records the outcome (retry with backoff, throttle, disable on 410, dead after the last try).
 
 At most once: a paper is claimed for a (subscription, channel, target) right before sending and released
-only when the send failed; a claim that exists means it was delivered (or a worker died while sending it),
-so retries, restarts and replays never send it twice.
+when the send failed, crashed or was cancelled (shutdown) before it returned; a claim that exists means it was
+delivered (or the whole process died while sending it), so retries, restarts and replays never send it twice.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from services.notifier.settings import NotifierSettings
 from shared.events import DeliveryResult, DeliveryStatus, Stream
 from shared.storage import DeliveryLog, SubscriptionStore, claim_once, release_once
 from shared.subscription import Subscription
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("paperwire.notifier")
 
@@ -109,6 +110,13 @@ class DeliveryWorker:
                 async with asyncio.timeout(self.settings.worker_poll_s):
                     await self.wake.wait()
 
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop: in-flight sends get ``grace_s`` to finish; what is still running then is cancelled, and the
+        cancellation puts its job back in the queue (see :meth:`_abandon`)."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=grace_s)
+        await cancel_and_wait(*self.tasks)
+
     async def drain(self) -> None:
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
@@ -116,7 +124,7 @@ class DeliveryWorker:
     async def _run(self, job: DeliveryJob) -> None:
         try:
             await self.deliver(job)
-        except Exception as exc:  # a bug or Redis hiccup: the lease expires and the job is tried again
+        except Exception as exc:  # a bug or Redis hiccup: the job was put back (or its lease expires)
             log.exception("delivery_crashed", delivery_id=job.id, error=str(exc))
         finally:
             self.in_flight[job.target_key] -= 1
@@ -128,16 +136,25 @@ class DeliveryWorker:
             return await self._finish(job, "skipped", error="subscription deleted or paused")
         if (job.channel, job.target) not in targets(subscription):
             return await self._finish(job, "skipped", error="target removed or disabled")
-        claimed = await self._claim(job)
-        if job.items and not claimed:
+        mine: list[str] = []
+        outcome: Outcome | None = None
+        attempts = job.attempts
+        try:
+            claimed = await self._claim(job, mine)
+            if claimed is not None and (claimed or not job.items):
+                job.items = [item for item in job.items if item.paper.id in claimed]
+                job.attempts += 1
+                started = time.time()
+                outcome = await self.senders[job.channel].send(job, subscription)
+        except BaseException as exc:
+            job.attempts = attempts if isinstance(exc, asyncio.CancelledError) else attempts + 1
+            await self._abandon(job, mine, exc)
+            raise
+        if outcome is None:
             return await self._finish(job, "duplicate", error="already delivered to this target")
-        if not job.items and claimed is None:
-            return await self._finish(job, "duplicate", error="already delivered to this target")
-        job.items = [item for item in job.items if item.paper.id in (claimed or [])] if job.items else []
-        job.attempts += 1
-        started = time.time()
-        outcome = await self.senders[job.channel].send(job, subscription)
         finished = time.time()
+        if outcome.kind != "delivered":
+            await self._release(job)
         if job.channel == "webhook":
             await self.delivery_log.record_attempt(job.target, attempt_record(job, outcome, started, finished))
         if outcome.kind == "delivered":
@@ -145,19 +162,50 @@ class DeliveryWorker:
             if job.channel == "webhook":
                 await self._endpoint_state(job, "active", outcome, failures=0)
             return await self._finish(job, "delivered", outcome)
-        await self._release(job)
         if outcome.kind == "gone":
-            await self._disable_endpoint(job, subscription, "the endpoint answered 410 Gone")
+            await self._disable_endpoint(job, "the endpoint answered 410 Gone")
             return await self._finish(job, "failed", outcome, error="410 Gone: endpoint disabled")
         if outcome.kind == "refused":
             return await self._finish(job, "failed", outcome)
         return await self._retry(job, outcome, finished)
 
-    async def _claim(self, job: DeliveryJob) -> list[str] | None:
-        """Papers of the job this target has not had yet (claimed now); None for a heartbeat already sent."""
+    async def _abandon(self, job: DeliveryJob, claimed_keys: list[str], exc: BaseException) -> None:
+        """A claim or send that did not return (cancelled at shutdown, or a bug / Redis hiccup) sent nothing we
+        know of: release its once-keys and put the job back, so it is not later taken for delivered. Cancelled:
+        due again at once, the attempt not counted; crashed: a failed attempt with the usual backoff."""
+
+        async def put_back() -> None:
+            for key in claimed_keys:
+                await release_once(self.redis, key)
+            if isinstance(exc, asyncio.CancelledError):
+                await self.queue.reschedule(job, time.time())
+                log.info("delivery_interrupted", delivery_id=job.id, channel=job.channel, target=job.target)
+            else:
+                await self._retry(job, Outcome("retry", error=f"crashed: {type(exc).__name__}: {exc}"), time.time())
+
+        try:
+            # shielded: a second cancellation (impatient shutdown) must not leave the keys half released
+            await asyncio.shield(put_back())
+        except Exception as failure:  # Redis gone too: the lease expires and the job is leased again
+            log.exception("delivery_abandon_failed", delivery_id=job.id, error=str(failure))
+
+    async def _claim(self, job: DeliveryJob, claimed_keys: list[str]) -> list[str] | None:
+        """Papers of the job this target has not had yet (claimed now); None for a heartbeat already sent.
+
+        Each key is added to ``claimed_keys`` as soon as it is taken, so an interrupted claim can be undone."""
         if not job.items:
-            return [] if await claim_once(self.redis, once_key(job, None)) else None
-        return [item.paper.id for item in job.items if await claim_once(self.redis, once_key(job, item.paper.id))]
+            key = once_key(job, None)
+            if not await claim_once(self.redis, key):
+                return None
+            claimed_keys.append(key)
+            return []
+        papers = []
+        for item in job.items:
+            key = once_key(job, item.paper.id)
+            if await claim_once(self.redis, key):
+                claimed_keys.append(key)
+                papers.append(item.paper.id)
+        return papers
 
     async def _release(self, job: DeliveryJob) -> None:
         for paper_id in job.paper_ids or [None]:
@@ -239,16 +287,26 @@ class DeliveryWorker:
             consecutive_failures=str(failures),
         )
 
-    async def _disable_endpoint(self, job: DeliveryJob, subscription: Subscription, reason: str) -> None:
-        """410 Gone: switch the endpoint off in the stored subscription, where the api shows it."""
-        fresh = await self.subscriptions.get(subscription.id) or subscription
-        for endpoint in fresh.channels.webhooks:
-            if endpoint.id == job.target:
-                endpoint.enabled = False
-                endpoint.disabled_reason = reason
-        fresh.updated_at = datetime.now(UTC)
-        await self.subscriptions.put(fresh)
+    async def _disable_endpoint(self, job: DeliveryJob, reason: str) -> None:
+        """410 Gone: switch the endpoint off in the stored subscription, where the api shows it.
+
+        Read-change-write as one optimistic update: a subscription deleted meanwhile stays deleted and a
+        concurrent edit is not overwritten."""
+        now = datetime.now(UTC)
+
+        def disable(current: Subscription) -> Subscription | None:
+            if not any(e.id == job.target and e.enabled for e in current.channels.webhooks):
+                return None
+            updated = current.model_copy(deep=True)
+            for endpoint in updated.channels.webhooks:
+                if endpoint.id == job.target:
+                    endpoint.enabled = False
+                    endpoint.disabled_reason = reason
+            updated.updated_at = now
+            return updated
+
+        await self.subscriptions.update(job.subscription_id, disable)
         await self.delivery_log.set_state(
-            job.target, state="disabled", disabled_reason=reason, disabled_at=datetime.now(UTC).isoformat()
+            job.target, state="disabled", disabled_reason=reason, disabled_at=now.isoformat()
         )
         log.warning("endpoint_disabled", target=job.target, reason=reason)

@@ -6,12 +6,17 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+import pytest
 import redis.asyncio as aioredis
 from slack_sdk.models.blocks import Block
 
-from services.notifier.jobs import digest_jobs
+from services.notifier.email_render import Links
+from services.notifier.jobs import alert_jobs, digest_jobs
 from services.notifier.queue import DeliveryQueue
 from services.notifier.receiver import Received, Receiver, serve
+from services.notifier.senders import SlackSender
+from shared.paper import Paper
 from shared.storage import SubscriptionStore
 from shared.subscription import Channels, Schedule
 from tests.integration.notifier.conftest import running, stream_results, wait_for
@@ -63,3 +68,25 @@ async def test_split_digest_is_paced_and_429_is_honoured(
     (result,) = await stream_results(redis)
     assert result["status"] == "delivered" and result["channel"] == "slack" and len(result["paper_ids"]) == 30
     assert "hooks" not in result["target"] and result["target"].startswith("slack-")
+
+
+@pytest.mark.parametrize(
+    ("caps", "posts"),
+    [({"slack_max_inline_retries": 3}, 4), ({"slack_inline_wait_budget_s": 0.12}, 3)],
+    ids=["retry-cap", "wait-budget"],
+)
+async def test_rate_limited_send_gives_up_inline_and_leaves_it_to_the_backoff(
+    settings_for, caps: dict[str, float], posts: int
+) -> None:
+    def slack(request: Received, index: int):
+        return (429, {"retry-after": "0.05"}, b"rate_limited") if index < 50 else (200, {}, b"ok")
+
+    async with serve(Receiver(slack)) as receiver:
+        sub = subscription(channels=Channels(slack_webhook_url=receiver.url + "/services/T000/B000/XXXX"))
+        (job,) = alert_jobs(sub, items([Paper(id="2401.00001", title="T", abstract="A")])[0])
+        settings = settings_for(slack_min_interval_s=0.01, **({"slack_max_inline_retries": 100} | caps))
+        async with httpx.AsyncClient(trust_env=False) as client:
+            outcome = await SlackSender(settings, Links("http://x", "k"), client).send(job, sub)
+    assert (outcome.kind, outcome.status_code, outcome.throttle) == ("retry", 429, True)
+    assert outcome.retry_after == 0.05
+    assert len(receiver.requests) == posts

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import email
+import json
+import time
 from email import policy
 from pathlib import Path
 
 import jsonschema_rs
+import pytest
 from slack_sdk.models.blocks import Block
 
 from services.notifier.email_render import Links, build_message, render_html
 from services.notifier.jobs import HEARTBEAT_NOTE, MatchItem, alert_jobs, digest_jobs, job_id
 from services.notifier.payload import build_payload, encode, load_schema
 from services.notifier.slack_blocks import MAX_BLOCKS, build_messages
-from shared.links import verify_link
+from shared.links import BadLink, verify_link
 from shared.paper import Paper
+from shared.subscription import Channels
 from tests.unit.notifier.notifier_papers import HF_JUNE, hf_papers, items, listing_papers, subscription
 
 LINKS = Links("https://paperwire.example", "test-link-secret")
@@ -126,3 +130,25 @@ def test_webhook_payload_matches_its_schema(fixtures_dir: Path) -> None:
     assert [p["id"] for p in digest_payload["data"]["papers"]] == ["2605.05242", "2605.06548"]
     assert digest_payload["data"]["papers"][0]["upvotes"] == 86
     assert not validator.is_valid({"type": "paper.matched", "version": 2, "timestamp": "x", "data": {}})
+
+
+def test_unsubscribe_links_outlive_feedback_links(fixtures_dir: Path) -> None:
+    """An old message must still unsubscribe (one click from the mail client, the body, Slack) years later;
+    like/dislike links keep the 30-day default."""
+    sub = subscription(channels=Channels(email="ada@example.org", slack_webhook_url="https://hooks.slack.com/x"))
+    (job,) = [j for j in alert_jobs(sub, items(hf_papers(fixtures_dir)[:1])[0]) if j.channel == "email"]
+    parsed = email.message_from_bytes(build_message(job, sub, LINKS, FROM).as_bytes(), policy=policy.default)
+    marker = "https://paperwire.example/v1/unsubscribe/"
+    found = {
+        "header": parsed["List-Unsubscribe"].strip("<>"),
+        "text": next(w for w in parsed.get_body(("plain",)).get_content().split() if w.startswith(marker)),
+        "html": marker + parsed.get_body(("html",)).get_content().split(f'href="{marker}', 1)[1].split('"', 1)[0],
+        "slack": marker + json.dumps(build_messages(job, sub, LINKS)).split(f"<{marker}", 1)[1].split("|", 1)[0],
+    }
+    in_4_years = time.time() + 4 * 365 * 86400
+    for where, url in found.items():
+        link = verify_link("test-link-secret", url.rsplit("/", 1)[1], now=in_4_years)
+        assert link["action"] == "unsubscribe", where
+    like = parsed.get_body(("html",)).get_content().split('href="https://paperwire.example/v1/feedback/', 1)[1]
+    with pytest.raises(BadLink):
+        verify_link("test-link-secret", like.split('"', 1)[0], now=time.time() + 31 * 86400)

@@ -10,7 +10,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.notifier.signing import webhook_headers
-from services.notifier.ssrf import UnsafeURL, check_address, parse_networks, resolve_safe
+from shared.ssrf import UnsafeURL, check_address, parse_networks, resolve_safe
 from tests.unit.notifier.notifier_papers import OLD_SECRET, SECRET
 
 BODY = b'{"type":"paper.matched","version":1}'
@@ -48,6 +48,9 @@ def test_rotation_signs_with_both_secrets() -> None:
         "fe80::1",
         "fc00::1",
         "::ffff:127.0.0.1",
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254 (cloud metadata)
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "fec0::1",  # site-local
         "224.0.0.1",
         "240.0.0.1",
     ],
@@ -60,6 +63,7 @@ def test_special_addresses_are_refused(address: str) -> None:
 def test_public_and_allow_listed_addresses_pass() -> None:
     check_address(ipaddress.ip_address("93.184.215.14"), [])
     check_address(ipaddress.ip_address("2606:4700::6810:84e5"), [])
+    check_address(ipaddress.ip_address("2002:5db8:d70e::1"), [])  # 6to4 of a public address
     check_address(ipaddress.ip_address("127.0.0.1"), parse_networks(["127.0.0.1/32"]))
     with pytest.raises(UnsafeURL):
         check_address(ipaddress.ip_address("127.0.0.2"), parse_networks(["127.0.0.1/32"]))

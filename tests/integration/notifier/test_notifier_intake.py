@@ -1,0 +1,108 @@
+"""Digest buffering across pauses, lost slot records and a switch to instant alerts (real Redis, no worker)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+
+import redis.asyncio as aioredis
+
+from services.notifier.intake import LAST_DIGEST, Intake
+from services.notifier.jobs import DeliveryJob
+from services.notifier.queue import JOBS, DeliveryQueue
+from shared.events import MatchFound, SubscriptionChanged
+from shared.paper import Paper
+from shared.storage import SubscriptionStore
+from shared.subscription import Schedule, Subscription
+from tests.unit.notifier.notifier_papers import subscription
+
+
+def match(sub: Subscription, paper_id: str) -> MatchFound:
+    paper = Paper(id=paper_id, title=f"Paper {paper_id}", abstract="A")
+    return MatchFound(subscription_id=sub.id, owner=sub.owner, paper=paper, score=0.9)
+
+
+async def queued_jobs(redis: aioredis.Redis) -> list[DeliveryJob]:
+    return [DeliveryJob.model_validate_json(raw) for raw in (await redis.hgetall(JOBS)).values()]
+
+
+async def deliver_all(redis: aioredis.Redis) -> None:
+    """What the worker does once the queued jobs went out."""
+    for job in await queued_jobs(redis):
+        await DeliveryQueue(redis).complete(job)
+
+
+async def daily(redis: aioredis.Redis) -> Subscription:
+    sub = subscription(schedule=Schedule(mode="daily", at=time(8, 0)), created_at=datetime(2024, 1, 1, tzinfo=UTC))
+    await SubscriptionStore(redis).put(sub)
+    return sub
+
+
+async def change(redis: aioredis.Redis, intake: Intake, sub: Subscription, action: str) -> SubscriptionChanged:
+    await SubscriptionStore(redis).put(sub)
+    event = SubscriptionChanged(subscription_id=sub.id, action=action, subscription=sub)  # type: ignore[arg-type]
+    await intake.on_subscription(event)
+    return event
+
+
+async def test_pause_and_resume_does_not_send_the_same_slot_again(redis: aioredis.Redis) -> None:
+    intake = Intake(redis)
+    sub = await daily(redis)
+    await intake.on_match(match(sub, "2401.00001"))
+    assert await intake.digest_tick(datetime(2024, 5, 2, 8, 0, 30, tzinfo=UTC)) == 1
+    (sent,) = await queued_jobs(redis)
+    await deliver_all(redis)
+
+    await change(redis, intake, sub.model_copy(update={"active": False}), "paused")
+    await change(redis, intake, sub, "updated")
+    await intake.on_match(match(sub, "2401.00002"))
+    assert await intake.digest_tick(datetime(2024, 5, 2, 10, 0, 30, tzinfo=UTC)) == 0  # 08:00 went out already
+    assert [i.paper.id for i in await intake.buffered(sub.id)] == ["2401.00002"]
+
+    assert await intake.digest_tick(datetime(2024, 5, 3, 8, 0, 30, tzinfo=UTC)) == 1
+    (next_day,) = await queued_jobs(redis)
+    assert next_day.id != sent.id and next_day.paper_ids == ["2401.00002"]
+
+
+async def test_matches_are_kept_when_their_digest_job_was_not_queued(redis: aioredis.Redis) -> None:
+    intake = Intake(redis)
+    sub = await daily(redis)
+    slot_time = datetime(2024, 5, 2, 8, 0, 30, tzinfo=UTC)
+    await intake.on_match(match(sub, "2401.00001"))
+    assert await intake.digest_tick(slot_time) == 1
+    await redis.hdel(LAST_DIGEST, sub.id)  # lost: a crash between queueing the slot and recording it
+    await intake.on_match(match(sub, "2401.00002"))
+    assert await intake.digest_tick(slot_time) == 0  # same slot, same job id: not queued a second time
+    assert [i.paper.id for i in await intake.buffered(sub.id)] == ["2401.00002"]
+    (job,) = await queued_jobs(redis)
+    assert job.paper_ids == ["2401.00001"]
+
+
+async def test_switch_to_instant_sends_what_was_waiting_as_one_digest(redis: aioredis.Redis) -> None:
+    intake = Intake(redis)
+    sub = await daily(redis)
+    for paper_id in ("2401.00003", "2401.00004"):
+        await intake.on_match(match(sub, paper_id))
+    instant = sub.model_copy(update={"schedule": Schedule(mode="instant")})
+    event = await change(redis, intake, instant, "updated")
+    (job,) = await queued_jobs(redis)
+    assert job.kind == "digest" and sorted(job.paper_ids) == ["2401.00003", "2401.00004"]
+    assert job.period == event.occurred_at.isoformat()
+    assert await intake.buffered(sub.id) == []
+    await intake.on_subscription(event)  # redelivered: nothing more
+    assert len(await queued_jobs(redis)) == 1
+    await intake.on_match(match(instant, "2401.00005"))  # from now on, alerts
+    assert sorted(j.kind for j in await queued_jobs(redis)) == ["alert", "digest"]
+
+
+async def test_pause_drops_and_delete_forgets_the_digest(redis: aioredis.Redis) -> None:
+    intake = Intake(redis)
+    sub = await daily(redis)
+    await intake.on_match(match(sub, "2401.00001"))
+    assert await intake.digest_tick(datetime(2024, 5, 2, 8, 0, 30, tzinfo=UTC)) == 1
+    await intake.on_match(match(sub, "2401.00002"))
+    await change(redis, intake, sub.model_copy(update={"active": False}), "paused")
+    assert await intake.buffered(sub.id) == []
+    assert await redis.hexists(LAST_DIGEST, sub.id)
+    await SubscriptionStore(redis).delete(sub.id)
+    await intake.on_subscription(SubscriptionChanged(subscription_id=sub.id, action="deleted"))
+    assert not await redis.hexists(LAST_DIGEST, sub.id)
