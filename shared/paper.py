@@ -112,6 +112,20 @@ class Paper(BaseModel):
         return f"{self.title}. {self.abstract}".strip() if self.abstract else self.title
 
 
+PaperChange = Literal["new", "updated", "merged"]
+
+
+def merge_change(known: Paper | None, new: Paper) -> tuple[Paper, PaperChange | None]:
+    """``new`` merged into what is known, and what that is to subscribers: "new" (an unknown id), "updated" (a
+    higher version), "merged" (new facts), or None when nothing new was learned (an identical repeat)."""
+    if known is None:
+        return new, "new"
+    merged = merge_papers(known, new)
+    if merged == known:
+        return known, None
+    return merged, "updated" if (merged.version or 0) > (known.version or 0) else "merged"
+
+
 def merge_papers(known: Paper, new: Paper) -> Paper:
     """One paper seen from several sources: newest version wins the text, sources and HF data add up.
 

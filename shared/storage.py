@@ -12,19 +12,39 @@ Key layout (all values JSON unless said otherwise):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from shared.paper import Paper, merge_papers
+from shared.paper import Paper, PaperChange, merge_change
 from shared.subscription import Subscription
 
-PaperChange = Literal["new", "updated", "merged"]
 UPSERT_TRIES = 50
 DELETED_TTL_S = 7 * 24 * 3600
+T = TypeVar("T")
+
+
+async def _watched(
+    redis: aioredis.Redis, key: str, step: Callable[[Pipeline, bytes | None], Awaitable[T]], what: str
+) -> T:
+    """Optimistic read-modify-write of one key (WATCH/MULTI): ``step`` gets the pipeline and the key's value,
+    queues its writes after ``pipe.multi()`` (or none) and returns the result; when another client wrote the key
+    in between, nothing is written and ``step`` runs again on the fresh value."""
+    for _ in range(UPSERT_TRIES):
+        async with redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                result = await step(pipe, await pipe.get(key))
+                if pipe.explicit_transaction:
+                    await pipe.execute()
+                return result
+            except WatchError:
+                continue
+    raise RuntimeError(f"{what}: kept changing during {UPSERT_TRIES} attempts")
 
 
 class PaperStore:
@@ -47,28 +67,19 @@ class PaperStore:
     async def upsert(self, paper: Paper) -> tuple[Paper, PaperChange | None]:
         """Merge with what is stored; the change is None when nothing new was learned.
 
-        Optimistic (WATCH/MULTI): two parser replicas merging the same paper at once (its RSS and HF entries)
-        would otherwise both read the old record and the second write would drop the first one's facts.
+        Optimistic: two parser replicas merging the same paper at once (its RSS and HF entries) would otherwise
+        both read the old record and the second write would drop the first one's facts.
         """
         key = f"paper:{paper.id}"
-        for _ in range(UPSERT_TRIES):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    known = Paper.model_validate_json(raw) if raw else None
-                    merged = paper if known is None else merge_papers(known, paper)
-                    if known is not None and merged == known:
-                        return known, None
-                    pipe.multi()
-                    pipe.set(key, merged.model_dump_json())
-                    await pipe.execute()
-                except WatchError:
-                    continue
-            if known is None:
-                return merged, "new"
-            return merged, "updated" if (merged.version or 0) > (known.version or 0) else "merged"
-        raise RuntimeError(f"paper {paper.id}: stored record kept changing during {UPSERT_TRIES} merge attempts")
+
+        async def step(pipe: Pipeline, raw: bytes | None) -> tuple[Paper, PaperChange | None]:
+            merged, change = merge_change(Paper.model_validate_json(raw) if raw else None, paper)
+            if change is not None:
+                pipe.multi()
+                pipe.set(key, merged.model_dump_json())
+            return merged, change
+
+        return await _watched(self.redis, key, step, f"paper {paper.id}")
 
     async def set_vector(self, space: str, paper_id: str, vector: np.ndarray) -> None:
         await self.redis.hset(f"vectors:{space}", paper_id, np.asarray(vector, dtype="<f2").tobytes())
@@ -124,48 +135,38 @@ class SubscriptionStore:
         and a deleted subscription is never written back. ``change`` may run several times: keep it pure; it
         may raise to refuse, and returns None to leave the record as it is."""
         key = f"subscription:{subscription_id}"
-        for _ in range(UPSERT_TRIES):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    if not raw:
-                        return None
-                    current = Subscription.model_validate_json(raw)
-                    updated = change(current)
-                    if updated is None:
-                        return current, current
-                    if updated.id != current.id or updated.owner != current.owner:
-                        raise ValueError("an update may not change a subscription's id or owner")
-                    pipe.multi()
-                    pipe.set(key, updated.model_dump_json())
-                    await pipe.execute()
-                except WatchError:
-                    continue
+
+        async def step(pipe: Pipeline, raw: bytes | None) -> tuple[Subscription, Subscription] | None:
+            if not raw:
+                return None
+            current = Subscription.model_validate_json(raw)
+            updated = change(current)
+            if updated is None:
+                return current, current
+            if updated.id != current.id or updated.owner != current.owner:
+                raise ValueError("an update may not change a subscription's id or owner")
+            pipe.multi()
+            pipe.set(key, updated.model_dump_json())
             return current, updated
-        raise RuntimeError(f"subscription {subscription_id}: kept changing during {UPSERT_TRIES} update attempts")
+
+        return await _watched(self.redis, key, step, f"subscription {subscription_id}")
 
     async def delete(self, subscription_id: str) -> Subscription | None:
         """Remove it and remember its owner for a while (see :meth:`deleted_owner`); the removed record, or None."""
         key = f"subscription:{subscription_id}"
-        for _ in range(UPSERT_TRIES):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    if not raw:
-                        return None
-                    subscription = Subscription.model_validate_json(raw)
-                    pipe.multi()
-                    pipe.delete(key)
-                    pipe.srem("subscriptions:ids", subscription_id)
-                    pipe.srem(f"owner:{subscription.owner}:subscriptions", subscription_id)
-                    pipe.set(f"{key}:deleted", subscription.owner, ex=DELETED_TTL_S)
-                    await pipe.execute()
-                except WatchError:
-                    continue
+
+        async def step(pipe: Pipeline, raw: bytes | None) -> Subscription | None:
+            if not raw:
+                return None
+            subscription = Subscription.model_validate_json(raw)
+            pipe.multi()
+            pipe.delete(key)
+            pipe.srem("subscriptions:ids", subscription_id)
+            pipe.srem(f"owner:{subscription.owner}:subscriptions", subscription_id)
+            pipe.set(f"{key}:deleted", subscription.owner, ex=DELETED_TTL_S)
             return subscription
-        raise RuntimeError(f"subscription {subscription_id}: kept changing during {UPSERT_TRIES} delete attempts")
+
+        return await _watched(self.redis, key, step, f"subscription {subscription_id}")
 
     async def deleted_owner(self, subscription_id: str) -> str | None:
         """Who owned a recently deleted subscription: lets a retried delete finish what the first one began."""

@@ -1,22 +1,18 @@
 """Reading the contract's streams directly: recent matches of a subscription, and replaying dead deliveries.
 
-FastStream stores a message in a stream entry under ``__data__`` in its binary envelope; its own parser
-(``BinaryMessageFormatV1``, which also reads the older JSON envelope) turns it back into the JSON body.
+Entries are read with ``shared.events.entry_body`` (FastStream's envelope under ``__data__``).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from faststream.redis.parser.binary import BinaryMessageFormatV1
 from pydantic import ValidationError
 
-from shared.events import MatchFound, Stream
+from shared.events import MatchFound, Stream, entry_body
 
-DATA_KEY = b"__data__"
 _DEAD_PREFIX = b"dead."
 _REPLAYABLE = {str(s) for s in Stream}
 # Where failed deliveries end: the notifier's dead deliveries, and `matches` entries its handler gave up on.
@@ -24,21 +20,6 @@ _REPLAYABLE = {str(s) for s in Stream}
 
 def _key(k: Any) -> bytes:
     return k if isinstance(k, bytes) else str(k).encode()
-
-
-def entry_body(fields: dict[Any, Any]) -> dict[str, Any] | None:
-    """The JSON body FastStream published in a stream entry, or None when it is not one of ours."""
-    fields = {_key(k): v for k, v in fields.items()}
-    data = fields.get(DATA_KEY)
-    if data is None:
-        return None
-    raw = data if isinstance(data, bytes) else str(data).encode()
-    body, _headers = BinaryMessageFormatV1.parse(raw)
-    try:
-        value = json.loads(body)
-    except (ValueError, TypeError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 async def recent_matches(

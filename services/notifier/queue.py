@@ -11,13 +11,10 @@ id -> due), ``notifier:throttle`` (hash target -> until), ``notifier:dead`` (has
 
 from __future__ import annotations
 
-import json
-
 import redis.asyncio as aioredis
-from faststream.redis.parser.binary import BinaryMessageFormatV1
 
 from services.notifier.jobs import DeliveryJob
-from shared.events import Stream
+from shared.events import Stream, entry_body
 
 JOBS = "notifier:jobs"
 TARGETS = "notifier:targets"
@@ -143,15 +140,7 @@ class DeliveryQueue:
             return
         stale = []
         for entry_id, fields in await self.redis.xrange(DEAD_RESULTS, count=10_000):
-            raw = fields.get(b"__data__")
-            if raw is None:
-                continue
-            try:
-                body, _ = BinaryMessageFormatV1.parse(raw)
-                event_id = json.loads(body).get("event_id")
-            except (ValueError, AttributeError):
-                continue
-            if event_id in job_ids:
+            if (entry_body(fields) or {}).get("event_id") in job_ids:
                 stale.append(entry_id)
         if stale:
             await self.redis.xdel(DEAD_RESULTS, *stale)

@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from services.parser.result import ParseResult
 from shared.events import PaperParsed, RawPapers, Stream, UpvotesChanged
-from shared.paper import Paper, merge_papers
-from shared.storage import PaperChange, PaperStore
+from shared.paper import Paper, merge_change
+from shared.storage import PaperStore
 
 _EVENT_IDS = uuid.UUID("5d0c5e1e-55a1-4f0e-9d0b-7a7a2f1c8e01")
 
@@ -76,14 +76,12 @@ def plan(
     for paper in papers:
         if paper.hf is not None:
             with_hf.add(paper.id)
-        stored = current.get(paper.id)
-        merged = paper if stored is None else merge_papers(stored, paper)
-        if stored is not None and merged == stored:
+        merged, change = merge_change(current.get(paper.id), paper)
+        if change is None:
             report.unchanged += 1
             continue
         current[paper.id] = merged
         report.writes.append(paper)
-        change = _change(stored, merged)
         previous = by_id.get(merged.id)
         if previous is None:
             by_id[merged.id] = PaperParsed(paper=merged, change=change)
@@ -107,12 +105,6 @@ def plan(
         for moved in report.trending:
             moved.event_id = stable_event_id(source_event_id, Stream.TRENDING, moved.paper_id)
     return report
-
-
-def _change(stored: Paper | None, merged: Paper) -> PaperChange:
-    if stored is None:
-        return "new"
-    return "updated" if (merged.version or 0) > (stored.version or 0) else "merged"
 
 
 def stable_event_id(source_event_id: str, stream: str, paper_id: str) -> str:

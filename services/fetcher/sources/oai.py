@@ -91,6 +91,9 @@ async def harvest(
         if error:
             report.error = f"OAI-PMH error {error}"
             return report
+        if token and next_token == token:  # the same page again: following it would never end
+            report.error = f"OAI-PMH answered resumptionToken {token!r} with itself: harvest stopped"
+            return report
         await publish(
             RawPapers(source="arxiv-oai", url=result.url, content_type=result.content_type, body=result.text())
         )

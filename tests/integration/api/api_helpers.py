@@ -96,6 +96,6 @@ class LiveServer:
 
 async def stream_events(redis: aioredis.Redis, stream: str) -> list[dict]:
     """The JSON bodies FastStream published on ``stream``, oldest first."""
-    from services.api.streams import entry_body
+    from shared.events import entry_body
 
     return [entry_body(fields) for _id, fields in await redis.xrange(stream)]

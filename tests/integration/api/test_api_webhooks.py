@@ -15,9 +15,8 @@ from faststream.redis import RedisBroker
 from standardwebhooks import Webhook
 
 from services.api import webhooks
-from services.api.streams import entry_body
 from shared.consumer import dead_letter
-from shared.events import DeliveryResult, MatchFound
+from shared.events import DeliveryResult, MatchFound, entry_body
 from shared.paper import Paper
 from shared.storage import DeliveryLog
 from tests.integration.api.api_helpers import SPEC, fixture_papers, owner_token

@@ -294,7 +294,9 @@ def test_the_daily_oai_window_reaches_back_to_the_last_complete_harvest() -> Non
 async def test_the_daily_oai_harvest_starts_where_the_last_complete_one_ended(
     redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
 ) -> None:
-    replay.routes["/oai"] = lambda p, q, h: Reply(200, OAI_SECOND)  # a complete list (no resumption token)
+    # The window is what is checked; arXiv's answer for a window without records completes the harvest at once.
+    no_records = (FIXTURES / "arxiv_oai/saelim_ErrorResponseNoRecordsMatch.xml").read_bytes()
+    replay.routes["/oai"] = lambda p, q, h: Reply(200, no_records)
     settings = FetcherSettings(
         redis_url=clean_redis,
         arxiv_queries=[],
@@ -312,3 +314,19 @@ async def test_the_daily_oai_harvest_starts_where_the_last_complete_one_ended(
     assert await redis.get(OAI_COVERED_KEY) == b"2026-11-26"
     await poll_once(settings, redis, Sink(), now=now + timedelta(days=1))
     assert replay.seen[1].query["from"] == "2026-11-25"
+
+
+async def test_a_resumption_token_that_answers_with_itself_stops_the_harvest(
+    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
+) -> None:
+    replay.routes["/oai"] = lambda p, q, h: Reply(200, OAI_FIRST)  # every page says "next: 726959|1001"
+    settings = FetcherSettings(redis_url=clean_redis, oai_url=f"{replay.url}/oai", arxiv_min_interval_s=0)
+    fetcher, limiter = make_fetcher(settings, redis)
+    sink = Sink()
+    try:
+        job = oai.Harvest(date(2014, 10, 1), date(2014, 10, 31), "physics", "arXivRaw")
+        report = await oai.harvest(fetcher, limiter, redis, settings.oai_url, job, sink)
+    finally:
+        await fetcher.client.aclose()
+    assert report.requests == 2 and len(sink.events) == 1  # the repeated page is not published again
+    assert "726959|1001" in (report.error or "")

@@ -10,8 +10,8 @@ from standardwebhooks import Webhook
 
 from services.api.forms import form_to_changes, parse_form
 from services.api.store import split_token
-from services.api.streams import entry_body
 from services.api.webhooks import new_secret, sign
+from shared.events import entry_body
 
 
 def test_form_maps_lines_words_and_unticked_checkbox() -> None:
