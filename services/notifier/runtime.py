@@ -43,7 +43,7 @@ async def delivery_worker(settings: NotifierSettings) -> AsyncIterator[DeliveryW
     webhook = WebhookSender(settings, client)
     senders = {
         "email": EmailSender(settings, links),
-        "slack": SlackSender(settings, links, client),
+        "slack": SlackSender(settings, links, client, redis),
         "webhook": webhook,
     }
     worker = DeliveryWorker(redis, settings, senders, publish)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import socket
 import ssl
@@ -20,6 +21,7 @@ from typing import Literal
 
 import aiosmtplib
 import httpx
+import redis.asyncio as aioredis
 
 from services.notifier import payload as webhook_payload
 from services.notifier.email_render import Links, build_message
@@ -115,19 +117,35 @@ def write_eml(outbox: Path, name: str, msg: EmailMessage) -> Path:
     return final
 
 
-class SlackSender:
-    """Incoming webhooks: one message at a time per webhook, at most one a second, 429 Retry-After honoured."""
+def _pace_key(url: str) -> str:
+    return f"notifier:slack:pace:{hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
-    def __init__(self, settings: NotifierSettings, links: Links, client: httpx.AsyncClient) -> None:
+
+class SlackSender:
+    """Incoming webhooks: one message at a time per webhook, at most one a second, 429 Retry-After honoured.
+
+    The pace is kept in Redis (``notifier:slack:pace:{webhook hash}``, a key that lives as long as the wait), so
+    it holds across notifier replicas: each post first takes the key, and a 429 stretches it to Retry-After."""
+
+    def __init__(
+        self, settings: NotifierSettings, links: Links, client: httpx.AsyncClient, redis: aioredis.Redis
+    ) -> None:
         self.settings = settings
         self.links = links
         self.client = client
-        self._next_at: dict[str, float] = {}
+        self.redis = redis
 
     async def _pace(self, url: str) -> None:
-        wait = self._next_at.get(url, 0.0) - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        """Wait until this webhook may take a post, then reserve the next interval for it."""
+        key = _pace_key(url)
+        interval_ms = max(1, int(self.settings.slack_min_interval_s * 1000))
+        while True:
+            if await self.redis.set(key, 1, nx=True, px=interval_ms):
+                return
+            await asyncio.sleep(max(await self.redis.pttl(key), 1) / 1000)  # held by another post (any replica)
+
+    async def _hold_off(self, url: str, seconds: float) -> None:
+        await self.redis.set(_pace_key(url), 1, px=max(1, int(seconds * 1000)))
 
     async def send(self, job: DeliveryJob, subscription: Subscription) -> Outcome:
         url = str(subscription.channels.slack_webhook_url)
@@ -141,8 +159,6 @@ class SlackSender:
                 )
             except httpx.HTTPError as exc:
                 return Outcome("retry", None, f"{type(exc).__name__}: {exc}", throttle=True)
-            finally:
-                self._next_at[url] = time.monotonic() + self.settings.slack_min_interval_s
             outcome = http_outcome(response)
             if outcome.kind == "delivered":
                 job.parts_done += 1
@@ -157,7 +173,7 @@ class SlackSender:
                     and rate_limited <= self.settings.slack_max_inline_retries
                 ):
                     waited += wait
-                    self._next_at[url] = time.monotonic() + wait
+                    await self._hold_off(url, wait)
                     continue
             outcome.detail["parts_done"] = job.parts_done
             return outcome

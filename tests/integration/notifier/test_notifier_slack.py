@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import redis.asyncio as aioredis
 from slack_sdk.models.blocks import Block
@@ -76,7 +79,7 @@ async def test_split_digest_is_paced_and_429_is_honoured(
     ids=["retry-cap", "wait-budget"],
 )
 async def test_rate_limited_send_gives_up_inline_and_leaves_it_to_the_backoff(
-    settings_for, caps: dict[str, float], posts: int
+    redis: aioredis.Redis, settings_for, caps: dict[str, float], posts: int
 ) -> None:
     def slack(request: Received, index: int):
         return (429, {"retry-after": "0.05"}, b"rate_limited") if index < 50 else (200, {}, b"ok")
@@ -86,7 +89,28 @@ async def test_rate_limited_send_gives_up_inline_and_leaves_it_to_the_backoff(
         (job,) = alert_jobs(sub, items([Paper(id="2401.00001", title="T", abstract="A")])[0])
         settings = settings_for(slack_min_interval_s=0.01, **({"slack_max_inline_retries": 100} | caps))
         async with httpx.AsyncClient(trust_env=False) as client:
-            outcome = await SlackSender(settings, Links("http://x", "k"), client).send(job, sub)
+            outcome = await SlackSender(settings, Links("http://x", "k"), client, redis).send(job, sub)
     assert (outcome.kind, outcome.status_code, outcome.throttle) == ("retry", 429, True)
     assert outcome.retry_after == 0.05
     assert len(receiver.requests) == posts
+
+
+async def test_the_pace_holds_across_replicas(redis: aioredis.Redis, settings_for) -> None:
+    """Two notifier replicas posting to one Slack webhook at once still keep one post per interval between them."""
+    arrived: list[float] = []
+
+    def slack(request: Received, index: int):
+        arrived.append(time.monotonic())
+        return 200, {}, b"ok"
+
+    async with serve(Receiver(slack)) as receiver:
+        sub = subscription(channels=Channels(slack_webhook_url=receiver.url + "/services/T000/B000/XXXX"))
+        papers = [Paper(id=f"2401.0000{i}", title="T", abstract="A") for i in range(1, 7)]
+        jobs = [job for item in items(papers) for job in alert_jobs(sub, item)]
+        settings = settings_for(slack_min_interval_s=0.2)
+        async with httpx.AsyncClient(trust_env=False) as one, httpx.AsyncClient(trust_env=False) as two:
+            replicas = [SlackSender(settings, Links("http://x", "k"), client, redis) for client in (one, two)]
+            outcomes = await asyncio.gather(*(replicas[i % 2].send(job, sub) for i, job in enumerate(jobs)))
+    assert [o.kind for o in outcomes] == ["delivered"] * 6 and len(arrived) == 6
+    gaps = np.diff(sorted(arrived))
+    assert gaps.min() >= 0.19, f"two posts {gaps.min():.3f} s apart"  # a lower bound: a slow machine only adds
