@@ -14,7 +14,7 @@ from faststream.redis import RedisBroker
 
 from services.notifier.email_render import Links
 from services.notifier.intake import Intake
-from services.notifier.senders import EmailSender, SlackSender, WebhookSender
+from services.notifier.senders import EmailSender, PinnedPoster, SlackSender, WebhookSender
 from services.notifier.settings import NotifierSettings
 from services.notifier.worker import DeliveryWorker, raise_if_cancelled
 from shared.events import DeliveryResult, Stream
@@ -40,18 +40,18 @@ async def delivery_worker(settings: NotifierSettings) -> AsyncIterator[DeliveryW
     async def publish(stream: Stream, result: DeliveryResult) -> None:
         await broker.publish(result, stream=str(stream))
 
-    webhook = WebhookSender(settings, client)
+    poster = PinnedPoster(settings, client)
     senders = {
         "email": EmailSender(settings, links),
-        "slack": SlackSender(settings, links, client, redis),
-        "webhook": webhook,
+        "slack": SlackSender(settings, links, poster, redis),
+        "webhook": WebhookSender(settings, poster),
     }
     worker = DeliveryWorker(redis, settings, senders, publish)  # type: ignore[arg-type]
     try:
         yield worker
     finally:
         await worker.shutdown(settings.shutdown_grace())
-        await webhook.aclose()
+        await poster.aclose()
         await client.aclose()
         await broker.stop()
         await redis.aclose()

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import aiosmtplib
 import httpx
@@ -127,12 +127,10 @@ class SlackSender:
     The pace is kept in Redis (``notifier:slack:pace:{webhook hash}``, a key that lives as long as the wait), so
     it holds across notifier replicas: each post first takes the key, and a 429 stretches it to Retry-After."""
 
-    def __init__(
-        self, settings: NotifierSettings, links: Links, client: httpx.AsyncClient, redis: aioredis.Redis
-    ) -> None:
+    def __init__(self, settings: NotifierSettings, links: Links, poster: PinnedPoster, redis: aioredis.Redis) -> None:
         self.settings = settings
         self.links = links
-        self.client = client
+        self.poster = poster  # a Slack webhook URL is user input like any webhook's: same SSRF check
         self.redis = redis
 
     async def _pace(self, url: str) -> None:
@@ -153,12 +151,10 @@ class SlackSender:
         waited, rate_limited = 0.0, 0
         while job.parts_done < len(messages):
             await self._pace(url)
-            try:
-                response = await self.client.post(
-                    url, json=messages[job.parts_done], timeout=self.settings.webhook_timeout_s
-                )
-            except httpx.HTTPError as exc:
-                return Outcome("retry", None, f"{type(exc).__name__}: {exc}", throttle=True)
+            response = await self.poster.post(url, json=messages[job.parts_done])
+            if isinstance(response, Outcome):
+                response.detail["parts_done"] = job.parts_done
+                return response
             outcome = http_outcome(response)
             if outcome.kind == "delivered":
                 job.parts_done += 1
@@ -235,8 +231,9 @@ class HostClients:
             await entry.client.aclose()
 
 
-class WebhookSender:
-    """Standard Webhooks POSTs to user endpoints, after the SSRF check, within a hard timeout.
+class PinnedPoster:
+    """POSTs to user-supplied URLs (webhook endpoints, Slack webhook URLs): the SSRF check first, then the request
+    goes to exactly the checked address (host name in ``Host`` and TLS SNI), within a hard timeout.
 
     ``client`` carries plain HTTP; HTTPS goes through a client of its own per host name (see :class:`HostClients`),
     verified with ``verify`` (default: the system's trusted CAs)."""
@@ -257,9 +254,6 @@ class WebhookSender:
             lambda: httpx.AsyncClient(verify=tls, limits=limits, follow_redirects=False, trust_env=False),
         )
 
-    def endpoint(self, job: DeliveryJob, subscription: Subscription) -> WebhookEndpoint | None:
-        return next((e for e in subscription.channels.webhooks if e.id == job.target), None)
-
     @asynccontextmanager
     async def _client_for(self, url: httpx.URL) -> AsyncIterator[httpx.AsyncClient]:
         if url.scheme != "https":
@@ -268,38 +262,51 @@ class WebhookSender:
         async with self.tls_clients.use(f"{url.host}:{url.port or 443}") as client:
             yield client
 
-    async def send(self, job: DeliveryJob, subscription: Subscription) -> Outcome:
-        endpoint = self.endpoint(job, subscription)
-        if endpoint is None:
-            return Outcome("refused", error="endpoint no longer in the subscription")
+    async def post(self, url: str, **request: Any) -> httpx.Response | Outcome:
+        """The response, or the outcome that replaces it: refused (not a public address), retry (DNS failed, no
+        answer in time, a transport error)."""
         try:
-            pinned = await resolve_safe(str(endpoint.url), self.allowed)
+            pinned = await resolve_safe(url, self.allowed)
         except UnsafeURL as exc:
             if isinstance(exc.__cause__, socket.gaierror):  # DNS failed, often for a moment: not an unsafe address
                 return Outcome("retry", error=f"DNS: {exc}", throttle=True)
             return Outcome("refused", error=f"unsafe URL: {exc}")
-        body = webhook_payload.encode(webhook_payload.build_payload(job, subscription))
-        now = int(datetime.now(UTC).timestamp())
-        headers = webhook_headers(endpoint.secret, endpoint.previous_secret, job.id, now, body)
-        headers["host"] = pinned.host
-        url = httpx.URL(str(endpoint.url))
+        target = httpx.URL(url)
+        headers = {**request.pop("headers", {}), "host": pinned.host}
+        timeout = self.settings.webhook_timeout_s
         try:
-            async with asyncio.timeout(self.settings.webhook_timeout_s), self._client_for(url) as client:
-                response = await client.post(
-                    pinned.url,
-                    content=body,
-                    headers=headers,
-                    timeout=self.settings.webhook_timeout_s,
-                    extensions={"sni_hostname": url.host},
+            async with asyncio.timeout(timeout), self._client_for(target) as client:
+                return await client.post(
+                    pinned.url, headers=headers, timeout=timeout, extensions={"sni_hostname": target.host}, **request
                 )
         except (httpx.TimeoutException, TimeoutError):
-            return Outcome("retry", None, f"no answer within {self.settings.webhook_timeout_s:g} s", throttle=True)
+            return Outcome("retry", None, f"no answer within {timeout:g} s", throttle=True)
         except httpx.HTTPError as exc:
             return Outcome("retry", None, f"{type(exc).__name__}: {exc}", throttle=True)
-        return http_outcome(response)
 
     async def aclose(self) -> None:
         await self.tls_clients.aclose()
+
+
+class WebhookSender:
+    """Standard Webhooks POSTs to user endpoints, through the :class:`PinnedPoster`."""
+
+    def __init__(self, settings: NotifierSettings, poster: PinnedPoster) -> None:
+        self.settings = settings
+        self.poster = poster
+
+    def endpoint(self, job: DeliveryJob, subscription: Subscription) -> WebhookEndpoint | None:
+        return next((e for e in subscription.channels.webhooks if e.id == job.target), None)
+
+    async def send(self, job: DeliveryJob, subscription: Subscription) -> Outcome:
+        endpoint = self.endpoint(job, subscription)
+        if endpoint is None:
+            return Outcome("refused", error="endpoint no longer in the subscription")
+        body = webhook_payload.encode(webhook_payload.build_payload(job, subscription))
+        now = int(datetime.now(UTC).timestamp())
+        headers = webhook_headers(endpoint.secret, endpoint.previous_secret, job.id, now, body)
+        response = await self.poster.post(str(endpoint.url), content=body, headers=headers)
+        return response if isinstance(response, Outcome) else http_outcome(response)
 
 
 def attempt_record(job: DeliveryJob, outcome: Outcome, started: float, finished: float) -> dict[str, object]:
@@ -316,4 +323,4 @@ def attempt_record(job: DeliveryJob, outcome: Outcome, started: float, finished:
     }
 
 
-__all__ = ["EmailSender", "HostClients", "Outcome", "SlackSender", "WebhookSender", "attempt_record"]
+__all__ = ["EmailSender", "HostClients", "Outcome", "PinnedPoster", "SlackSender", "WebhookSender", "attempt_record"]

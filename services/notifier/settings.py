@@ -30,7 +30,8 @@ class NotifierSettings(ServiceSettings):
     )
     retry_jitter: float = Field(default=0.2, ge=0, le=1, description="+- fraction of each retry delay")
     webhook_allowed_networks: list[str] = Field(
-        default_factory=list, description='CIDRs exempt from the SSRF check, e.g. ["127.0.0.1/32"]'
+        default_factory=list,
+        description='CIDRs exempt from the SSRF check of webhook and Slack URLs, e.g. ["127.0.0.1/32"]',
     )
     webhook_concurrency_per_endpoint: int = Field(default=4, ge=1)
     webhook_tls_clients: int = Field(default=256, ge=1, description="HTTPS host names with their own pooled client")

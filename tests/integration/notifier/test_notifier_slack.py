@@ -18,7 +18,7 @@ from services.notifier.email_render import Links
 from services.notifier.jobs import alert_jobs, digest_jobs
 from services.notifier.queue import DeliveryQueue
 from services.notifier.receiver import Received, Receiver, serve
-from services.notifier.senders import SlackSender
+from services.notifier.senders import PinnedPoster, SlackSender
 from shared.paper import Paper
 from shared.storage import SubscriptionStore
 from shared.subscription import Channels, Schedule
@@ -89,7 +89,8 @@ async def test_rate_limited_send_gives_up_inline_and_leaves_it_to_the_backoff(
         (job,) = alert_jobs(sub, items([Paper(id="2401.00001", title="T", abstract="A")])[0])
         settings = settings_for(slack_min_interval_s=0.01, **({"slack_max_inline_retries": 100} | caps))
         async with httpx.AsyncClient(trust_env=False) as client:
-            outcome = await SlackSender(settings, Links("http://x", "k"), client, redis).send(job, sub)
+            poster = PinnedPoster(settings, client)
+            outcome = await SlackSender(settings, Links("http://x", "k"), poster, redis).send(job, sub)
     assert (outcome.kind, outcome.status_code, outcome.throttle) == ("retry", 429, True)
     assert outcome.retry_after == 0.05
     assert len(receiver.requests) == posts
@@ -109,8 +110,23 @@ async def test_the_pace_holds_across_replicas(redis: aioredis.Redis, settings_fo
         jobs = [job for item in items(papers) for job in alert_jobs(sub, item)]
         settings = settings_for(slack_min_interval_s=0.2)
         async with httpx.AsyncClient(trust_env=False) as one, httpx.AsyncClient(trust_env=False) as two:
-            replicas = [SlackSender(settings, Links("http://x", "k"), client, redis) for client in (one, two)]
+            replicas = [
+                SlackSender(settings, Links("http://x", "k"), PinnedPoster(settings, client), redis)
+                for client in (one, two)
+            ]
             outcomes = await asyncio.gather(*(replicas[i % 2].send(job, sub) for i, job in enumerate(jobs)))
     assert [o.kind for o in outcomes] == ["delivered"] * 6 and len(arrived) == 6
     gaps = np.diff(sorted(arrived))
     assert gaps.min() >= 0.19, f"two posts {gaps.min():.3f} s apart"  # a lower bound: a slow machine only adds
+
+
+async def test_a_slack_url_to_an_internal_address_is_refused(redis: aioredis.Redis, settings_for) -> None:
+    """A Slack webhook URL is user input (the settings page, PATCH): the same SSRF check as any webhook's."""
+    sub = subscription(channels=Channels(slack_webhook_url="http://169.254.169.254/latest/meta-data/"))
+    (job,) = alert_jobs(sub, items([Paper(id="2401.00001", title="T", abstract="A")])[0])
+    settings = settings_for()
+    async with httpx.AsyncClient(trust_env=False) as client:
+        outcome = await SlackSender(settings, Links("http://x", "k"), PinnedPoster(settings, client), redis).send(
+            job, sub
+        )
+    assert outcome.kind == "refused" and "not a public address" in (outcome.error or "")

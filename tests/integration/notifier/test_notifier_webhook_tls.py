@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from services.notifier.jobs import DeliveryJob, alert_jobs
-from services.notifier.senders import HostClients, WebhookSender
+from services.notifier.senders import HostClients, PinnedPoster, WebhookSender
 from services.notifier.settings import NotifierSettings
 from shared.paper import Paper
 from shared.subscription import Channels, Subscription
@@ -49,7 +49,7 @@ async def test_dns_failure_is_retried_and_only_unsafe_addresses_are_refused(reso
     settings = NotifierSettings()
     job, sub = webhook_job("https://hooks.example.com/x")
     async with httpx.AsyncClient(trust_env=False) as client:
-        sender = WebhookSender(settings, client)
+        sender = WebhookSender(settings, PinnedPoster(settings, client))
         resolve_to(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"))
         outcome = await sender.send(job, sub)
         assert outcome.kind == "retry" and outcome.throttle
@@ -112,13 +112,14 @@ async def test_each_host_name_gets_its_own_verified_tls_connection(
     settings = NotifierSettings(webhook_allowed_networks=["127.0.0.1/32"], webhook_timeout_s=10.0)
     trust_a = ssl.create_default_context(cafile=str(a_test_cert[0]))
     async with httpx.AsyncClient(verify=trust_a, trust_env=False) as client:
-        sender = WebhookSender(settings, client, verify=trust_a)
+        poster = PinnedPoster(settings, client, verify=trust_a)
+        sender = WebhookSender(settings, poster)
         outcomes = {}
         for host in ("a.test", "b.test", "a.test"):
             job, sub = webhook_job(f"https://{host}:{port}/hook")
             outcome = await sender.send(job, sub)
             outcomes.setdefault(host, []).append((outcome.kind, outcome.error or ""))
-        await sender.aclose()
+        await poster.aclose()
     assert [kind for kind, _ in outcomes["a.test"]] == ["delivered", "delivered"]
     ((kind, error),) = outcomes["b.test"]
     assert kind == "retry" and "certificate" in error.lower()
