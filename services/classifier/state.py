@@ -57,6 +57,9 @@ class ClassifierState:
         self.resync_after_s = resync_after_s
         self.profiles: dict[str, Profile] = {}
         self._scorer: Scorer | None = None  # compiled from self.profiles: patched or dropped when they change
+        # The scorer scores in a worker thread (a batch at 100,000 subscriptions takes seconds, which must not
+        # stall the event loop: stream reads, the consumer's heartbeat) and is patched on the loop: one at a time.
+        self._scoring = asyncio.Lock()
         self.loaded = False
         self._seen: dict[str, str] = {}  # stream -> the last entry this replica applied
         self._synced_at = 0.0
@@ -105,7 +108,7 @@ class ClassifierState:
     async def refresh(self, subscription: Subscription) -> Profile | None:
         """Rebuild one subscription's profile (interests embedded, seeds and ratings from stored vectors)."""
         if not subscription.active:
-            self.remove(subscription.id)
+            await self.remove(subscription.id)
             return None
         store = PaperStore(self.redis)
         ratings = {
@@ -138,9 +141,10 @@ class ClassifierState:
         )
         if profile.model is not None:
             await self.redis.set(f"classifier:model:{subscription.id}", json.dumps(profile.model.to_dict()))
-        self.profiles[subscription.id] = profile
-        if self._scorer is not None:
-            self._scorer.put(profile)
+        async with self._scoring:
+            self.profiles[subscription.id] = profile
+            if self._scorer is not None:
+                self._scorer.put(profile)
         return profile
 
     async def load_all(self) -> None:
@@ -150,7 +154,8 @@ class ClassifierState:
             last = await self.redis.xrevrange(stream, "+", "-", count=1)
             self._seen[stream] = _text(last[0][0]) if last else "0-0"
         self._synced_at = time.monotonic()
-        self.profiles, self._scorer = {}, None
+        async with self._scoring:
+            self.profiles, self._scorer = {}, None
         for subscription in await SubscriptionStore(self.redis).active():
             await self.refresh(subscription)
         self.loaded = True
@@ -181,14 +186,15 @@ class ClassifierState:
         for subscription_id in sorted(changed):
             subscription = await store.get(subscription_id)
             if subscription is None:
-                self.remove(subscription_id)
+                await self.remove(subscription_id)
             else:
                 await self.refresh(subscription)
         return sorted(changed)
 
-    def remove(self, subscription_id: str) -> None:
-        if self.profiles.pop(subscription_id, None) is not None and self._scorer is not None:
-            self._scorer.remove(subscription_id)
+    async def remove(self, subscription_id: str) -> None:
+        async with self._scoring:
+            if self.profiles.pop(subscription_id, None) is not None and self._scorer is not None:
+                self._scorer.remove(subscription_id)
 
     def scorer(self) -> Scorer:
         """Every active profile, compiled once; a changed, new or removed subscription recompiles only its chunk."""
@@ -278,15 +284,18 @@ class ClassifierState:
 
         A subscription's own seed paper is never news to it, so it is not matched.
         """
-        scorer = self.scorer() if profiles is None else Scorer(profiles)
-        if not scorer.profiles:
-            return []
-        trending = await self.trending_ranks([p.id for p in papers]) if scorer.wants_trending() else None
-        matches: list[Match] = scorer.score(papers, vectors, trending=trending)
+        async with self._scoring:
+            scorer = self.scorer() if profiles is None else Scorer(profiles)
+            if not scorer.profiles:
+                return []
+            wants_trending = await asyncio.to_thread(scorer.wants_trending)  # may compile chunks
+            trending = await self.trending_ranks([p.id for p in papers]) if wants_trending else None
+            matches: list[Match] = await asyncio.to_thread(scorer.score, papers, vectors, trending=trending)
+            subscriptions = {m.subscription_id: scorer.subscription(m.subscription_id) for m in matches}
         by_id = {p.id: p for p in papers}
         out = []
         for match in matches:
-            sub = scorer.subscription(match.subscription_id)
+            sub = subscriptions[match.subscription_id]
             if match.paper_id in sub.seed_papers:
                 continue
             if await claim_once(self.redis, _match_key(match.subscription_id, match.paper_id)):

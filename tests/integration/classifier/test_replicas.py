@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import numpy as np
 from faststream import TestApp
@@ -13,6 +14,7 @@ from faststream.redis import RedisBroker
 
 from services.classifier.dataset import load_dataset
 from services.classifier.embedding import DIMS, MODEL_ID, embed_cached
+from services.classifier.scoring import Scorer
 from services.classifier.state import ClassifierState
 from shared.events import EmbeddingManifest, FeedbackGiven, FetchRequested, PaperEmbedded, Stream, SubscriptionChanged
 from shared.paper import Paper
@@ -136,3 +138,36 @@ async def test_a_rating_of_an_unseen_paper_is_fetched_once_and_applied_when_it_a
             assert not await redis.exists(f"classifier:awaiting:{unseen.id}")
     finally:
         await broker.stop()
+
+
+async def test_scoring_runs_off_the_event_loop_while_profiles_change(redis, tmp_path, monkeypatch) -> None:
+    """A batch against many subscriptions takes seconds: it runs in a worker thread, so the loop keeps reading
+    streams and beating the consumer's heartbeat, and a subscription change waits for the batch, not the reverse."""
+    papers, vectors = await stored_papers(redis, tmp_path)
+    seeds = [p.id for p in papers if p.primary == "cs.CL"][:5]
+    await SubscriptionStore(redis).put(Subscription(id="s", name="s", seed_papers=seeds))
+    state = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
+    await state.sync()
+    loop_thread = threading.get_ident()
+    seen: dict[str, object] = {}
+    real_score = Scorer.score
+    started, release = threading.Event(), threading.Event()
+
+    def score(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen["thread"] = threading.get_ident()
+        started.set()
+        release.wait(10)
+        return real_score(self, *args, **kwargs)
+
+    monkeypatch.setattr(Scorer, "score", score)
+    batch = [Paper(id=p.id, title=p.title, abstract=p.abstract, categories=list(p.categories)) for p in papers]
+    scoring = asyncio.create_task(state.score_papers(batch, vectors))
+    await asyncio.to_thread(started.wait, 10)
+    change = asyncio.create_task(state.remove("s"))  # must wait: the scorer is in use
+    await asyncio.sleep(0.1)
+    assert not change.done() and "s" in state.profiles
+    release.set()
+    found = await scoring
+    await change
+    assert seen["thread"] != loop_thread
+    assert found and "s" not in state.profiles
