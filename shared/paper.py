@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -55,6 +56,20 @@ def clean_text(text: str) -> str:
     return _WS_RE.sub(" ", text).strip()
 
 
+_WEB_URL_RE = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.I)
+
+
+def web_url(value: str | None) -> str | None:
+    """``value`` if it is an http(s) URL with a host, else None: links end up in hrefs of emails and pages, where
+    a ``javascript:`` or ``data:`` URL from a source (e.g. Hugging Face's ``githubRepo``) would run."""
+    if not value or not _WEB_URL_RE.fullmatch(value):
+        return None
+    try:
+        return value if urlsplit(value).hostname else None
+    except ValueError:
+        return None
+
+
 class Author(BaseModel):
     name: str
     affiliations: list[str] = Field(default_factory=list)
@@ -70,6 +85,11 @@ class HuggingFaceInfo(BaseModel):
     github_stars: int | None = None
     organization: str | None = None
     daily_date: date | None = None
+
+    @field_validator("github_repo")
+    @classmethod
+    def _web_repo(cls, value: str | None) -> str | None:
+        return web_url(value)
 
 
 class Paper(BaseModel):
@@ -94,6 +114,12 @@ class Paper(BaseModel):
     @classmethod
     def _versionless(cls, value: str) -> str:
         return normalize_arxiv_id(value)
+
+    @field_validator("links")
+    @classmethod
+    def _web_links(cls, value: dict[str, str]) -> dict[str, str]:
+        """Only http(s) links are kept, whoever built the paper: every href (email, Slack, feed, page) reads here."""
+        return {name: url for name, url in value.items() if web_url(url)}
 
     @property
     def primary_category(self) -> str | None:

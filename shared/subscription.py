@@ -15,8 +15,8 @@ from shared.paper import InvalidArxivId, normalize_arxiv_id
 from shared.query import QueryError, parse_query
 from shared.taxonomy import is_known_category
 
-_EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
-_SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_EMAIL_RE = re.compile(r"[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+")
+_SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def new_id() -> str:
@@ -65,7 +65,8 @@ class Channels(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL_RE.match(value):
+        """fullmatch: ``$`` would let a trailing newline through, and the notifier's To header with it."""
+        if value is not None and not _EMAIL_RE.fullmatch(value):
             raise ValueError(f"not an email address: {value!r}")
         return value
 
@@ -212,6 +213,6 @@ class Subscription(SubscriptionSpec):
     @field_validator("id", "owner")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _SLUG_RE.match(value):
+        if not _SLUG_RE.fullmatch(value):
             raise ValueError("use 1-64 letters, digits, '_', '.' or '-'")
         return value

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from services.api import routes, web
+from services.api.access_log import install_access_log_redaction
 from services.api.asyncapi import asyncapi_document
 from services.api.deps import ApiContext
 from services.api.forms import error_messages
@@ -187,6 +188,7 @@ def create_api(settings: ApiSettings | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     configure_logging(settings.log_level)
+    install_access_log_redaction()
     return app
 
 

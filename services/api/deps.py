@@ -45,6 +45,7 @@ _bearer = HTTPBearer(auto_error=False, description="an API token made with `pape
 
 
 def client_key(request: Request) -> str:
+    """The peer address; behind a proxy it is the proxy's unless uvicorn runs with ``--proxy-headers``."""
     return request.client.host if request.client else "unknown"
 
 
@@ -53,19 +54,21 @@ async def current_owner(
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
     ctx: ApiContext = Depends(context),
 ) -> str:
-    """The owner of the bearer token; repeated failures from one client are answered 429 for a while."""
-    limiter = AuthLimiter(ctx.redis, ctx.settings.auth_fail_limit, ctx.settings.auth_fail_window_s)
-    client = client_key(request)
-    wait = await limiter.blocked(client)
-    if wait is not None:
-        raise HTTPException(429, "too many failed token checks: try again later", headers={"Retry-After": str(wait)})
+    """The owner of the bearer token. The token is checked first, so a valid one always passes: only failures
+    are counted, and a client's failures past the limit are answered 429 (others behind the same address are not
+    locked out)."""
     owner = await TokenStore(ctx.redis).verify(credentials.credentials) if credentials else None
-    if owner is None:
-        if credentials:
-            await limiter.failed(client)
-        raise HTTPException(
-            401,
-            "authorization: a valid bearer token is required" if credentials else "authorization: header missing",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return owner
+    if owner is not None:
+        return owner
+    if credentials:
+        limiter = AuthLimiter(ctx.redis, ctx.settings.auth_fail_limit, ctx.settings.auth_fail_window_s)
+        wait = await limiter.failed(client_key(request))
+        if wait is not None:
+            raise HTTPException(
+                429, "too many failed token checks: try again later", headers={"Retry-After": str(wait)}
+            )
+    raise HTTPException(
+        401,
+        "authorization: a valid bearer token is required" if credentials else "authorization: header missing",
+        headers={"WWW-Authenticate": "Bearer"},
+    )

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
-_OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_OWNER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 TOKEN_PREFIX = "pw"
 
 
@@ -58,7 +59,7 @@ class OwnerStore:
 
     async def create(self, owner: str) -> bool:
         """False when the owner already existed."""
-        if not _OWNER_RE.match(owner):
+        if not _OWNER_RE.fullmatch(owner):
             raise InvalidOwner("owner: use 1-64 letters, digits, '_', '.' or '-'")
         return bool(await self.redis.sadd("api:owners", owner))
 
@@ -129,14 +130,25 @@ class FeedSecrets:
         self.redis = redis
 
     async def get_or_create(self, subscription_id: str) -> str:
-        existing = _text(await self.redis.get(f"api:feed:{subscription_id}"))
-        if existing:
-            return existing
-        secret = secrets.token_urlsafe(24)
-        if await self.redis.set(f"api:feed:{subscription_id}", secret, nx=True):
-            await self.redis.set(f"api:feedsecret:{secret}", subscription_id)
-            return secret
-        return _text(await self.redis.get(f"api:feed:{subscription_id}")) or secret
+        """Both keys are written in one MULTI, so no crash leaves a feed URL without its reverse key; one
+        written by an older version without it is repaired here."""
+        feed_key = f"api:feed:{subscription_id}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(feed_key)
+                    secret = _text(await pipe.get(feed_key))
+                    pipe.multi()
+                    if secret:
+                        pipe.set(f"api:feedsecret:{secret}", subscription_id, nx=True)
+                    else:
+                        secret = secrets.token_urlsafe(24)
+                        pipe.set(feed_key, secret)
+                        pipe.set(f"api:feedsecret:{secret}", subscription_id)
+                    await pipe.execute()
+                    return secret
+                except WatchError:
+                    continue
 
     async def subscription_for(self, secret: str) -> str | None:
         return _text(await self.redis.get(f"api:feedsecret:{secret}"))
@@ -147,6 +159,17 @@ class FeedSecrets:
             await self.redis.delete(f"api:feedsecret:{secret}", f"api:feed:{subscription_id}")
 
 
+_COUNT_FAILURE = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+
 class AuthLimiter:
     """Fixed-window counter of failed token checks per client: a brute force gets 429 instead of answers."""
 
@@ -155,18 +178,10 @@ class AuthLimiter:
         self.limit = limit
         self.window_s = window_s
 
-    async def blocked(self, client: str) -> int | None:
-        """Seconds to wait when ``client`` used up its failures, else None."""
-        count = await self.redis.get(f"api:authfail:{client}")
-        if count is not None and int(count) >= self.limit:
-            ttl = await self.redis.ttl(f"api:authfail:{client}")
-            return max(int(ttl), 1)
-        return None
-
-    async def failed(self, client: str) -> None:
-        key = f"api:authfail:{client}"
-        if await self.redis.incr(key) == 1:
-            await self.redis.expire(key, self.window_s)  # EXPIRE NX needs Redis 7; the first failure sets it
+    async def failed(self, client: str) -> int | None:
+        """Count a failed check; the seconds ``client`` must wait once it is over the limit, else None."""
+        count, ttl = await self.redis.eval(_COUNT_FAILURE, 1, f"api:authfail:{client}", self.window_s)
+        return max(int(ttl), 1) if int(count) > self.limit else None
 
 
 class DeliveryHistory:

@@ -45,8 +45,12 @@ def _verify(ctx: ApiContext, token: str, *actions: str) -> dict[str, Any]:
     return link
 
 
+PAGE_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
+
 def _page(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, values, status_code=status_code)
+    """The page's URL is a credential: no Referer to the sites it links to, no copy in a shared cache."""
+    return templates.TemplateResponse(request, name, values, status_code=status_code, headers=PAGE_HEADERS)
 
 
 @router.get("/v1/feedback/{token}", responses=HTML)

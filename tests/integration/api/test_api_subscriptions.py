@@ -91,9 +91,24 @@ async def test_tokens_are_hashed_revocable_and_failures_rate_limited(
         assert (await api.get("/v1/me", headers=bad)).status_code == 401
     blocked = await api.get("/v1/me", headers=bad)
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) >= 1
-    # even a good token waits out the window from this client: the counter is per client, not per token
+    # the token is checked first: a valid one passes even from a blocked address, only failures wait
     fresh = await owner_token(redis, "bob")
-    assert (await api.get("/v1/me", headers=fresh)).status_code == 429
+    assert (await api.get("/v1/me", headers=fresh)).json() == {"owner": "bob"}
+    assert (await api.get("/v1/me", headers=bad)).status_code == 429
+    assert 0 < await redis.ttl("api:authfail:127.0.0.1") <= 60
+
+
+async def test_junk_tokens_behind_one_address_do_not_lock_out_valid_users(
+    api: httpx.AsyncClient, redis: aioredis.Redis
+) -> None:
+    """Behind a proxy or NAT every client has the proxy's address: someone's junk tokens must not 429 the rest."""
+    alice = await owner_token(redis, "alice")
+    junk = {"Authorization": "Bearer pw_abc123_" + "y" * 40}
+    statuses = [(await api.get("/v1/me", headers=junk)).status_code for _ in range(10)]
+    assert statuses == [401] * 5 + [429] * 5
+    for _ in range(3):
+        assert (await api.get("/v1/me", headers=alice)).json() == {"owner": "alice"}
+    assert (await api.get("/v1/me")).status_code == 401  # no header is not a guess: never 429
 
 
 async def test_bad_input_is_refused_with_the_field_named(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:
@@ -121,3 +136,14 @@ async def test_bad_input_is_refused_with_the_field_named(api: httpx.AsyncClient,
     assert too_large.status_code == 413 and "body" in too_large.json()["detail"]
     assert (await api.get("/v1/subscriptions/..%2F..", headers=alice)).status_code in (404, 422)
     assert await redis.keys("subscription:*") == []
+
+
+async def test_email_with_a_trailing_newline_is_refused(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    """``$`` matches before a final newline: the address would end the notifier's To header early."""
+    alice = await owner_token(redis, "alice")
+    sid = (await api.post("/v1/subscriptions", json=SPEC, headers=alice)).json()["id"]
+    for email in ("a@b.co\n", "a@b.co\nBcc: x@y.org", "a@b.co\r\n"):
+        refused = await api.patch(f"/v1/subscriptions/{sid}", json={"channels": {"email": email}}, headers=alice)
+        assert refused.status_code == 422 and "channels.email" in refused.text, refused.text
+    accepted = await api.patch(f"/v1/subscriptions/{sid}", json={"channels": {"email": "a@b.co"}}, headers=alice)
+    assert accepted.status_code == 200 and accepted.json()["spec"]["channels"]["email"] == "a@b.co"

@@ -31,6 +31,7 @@ def _error(**fields: object) -> str:
         ({"trending": {"window": "month"}}, "'day' or 'week'"),
         ({"trending": {"top": 0}}, "greater than or equal to 1"),
         ({"interests": ["x"], "channels": {"email": "nobody"}}, "not an email address"),
+        ({"interests": ["x"], "channels": {"email": "a@b.co\n"}}, "not an email address"),
         ({"interests": ["x"], "schedule": {"timezone": "Mars/Olympus"}}, "unknown time zone"),
         ({"interests": ["x"], "colour": "red"}, "Extra inputs are not permitted"),
     ],
@@ -67,3 +68,10 @@ def test_configured_webhook_ids_are_per_subscription_and_stable() -> None:
     assert Subscription.model_validate_json(first.model_dump_json()).channels.webhooks[0].id == endpoint.id
     with pytest.raises(ValidationError, match="listed twice"):
         Subscription.model_validate(_configured("a", "https://hooks.example.org/in", "https://hooks.example.org/in"))
+
+
+@pytest.mark.parametrize("field", ["id", "owner"])
+def test_ids_with_a_trailing_newline_are_refused(field: str) -> None:
+    """Ids and owners name Redis keys: ``$`` would let ``abc\\n`` through as a second spelling."""
+    with pytest.raises(ValidationError, match="use 1-64 letters"):
+        Subscription(name="s", keywords=["x"], **{field: "abc\n"})

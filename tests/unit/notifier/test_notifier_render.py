@@ -152,3 +152,18 @@ def test_unsubscribe_links_outlive_feedback_links(fixtures_dir: Path) -> None:
     like = parsed.get_body(("html",)).get_content().split('href="https://paperwire.example/v1/feedback/', 1)[1]
     with pytest.raises(BadLink):
         verify_link("test-link-secret", like.split('"', 1)[0], now=time.time() + 31 * 86400)
+
+
+def test_code_link_is_only_an_http_url(fixtures_dir: Path) -> None:
+    """A paper carried by an event (its JSON from any producer) with a script URL as its code link: no href."""
+    papers = hf_papers(fixtures_dir)
+    raw = papers[0].model_dump(mode="json")
+    raw["links"] = {"code": "javascript:alert(document.cookie)", "abs": "data:text/html,x"}
+    raw["hf"]["github_repo"] = "javascript:alert(document.cookie)"
+    evil = Paper.model_validate(raw)
+    sub = subscription()
+    html = render_html(digest_jobs(sub, items([evil, *papers[1:]]), period=_slot(), heartbeat=False)[0], sub, LINKS)
+    assert "javascript:" not in html and "data:text" not in html
+    assert f'href="https://arxiv.org/abs/{evil.id}"' in html
+    assert "https://github.com/DCI-Agent/DCI-Agent-Lite" not in html
+    assert html.count(">Code</a>") == sum(1 for p in papers[1:] if p.links.get("code"))

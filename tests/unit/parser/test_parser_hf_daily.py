@@ -60,3 +60,18 @@ def test_malformed_items_are_skipped_and_the_rest_kept() -> None:
     result = parse_document("hf-daily", json.dumps(items))
     assert [(e.index, e.ident) for e in result.errors] == [(3, None), (7, None), (10, None), (12, ids[12])]
     assert [p.id for p in result.papers] == [pid for i, pid in enumerate(ids) if i not in {3, 7, 10, 12}]
+
+
+def test_repo_and_project_links_must_be_http() -> None:
+    """githubRepo and projectPage end up in hrefs of e-mails: a javascript: or data: URL is dropped, not linked."""
+    items = json.loads((HF / "llmpaperradar_hf_daily_papers_2026-05.json").read_text())
+    items[0]["paper"]["githubRepo"] = "javascript:alert(document.domain)"
+    items[0]["paper"]["projectPage"] = "data:text/html,<script>alert(1)</script>"
+    items[1]["paper"]["githubRepo"] = " JavaScript:alert(1)"
+    items[2]["paper"]["githubRepo"] = "https://github.com/example/repo"
+    result = parse_document("hf-daily", json.dumps(items))
+    first, second, third = result.papers
+    assert first.hf.github_repo is None and "code" not in first.links and "project" not in first.links
+    assert second.hf.github_repo is None and "code" not in second.links
+    assert third.links["code"] == third.hf.github_repo == "https://github.com/example/repo"
+    assert first.links["abs"] == "https://arxiv.org/abs/2605.05242"
