@@ -5,9 +5,10 @@ pydantic ``EmbeddingManifest`` is imported lazily and the on-disk manifest is a 
 
 Text policy (stated once, used everywhere): a paper is embedded as ``"<title>. <abstract>"`` with
 whitespace collapsed, cut to ``max_tokens`` word pieces (the model's own limit, 256 for all-MiniLM-L6-v2)
-including ``[CLS]``/``[SEP]``. Before tokenizing, texts are cut at a word boundary after ``7 * max_tokens``
-characters: the tokenizer then does less work and the token ids are identical (a cut text that
-comes out shorter than ``max_tokens`` is tokenized again in full, so the shortcut never changes a vector).
+including ``[CLS]``/``[SEP]``. Before tokenizing, texts are cut at the last space before ``7 * max_tokens``
+characters (never inside a word; a text with no space there is not cut): the tokenizer then does less work and
+the token ids are identical (a cut text that comes out shorter than ``max_tokens`` is tokenized again in full,
+so the shortcut never changes a vector).
 """
 
 from __future__ import annotations
@@ -71,11 +72,12 @@ def compose_text(title: str, abstract: str = "") -> str:
 
 
 def cut_text(text: str, max_chars: int) -> str:
-    """Cut at the last space before ``max_chars`` so no word is split (word pieces stay identical)."""
+    """Cut at the last space before ``max_chars``, never elsewhere: a cut inside a word changes its word pieces
+    (``representation-...-internationalization`` cut mid-word gave other ids than HF truncation)."""
     if len(text) <= max_chars:
         return text
     space = text.rfind(" ", 0, max_chars)
-    return text[: space if space > 0 else max_chars]
+    return text[:space] if space > 0 else text
 
 
 # ------------------------------------------------------------------------------------- manifest
@@ -161,13 +163,16 @@ TOKENIZER_ENGINES = ("auto", "flash", "hf")
 
 # Texts the fast engine may take: printable ASCII and no "word" over WordPiece's 100 characters. It differs
 # from HF outside that (measured: Hangul is not decomposed, soft hyphens and zero-width spaces are kept,
-# over-long words are split instead of [UNK]), so anything else goes to HF (2 % of real abstracts).
+# over-long words are split instead of [UNK]), so anything else goes to HF (2 % of real abstracts). Texts
+# holding one of the tokenizer's added tokens ([MASK], [SEP], ...) go to HF too: ``_not_fast_pattern``.
 _NOT_FAST = re.compile(r"[^\t\n\r\x20-\x7e]|\S{101,}")
 
 # Edge cases both engines must tokenize identically before the fast one is trusted: empty text, LaTeX,
-# punctuation runs, a 100-character word, truncation at max_tokens, and non-ASCII texts (routed to HF).
+# punctuation runs, a 100-character word, truncation at max_tokens, non-ASCII texts and added special tokens
+# (both routed to HF).
 _PROBES = (
     "",
+    "We replace 15% of the input tokens with [MASK] and predict them; [CLS] and [SEP] mark the ends.",
     "$\\mathcal{O}(n^{2})$ -- (a,b]; e.g., i.e.: [1,2]...!!! state-of-the-art GPT-4o's 3.5x F1@10 \\cite{x}",
     "x" * 100 + " " + "y" * 101 + " supercalifragilisticexpialidocious antidisestablishmentarianism",
     "Attention is all you need. " * 80,
@@ -187,14 +192,28 @@ class TextTokenizer:
     the tokenizer.json has that shape and the probe texts come out identical, otherwise HF alone.
     """
 
-    def __init__(self, hf: Any, max_tokens: int, fast: Any = None) -> None:
+    def __init__(self, hf: Any, max_tokens: int, fast: Any = None, not_fast: re.Pattern[str] | None = None) -> None:
         self._hf = hf
         self._fast = fast
+        self._not_fast = not_fast or _NOT_FAST
         self.max_tokens = max_tokens
+        bounds = hf.encode("").ids  # what the post-processor adds around every text
+        self.cls_id: int | None = bounds[0] if len(bounds) == 2 else None
+        self.sep_id: int | None = bounds[-1] if len(bounds) == 2 else None
+        self.vocab_size: int = hf.get_vocab_size(with_added_tokens=True)
 
     @property
     def engine(self) -> str:
         return "flash" if self._fast is not None else "hf"
+
+    def well_formed(self, ids: np.ndarray) -> bool:
+        """Whether ids made elsewhere could have come from this tokenizer: an id past the vocabulary makes
+        ONNX Runtime fail the whole batch, and missing [CLS]/[SEP] silently gives another vector."""
+        if not 2 <= len(ids) <= self.max_tokens or int(ids.min()) < 0 or int(ids.max()) >= self.vocab_size:
+            return False
+        return (self.cls_id is None or int(ids[0]) == self.cls_id) and (
+            self.sep_id is None or int(ids[-1]) == self.sep_id
+        )
 
     def _hf_ids(self, texts: list[str]) -> list[list[int]]:
         encode = getattr(self._hf, "encode_batch_fast", self._hf.encode_batch)
@@ -205,7 +224,7 @@ class TextTokenizer:
         if self._fast is None:
             return self._hf_ids(texts)
         ids = self._fast.batch_encode(texts, "longest", self.max_tokens, False)
-        slow = [i for i, t in enumerate(texts) if _NOT_FAST.search(t)]
+        slow = [i for i, t in enumerate(texts) if self._not_fast.search(t)]
         if slow:
             for i, row in zip(slow, self._hf_ids([texts[i] for i in slow]), strict=True):
                 ids[i] = row
@@ -221,13 +240,23 @@ def _hf_tokenizer(path: Path, max_tokens: int) -> Any:
     return tok
 
 
-def _flash_tokenizer(path: Path, max_tokens: int) -> tuple[Any, str]:
-    """(flash tokenizer, "") when tokenizer.json is a plain BERT WordPiece flash-tokenizer can reproduce,
-    else (None, why not)."""
+def _not_fast_pattern(spec: dict[str, Any]) -> re.Pattern[str]:
+    """``_NOT_FAST`` plus the tokenizer's added tokens: HF keeps ``[MASK]`` whole, flash-tokenizer splits it into
+    ``[``, ``mask``, ``]``. Matched ignoring case, as a normalized added token would be: routing a few more texts
+    to HF costs nothing in ids."""
+    added = sorted({t["content"] for t in spec.get("added_tokens") or () if t.get("content")}, key=len, reverse=True)
+    if not added:
+        return _NOT_FAST
+    return re.compile(_NOT_FAST.pattern + "|(?i:" + "|".join(re.escape(t) for t in added) + ")")
+
+
+def _flash_tokenizer(path: Path, max_tokens: int) -> tuple[Any, re.Pattern[str] | None, str]:
+    """(flash tokenizer, texts it must leave to HF, "") when tokenizer.json is a plain BERT WordPiece
+    flash-tokenizer can reproduce, else (None, None, why not)."""
     try:
         from flash_tokenizer._core import FlashBertTokenizer
     except ImportError:
-        return None, "flash-tokenizer is not installed"
+        return None, None, "flash-tokenizer is not installed"
     spec = json.loads(path.read_text(encoding="utf-8"))
     model, norm = spec.get("model") or {}, spec.get("normalizer") or {}
     post = json.dumps(spec.get("post_processor") or {})
@@ -244,11 +273,11 @@ def _flash_tokenizer(path: Path, max_tokens: int) -> tuple[Any, str]:
         and '"[SEP]"' in post
     )
     if not plain_bert:
-        return None, "tokenizer.json is not a plain BERT WordPiece"
+        return None, None, "tokenizer.json is not a plain BERT WordPiece"
     vocab: dict[str, int] = model.get("vocab") or {}
     words = sorted(vocab, key=vocab.__getitem__)
     if [vocab[w] for w in words] != list(range(len(words))) or any("\n" in w for w in words):
-        return None, "the WordPiece vocabulary is not a dense id range"
+        return None, None, "the WordPiece vocabulary is not a dense id range"
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="paperwire-vocab-") as tmp:
@@ -256,7 +285,7 @@ def _flash_tokenizer(path: Path, max_tokens: int) -> tuple[Any, str]:
         vocab_file.write_text("\n".join(words) + "\n", encoding="utf-8")
         lower = bool(norm.get("lowercase", True))
         tok = FlashBertTokenizer(str(vocab_file), lower, max_tokens, bool(norm.get("handle_chinese_chars", True)))
-    return tok, ""
+    return tok, _not_fast_pattern(spec), ""
 
 
 def load_tokenizer(path: Path, max_tokens: int, engine: str = "auto") -> TextTokenizer:
@@ -267,9 +296,9 @@ def load_tokenizer(path: Path, max_tokens: int, engine: str = "auto") -> TextTok
     hf = TextTokenizer(_hf_tokenizer(path, max_tokens), max_tokens)
     if engine == "hf":
         return hf
-    fast, why = _flash_tokenizer(path, max_tokens)
+    fast, not_fast, why = _flash_tokenizer(path, max_tokens)
     if fast is not None:
-        both = TextTokenizer(hf._hf, max_tokens, fast)
+        both = TextTokenizer(hf._hf, max_tokens, fast, not_fast)
         if both.encode_ids(_PROBES) == hf.encode_ids(_PROBES):
             return both
         why = "its token ids differ from HF tokenizers on the probe texts"
@@ -293,14 +322,19 @@ def tokenize(tok: TextTokenizer, texts: Sequence[str], max_tokens: int) -> tuple
     return flat, lengths
 
 
-def plan_batches(lengths: np.ndarray, token_budget: int, bucket: int = 16) -> list[np.ndarray]:
-    """Length-sorted batches whose padded size (rows x bucketed length) stays within the token budget."""
+def plan_batches(
+    lengths: np.ndarray, token_budget: int, bucket: int = 16, max_rows: int | None = None
+) -> list[np.ndarray]:
+    """Length-sorted batches whose padded size (rows x bucketed length) stays within the token budget and,
+    when given, ``max_rows`` texts."""
     order = np.argsort(-lengths, kind="stable")
     batches: list[np.ndarray] = []
     start = 0
     while start < len(order):
         padded = int(-(-int(lengths[order[start]]) // bucket) * bucket)  # longest first: sets the width
         rows = max(1, token_budget // max(padded, 1))
+        if max_rows:
+            rows = min(rows, max_rows)
         batches.append(order[start : start + rows])
         start += rows
     return batches
@@ -427,10 +461,12 @@ class Embedder:
         self.tokenizer_path = self.model_dir / info.tokenizer.file
         self.tokenizer = load_tokenizer(self.tokenizer_path, self.max_tokens, tokenizer_engine)
         # CUDA: big length-sorted batches padded to buckets of 16. CPU: one text per run (no padding at all,
-        # activations stay in cache, int8 activation scales per text) and ``parallel`` single-threaded runs
-        # at once, one per core: up to ~2x the throughput of one 2-thread run of 32 texts, measured here.
+        # activations stay in cache, int8 activation scales per text, so a vector never depends on its batch
+        # neighbours) and ``parallel`` single-threaded runs at once, one per core: up to ~2x the throughput of
+        # one 2-thread run of 32 texts, measured here. An explicit ``token_budget`` on CPU batches by budget.
         self.token_budget = token_budget or (256 * 1024 if self.on_cuda else self.max_tokens)
         self.bucket = bucket or (16 if self.on_cuda else 1)
+        self.rows_per_run: int | None = None if self.on_cuda or token_budget else 1
         self.parallel = max(1, parallel)
         # CUDA: one session per runner thread (each its own CUDA stream), so one batch's copies overlap
         # another's kernels. CPU: one session shared by ``parallel`` single-threaded runs.
@@ -493,7 +529,7 @@ class Embedder:
         """(rows, padded inputs) per length-sorted batch within the token budget."""
         offsets = np.zeros(len(lengths), dtype=np.int64)
         np.cumsum(lengths[:-1], out=offsets[1:])
-        for idx in plan_batches(lengths, self.token_budget, self.bucket):
+        for idx in plan_batches(lengths, self.token_budget, self.bucket, self.rows_per_run):
             yield idx, pad_batch(flat, offsets, lengths, idx, self.bucket)
 
     def embed_tokens(self, flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:

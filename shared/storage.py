@@ -3,6 +3,7 @@
 Key layout (all values JSON unless said otherwise):
 - ``paper:{id}``                 the merged Paper
 - ``vectors:{space}``            hash: paper id -> float16 bytes (space = EmbeddingManifest.space)
+- ``vectors:{space}:entry``      hash: paper id -> the papers.parsed entry id its vector came from
 - ``subscription:{id}``          a Subscription; ``subscriptions:ids`` set of ids; ``owner:{owner}:subscriptions`` set
 - ``subscription:{id}:deleted``  the owner of a deleted subscription (string, expiring): a retried delete still acts
 - ``once:{...}``                 idempotency markers (SET NX)
@@ -26,6 +27,22 @@ from shared.subscription import Subscription
 UPSERT_TRIES = 50
 DELETED_TTL_S = 7 * 24 * 3600
 T = TypeVar("T")
+
+# A vector with the stream entry it came from, unless one from a later entry is stored (ids compared as ms, seq).
+_SET_VECTOR_IF_NOT_OLDER = """
+local stored = redis.call('HGET', KEYS[2], ARGV[1])
+if stored then
+  local sm, ss = string.match(stored, '^(%d+)-(%d+)$')
+  local nm, ns = string.match(ARGV[3], '^(%d+)-(%d+)$')
+  if sm and nm then
+    sm, ss, nm, ns = tonumber(sm), tonumber(ss), tonumber(nm), tonumber(ns)
+    if nm < sm or (nm == sm and ns < ss) then return 0 end
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
 
 
 async def _watched(
@@ -81,8 +98,17 @@ class PaperStore:
 
         return await _watched(self.redis, key, step, f"paper {paper.id}")
 
-    async def set_vector(self, space: str, paper_id: str, vector: np.ndarray) -> None:
-        await self.redis.hset(f"vectors:{space}", paper_id, np.asarray(vector, dtype="<f2").tobytes())
+    async def set_vector(self, space: str, paper_id: str, vector: np.ndarray, entry_id: str | None = None) -> None:
+        """With ``entry_id`` (the papers.parsed stream entry ``<ms>-<seq>`` the vector comes from), write only when
+        no vector from a later entry is stored, so a retried older event never overwrites a newer one's vector.
+        One script, so atomic, in a pipeline too; the entry ids live in the hash ``vectors:{space}:entry``."""
+        data = np.asarray(vector, dtype="<f2").tobytes()
+        if entry_id is None:
+            await self.redis.hset(f"vectors:{space}", paper_id, data)
+            return
+        await self.redis.eval(
+            _SET_VECTOR_IF_NOT_OLDER, 2, f"vectors:{space}", f"vectors:{space}:entry", paper_id, data, entry_id
+        )
 
     async def get_vectors(self, space: str, paper_ids: list[str]) -> dict[str, np.ndarray]:
         if not paper_ids:

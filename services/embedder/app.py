@@ -23,6 +23,10 @@ DONE_TTL_S = 7 * 24 * 3600
 log = structlog.get_logger("paperwire.embedder")
 
 
+def entry_id(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
 def build_router(settings: EmbedderSettings) -> RedisRouter:
     """Checks the model first: a model/manifest mismatch refuses to start, saying what to do."""
     _, on_cuda = check_model(settings)
@@ -43,14 +47,15 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
         if not items:
             return
         embedder = await model.get()
-        carried = [carried_ids(item.event, embedder.accepts, embedder.max_tokens) for item in items]
+        carried = [carried_ids(item.event, embedder) for item in items]
         texts = [item.text for item in items]
         vectors = await asyncio.to_thread(embedder.embed_many, texts, None, carried)
         manifest = embedder.manifest
+        entry_ids = message.raw_message["message_ids"]
         pipe = redis.pipeline(transaction=False)
         store = PaperStore(pipe)
         for item, vector in zip(items, vectors, strict=True):
-            await store.set_vector(manifest.space, item.event.paper.id, vector)
+            await store.set_vector(manifest.space, item.event.paper.id, vector, entry_id(entry_ids[item.index]))
         await pipe.execute()
         for event in embedded_events(items, vectors, manifest, settings.vector_dtype):
             await embedded.publish(event)

@@ -6,15 +6,15 @@ rejected with a reason (the app dead-letters it) while the rest of the batch goe
 
 from __future__ import annotations
 
+import base64
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from shared.consumer import BadEvent, parse_event
-from shared.embedding import compose_text
+from shared.embedding import TextTokenizer, compose_text
 from shared.events import EmbeddingManifest, PaperEmbedded, PaperParsed
 
 _WORD = re.compile(r"\w", re.UNICODE)
@@ -84,18 +84,28 @@ def embedded_events(
     ]
 
 
-def carried_ids(event: PaperParsed, accepts: Callable[[str, int], bool], max_tokens: int) -> np.ndarray | None:
-    """The parser's token ids when they were made by this embedder's tokenizer with its max_tokens (and are
-    well formed), else None: the embedder then tokenizes the text itself, so a parser running another
-    model never changes a vector."""
+class CarriedIdsUser(Protocol):
+    """What ``carried_ids`` needs of the embedder (an ``Embedder``; the protocol keeps this module model-free)."""
+
+    max_tokens: int
+    tokenizer: TextTokenizer
+
+    def accepts(self, tokenizer_sha256: str, max_tokens: int) -> bool: ...
+
+
+def carried_ids(event: PaperParsed, embedder: CarriedIdsUser) -> np.ndarray | None:
+    """The parser's token ids when they were made by this embedder's tokenizer with its max_tokens and could
+    have come from it (strict base64, ids within the vocabulary, [CLS] first and [SEP] last), else None: the
+    embedder then tokenizes the text itself, so a parser running another model never changes a vector, and
+    one bad paper's ids never fail its whole batch in ONNX Runtime."""
     tokens = event.tokens
-    if tokens is None or not accepts(tokens.tokenizer_sha256, tokens.max_tokens):
+    if tokens is None or not embedder.accepts(tokens.tokenizer_sha256, tokens.max_tokens):
         return None
     try:
-        ids = tokens.array()
-    except ValueError:  # bad base64 or odd byte count
+        ids = np.frombuffer(base64.b64decode(tokens.ids, validate=True), dtype="<u2").astype(np.int64)
+    except ValueError:  # not base64 (binascii.Error) or an odd byte count
         return None
-    return ids if 2 <= len(ids) <= max_tokens else None
+    return ids if embedder.tokenizer.well_formed(ids) else None
 
 
 def done_key(event_id: str) -> str:

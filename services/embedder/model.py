@@ -1,5 +1,6 @@
-"""Opening the configured model: a cheap check when the router is built (refuse to start on a mismatch),
-the ONNX session itself on first use (``paperwire run`` builds every router more than once)."""
+"""Opening the configured model: a check when the router is built (refuse to start on a mismatch or a file
+whose sha256 is not the manifest's), the ONNX session itself on first use (``paperwire run`` builds every
+router more than once)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import asyncio
 import os
 
 from services.embedder.settings import EmbedderSettings
-from shared.embedding import Embedder, ModelError, ModelManifest, cuda_loadable, load_embedder, pick_precision
+from shared.embedding import (
+    Embedder,
+    ModelError,
+    ModelManifest,
+    cuda_loadable,
+    load_embedder,
+    pick_precision,
+    verify_file,
+)
 
 
 def check_model(settings: EmbedderSettings) -> tuple[ModelManifest, bool]:
@@ -24,7 +33,10 @@ def check_model(settings: EmbedderSettings) -> tuple[ModelManifest, bool]:
     on_cuda = settings.device != "cpu" and cuda_loadable()
     if settings.device == "cuda" and not on_cuda:
         raise ModelError("EMBEDDER_DEVICE=cuda but ONNX Runtime's CUDA provider is not available")
-    pick_precision(info, on_cuda, settings.precision)
+    chosen = pick_precision(info, on_cuda, settings.precision)
+    # A corrupt file would pass everything above, then fail every batch into the dead letters: refuse now.
+    verify_file(model_dir, info.files[chosen])
+    verify_file(model_dir, info.tokenizer)
     return info, on_cuda
 
 

@@ -120,3 +120,45 @@ async def test_mismatched_model_refuses_to_start(clean_redis: str, model_dir: Pa
         build_router(settings(clean_redis, model_dir, model_id="intfloat/e5-small-v2"))
     with pytest.raises(ModelError, match="precision 'fp16' was not exported|no manifest.json"):
         build_router(settings(clean_redis, model_dir / "missing", precision="fp16"))
+
+
+async def test_an_older_entry_never_overwrites_a_newer_entrys_vector(redis: aioredis.Redis) -> None:
+    store = PaperStore(redis)
+    newer, older = np.full(384, 0.5, dtype=np.float32), np.full(384, -0.25, dtype=np.float32)
+    await store.set_vector(SPACE, "p1", newer, "1764000000000-3")
+    await store.set_vector(SPACE, "p1", older, "1764000000000-2")
+    await store.set_vector(SPACE, "p1", older, "999999999999-9")  # fewer digits, still older
+    np.testing.assert_array_equal((await store.get_vectors(SPACE, ["p1"]))["p1"], newer)
+    pipe = redis.pipeline(transaction=False)  # as the service writes: queued in a pipeline
+    await PaperStore(pipe).set_vector(SPACE, "p1", older, "1764000000000-4")
+    await pipe.execute()
+    np.testing.assert_array_equal((await store.get_vectors(SPACE, ["p1"]))["p1"], older)
+    assert await redis.hget(f"vectors:{SPACE}:entry", "p1") == b"1764000000000-4"
+
+
+async def test_a_retried_older_event_keeps_the_newer_vector(
+    redis: aioredis.Redis, clean_redis: str, model_dir: Path, build_router
+) -> None:
+    """The service passes each event's stream entry id: a vector stored from a later entry (as a newer event for
+    the paper, embedded while this one's failed batch waited to be re-claimed) stays."""
+    rows = labeled_rows(2, step=400)
+    events = [PaperParsed(paper=Paper(id=r["id"], title=r["title"], abstract=r["summary"])) for r in rows]
+    newer = np.full(384, 0.5, dtype=np.float32)
+    await PaperStore(redis).set_vector(SPACE, events[0].paper.id, newer, "99999999999999-0")
+    await ensure_groups(redis)
+    broker = RedisBroker(clean_redis)
+    broker.include_router(build_router(settings(clean_redis, model_dir)))
+    async with broker:
+        await broker.start()
+        for event in events:
+            await broker.publish(event, stream=Stream.PARSED)
+
+        async def handled() -> bool:
+            return (await redis.xlen(Stream.EMBEDDED)) >= 2
+
+        await wait_for(handled)
+    stored = await PaperStore(redis).get_vectors(SPACE, [e.paper.id for e in events])
+    np.testing.assert_array_equal(stored[events[0].paper.id], newer)
+    entries = [entry for entry, _ in await redis.xrange(Stream.PARSED)]
+    assert await redis.hget(f"vectors:{SPACE}:entry", events[1].paper.id) == entries[1]
+    assert not np.allclose(stored[events[1].paper.id], newer)

@@ -73,6 +73,23 @@ def test_embed_many_overlapped_equals_embed(model_dir: Path, texts: list[str]) -
     assert cosines(many[::-1], one).max() < 0.99
 
 
+def test_on_cpu_a_short_texts_vector_does_not_depend_on_its_neighbours(model_dir: Path) -> None:
+    """int8's activation scales are per run: short texts sharing one padded run changed each other's vectors
+    (cosine 0.99). On CPU every text runs alone, so a vector is the same in any batch."""
+    embedder = load_embedder(model_dir, "int8", providers=["CPUExecutionProvider"], threads=2)
+    a = "Graph neural networks for molecule property prediction. We study message passing."
+    neighbours = [
+        "Short title. A longer abstract about transformers, attention, scaling laws and optimisation.",
+        "Tiny.",
+        "Diffusion models for audio. We denoise.",
+    ]
+    alone = embedder.embed([a])[0]
+    together = embedder.embed([neighbours[0], a, *neighbours[1:]])
+    np.testing.assert_array_equal(together[1], alone)
+    np.testing.assert_array_equal(embedder.embed_many([neighbours[1], a])[1], alone)
+    np.testing.assert_array_equal(together[0], embedder.embed([neighbours[0]])[0])
+
+
 def test_tokenizer_processes_feed_the_model_in_order(model_dir: Path) -> None:
     """The GPU path on CPU: 2 processes, 200-text chunks each tokenized as two 100-text pieces and joined again
     (300 texts: a chunk of two pieces, then one of one): same vectors, same order."""
@@ -106,6 +123,23 @@ def test_a_changed_model_file_refuses_to_load(model_dir: Path, tmp_path: Path) -
     (copy / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(ModelError, match=r"model/manifest mismatch: .*model.fp32.onnx has sha256"):
         load_embedder(copy, "fp32", providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("corrupt", ["int8", "tokenizer"])
+def test_a_corrupt_file_refuses_to_start(model_dir: Path, tmp_path: Path, corrupt: str) -> None:
+    """One flipped byte in the chosen precision's model or in the tokenizer: the service does not start (before,
+    it started and every batch failed into the dead letters)."""
+    copy = _copy_model(model_dir, tmp_path / "m")
+    info = ModelManifest.read(copy)
+    name = info.tokenizer.file if corrupt == "tokenizer" else info.files[corrupt].file
+    data = bytearray((copy / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / name).unlink()  # a symlink to the shared export: replace it, never write through it
+    (copy / name).write_bytes(bytes(data))
+    settings = EmbedderSettings(model_dir=copy, device="cpu", precision="int8")
+    with pytest.raises(ModelError, match=rf"model/manifest mismatch: .*{name} has sha256 .*re-export"):
+        check_model(settings)
+    check_model(settings.model_copy(update={"model_dir": model_dir}))
 
 
 def test_a_different_model_id_refuses_to_start(model_dir: Path) -> None:

@@ -47,7 +47,18 @@ def test_cut_text_never_splits_a_word() -> None:
     text = "alpha beta gamma delta"
     assert cut_text(text, 100) == text
     assert cut_text(text, 13) == "alpha beta"  # "gamma" would be cut inside: dropped whole
-    assert cut_text("unbreakable", 4) == "unbr"
+    assert cut_text("unbreakable", 4) == "unbreakable"  # no space to cut at: not cut
+    assert cut_text("a bc-de-fg", 7) == "a"
+
+
+def test_a_long_text_without_spaces_gives_the_ids_of_plain_hf_truncation() -> None:
+    """The reviewer's case: no space in the first 7 x 256 characters. Cut mid-word, ``internationalization``
+    became other word pieces than plain HF truncation gives."""
+    text = "-".join(["representation"] * 113 + ["model"] * 13) + "-internationalization-" + "-".join(["model"] * 30)
+    assert " " not in text and len(text) > 7 * 256
+    for engine in ("auto", "hf"):
+        flat, _ = tokenize(load_tokenizer(bundled_model_dir() / "tokenizer.json", 256, engine), [text], 256)
+        assert flat.tolist() == reference_tokenizer().encode(text).ids, engine
 
 
 @pytest.mark.parametrize("engine", ["auto", "hf"])
@@ -75,6 +86,39 @@ def test_fast_engine_matches_hf_on_the_edge_cases_it_would_get_wrong_alone() -> 
     assert tok.encode_ids(_PROBES) == expected
     raw = tok._fast.batch_encode(list(_PROBES), "longest", 256, False)
     assert any(r != e for r, e in zip(raw, expected, strict=True))  # the routing is what makes them equal
+
+
+SPECIAL_TOKEN_TEXTS = [
+    "BERT: Pre-training of Deep Bidirectional Transformers. We randomly replace 15% of the input tokens with "
+    "[MASK] and train the model to predict them; the final hidden state of [CLS] is used for classification.",
+    "the [CLS] token and [SEP] separators, [PAD] and [UNK]",
+    "Masked language models fill in [MASK][MASK] spans; lower-case [mask] is plain text.",
+]
+
+
+def test_texts_with_added_special_tokens_get_hf_ids() -> None:
+    """HF (and sentence-transformers) keep ``[MASK]``, ``[CLS]``, ... whole; flash-tokenizer alone splits them
+    into ``[``, ``mask``, ``]``, so such texts go to HF, built from tokenizer.json's added_tokens."""
+    texts = [*SPECIAL_TOKEN_TEXTS, real_abstracts(1)[0].replace(" the ", " the [MASK] ", 3)]
+    ref = reference_tokenizer()
+    expected = [e.ids for e in ref.encode_batch(texts)]
+    assert 103 in expected[0] and 101 in expected[1][1:]  # [MASK], and [CLS] inside the text
+    tok = load_tokenizer(bundled_model_dir() / "tokenizer.json", 256, "flash")
+    assert tok.encode_ids(texts) == expected
+    assert split_ids(*tokenize(tok, texts, 256)) == expected
+    raw = tok._fast.batch_encode(texts, "longest", 256, False)
+    assert raw[0] != expected[0]  # the routing is what makes them equal
+
+
+def test_the_load_time_probes_catch_special_tokens_sent_to_flash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without routing the added tokens to HF, the probe texts differ and ``auto`` falls back to HF alone."""
+    import shared.embedding as embedding
+
+    assert any("[MASK]" in probe for probe in _PROBES)
+    monkeypatch.setattr(embedding, "_not_fast_pattern", lambda spec: embedding._NOT_FAST)
+    assert load_tokenizer(bundled_model_dir() / "tokenizer.json", 256, "auto").engine == "hf"
+    with pytest.raises(ModelError, match="differ from HF tokenizers on the probe texts"):
+        load_tokenizer(bundled_model_dir() / "tokenizer.json", 256, "flash")
 
 
 def test_flash_engine_refuses_a_tokenizer_it_cannot_reproduce(tmp_path: Path) -> None:
