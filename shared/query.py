@@ -34,10 +34,96 @@ class QueryError(ValueError):
     """A keyword query that does not parse; the message says where and why."""
 
 
+# arXiv keeps TeX in titles, abstracts and author names: accents (B\'ela Bollob\'as, Schr\"odinger, R\'{e}nyi,
+# Erd\H{o}s) and Greek letters ($\alpha$). Left as they are, the backslashes and quotes split the words.
+_TEX_ACCENTS = {
+    "'": "\u0301",
+    "`": "\u0300",
+    '"': "\u0308",
+    "^": "\u0302",
+    "~": "\u0303",
+    "=": "\u0304",
+    ".": "\u0307",
+    "H": "\u030b",
+    "v": "\u030c",
+    "u": "\u0306",
+    "c": "\u0327",
+    "k": "\u0328",
+}
+_TEX_ACCENT_RE = re.compile(r"\\(['`\"^~=.]|[Hvuck](?![A-Za-z]))\s*(?:\{\s*(\\?[A-Za-z])\s*\}|(\\?[A-Za-z]))")
+_TEX_LETTERS = {
+    "ss": "ß",
+    "aa": "å",
+    "AA": "Å",
+    "o": "ø",
+    "O": "Ø",
+    "l": "ł",
+    "L": "Ł",
+    "ae": "æ",
+    "AE": "Æ",
+    "oe": "œ",
+    "OE": "Œ",
+    "i": "i",
+    "j": "j",
+}
+_TEX_LETTER_RE = re.compile(r"\\(" + "|".join(sorted(_TEX_LETTERS, key=len, reverse=True)) + r")(?![A-Za-z])\s?")
+_GREEK = {
+    unicodedata.lookup(f"GREEK SMALL LETTER {name}"): name.lower()
+    for name in (
+        "ALPHA",
+        "BETA",
+        "GAMMA",
+        "DELTA",
+        "EPSILON",
+        "ZETA",
+        "ETA",
+        "THETA",
+        "IOTA",
+        "KAPPA",
+        "LAMDA",
+        "MU",
+        "NU",
+        "XI",
+        "OMICRON",
+        "PI",
+        "RHO",
+        "SIGMA",
+        "TAU",
+        "UPSILON",
+        "PHI",
+        "CHI",
+        "PSI",
+        "OMEGA",
+    )
+}
+_GREEK["λ"] = "lambda"
+_GREEK["ς"] = "sigma"
+_SYMBOL_WORDS = re.compile(r"(?<![a-z0-9])(c\+\+|c#|f#)(?![a-z0-9+#])")
+_SYMBOL_NAMES = {"c++": "cplusplus", "c#": "csharp", "f#": "fsharp"}
+# Greek letters by name; ø, ł, æ, œ, ß do not decompose under NFKD: spelled as the ASCII a reader would type.
+_SPELLED = str.maketrans(
+    {ch: f" {name} " for ch, name in _GREEK.items()}
+    | {"ø": "o", "ł": "l", "æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ı": "i", "þ": "th"}
+)
+
+
+def detex(text: str) -> str:
+    """TeX accents and letters as Unicode (\\'{e} -> é, {\\o} -> ø), and \\alpha-style Greek letter names as words."""
+    if "\\" not in text:
+        return text
+    text = _TEX_ACCENT_RE.sub(lambda m: (m.group(2) or m.group(3)).lstrip("\\") + _TEX_ACCENTS[m.group(1)], text)
+    text = _TEX_LETTER_RE.sub(lambda m: _TEX_LETTERS[m.group(1)], text)
+    return re.sub(r"\\([A-Za-z]+)", r" \1 ", text).replace("{", "").replace("}", "")
+
+
 def normalize_text(text: str) -> str:
-    """Lower-case, accents stripped, every run of non-alphanumerics one space, padded with spaces."""
-    text = unicodedata.normalize("NFKD", text)
+    """Lower-case, TeX and accents resolved (Schr\\"odinger, Schrödinger and Schrodinger are one word), Greek
+    letters spelled out (α and $\\alpha$ are "alpha"), C++/C#/F# kept as words, every other run of
+    non-alphanumerics one space, padded with spaces."""
+    text = unicodedata.normalize("NFKD", detex(text))
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = text.translate(_SPELLED)
+    text = _SYMBOL_WORDS.sub(lambda m: f" {_SYMBOL_NAMES[m.group(1)]} ", text)
     return " " + " ".join(re.findall(r"[a-z0-9]+", text)) + " "
 
 
@@ -128,7 +214,7 @@ def _make_term(raw: str) -> Term:
     if field_name and field_name.lower() not in _FIELDS:
         raise QueryError(f"unknown field {field_name + ':'!r}; use ti:, title:, abs: or abstract:")
     field: Field = _FIELDS[field_name.lower()] if field_name else "any"
-    prefix = kind == "word" and text.endswith("*")
+    prefix = text.endswith("*")  # a phrase's last word may be a prefix too: "graph neural network*"
     words = normalize_text(text.rstrip("*")).split()
     if not words:
         raise QueryError(f"empty {'phrase' if kind == 'phrase' else 'term'} {text!r}")

@@ -12,7 +12,6 @@ the subscriptions is compiled once per chunk (``_Chunk``: stacked positives, ``M
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,13 +46,35 @@ def knots(sorted_values: np.ndarray, k: int = CALIBRATION_KNOTS) -> np.ndarray:
 
 
 def normalize_author(name: str) -> str:
-    """'Del Maestro, Adrian' and 'Adrian Del Maestro' -> 'adrian del maestro'; accents dropped."""
+    """'Del Maestro, Adrian' and 'Adrian Del Maestro' -> 'adrian del maestro'; accents (Unicode or TeX) dropped."""
     if "," in name:
         last, _, first = name.partition(",")
         name = f"{first} {last}"
-    text = unicodedata.normalize("NFKD", name)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    return " ".join("".join(ch if ch.isalnum() else " " for ch in text).split())
+    return normalize_text(name).strip()
+
+
+def _author_parts(normalized: str) -> tuple[str, tuple[str, ...]]:
+    tokens = normalized.split()
+    return (tokens[-1], tuple(tokens[:-1])) if tokens else ("", ())
+
+
+def _author_key(normalized: str) -> tuple[str, str]:
+    """What a followed name is looked up by: surname and first initial."""
+    surname, given = _author_parts(normalized)
+    return surname, given[0][:1] if given else ""
+
+
+def same_author(a: str, b: str) -> bool:
+    """Two normalised names for one person: the same surname, and given names that agree where both have one, an
+    initial standing for any name it begins ('yann lecun', 'y lecun', 'yann a lecun'). A surname alone never
+    matches a fuller name (a common surname would match everyone)."""
+    (surname_a, given_a), (surname_b, given_b) = _author_parts(a), _author_parts(b)
+    if surname_a != surname_b or bool(given_a) != bool(given_b):
+        return False
+    return all(
+        x == y or (len(x) == 1 and y.startswith(x)) or (len(y) == 1 and x.startswith(y))
+        for x, y in zip(given_a, given_b, strict=False)
+    )
 
 
 @dataclass
@@ -243,6 +264,7 @@ class _Rules:
 
     queries: list[tuple[int, Node]]  # (subscription column, query)
     author_index: dict[str, int]  # normalised followed-author name -> row of ``author_subs``
+    author_keys: dict[tuple[str, str], list[str]]  # (surname, first initial) -> followed names, for initials
     author_subs: sparse.csr_matrix  # (names x subs) who follows whom
     categories: list[str]  # every category named by an include or exclude filter
     include: np.ndarray  # (categories x subs) float32 incidence
@@ -250,6 +272,7 @@ class _Rules:
     cross_lists: np.ndarray  # (subs,) bool: an include filter also takes cross-listed papers
     filtered: np.ndarray  # (subs,) bool: has an include filter
     only_keywords: np.ndarray  # (subs,) bool: no positive vectors, keywords/authors/trending only
+    has_queries: np.ndarray  # (subs,) bool: has a keyword query
     threshold: np.ndarray  # (subs,)
     trending: np.ndarray  # (subs,) bool
     weekly: np.ndarray  # (subs,) bool: trending over the week, not the day
@@ -261,6 +284,9 @@ class _Rules:
         subs = [p.subscription for p in profiles]
         names = sorted({normalize_author(a) for sub in subs for a in sub.authors})
         index = {name: i for i, name in enumerate(names)}
+        keys: dict[tuple[str, str], list[str]] = {}
+        for name in names:
+            keys.setdefault(_author_key(name), []).append(name)
         follows = [(index[normalize_author(a)], j) for j, sub in enumerate(subs) for a in sub.authors]
         author_subs = sparse.csr_matrix(
             (np.ones(len(follows)), ([r for r, _ in follows], [c for _, c in follows])), shape=(len(names), len(subs))
@@ -272,9 +298,13 @@ class _Rules:
         for j, sub in enumerate(subs):
             include[[at[c] for c in sub.categories], j] = 1.0
             exclude[[at[c] for c in sub.exclude_categories], j] = 1.0
+        queries = [(j, query) for j, p in enumerate(profiles) for query in p.queries]
+        has_queries = np.zeros(len(subs), bool)
+        has_queries[[j for j, _ in queries]] = True
         return cls(
-            [(j, query) for j, p in enumerate(profiles) for query in p.queries],
+            queries,
             index,
+            keys,
             author_subs,
             categories,
             include,
@@ -282,6 +312,7 @@ class _Rules:
             np.array([sub.include_cross_lists for sub in subs], bool),
             include.any(axis=0),
             np.array([len(p.vectors) == 0 for p in profiles], bool),
+            has_queries,
             np.array([sub.threshold for sub in subs], np.float32),
             np.array([sub.trending is not None for sub in subs], bool),
             np.array([bool(sub.trending and sub.trending.window == "week") for sub in subs], bool),
@@ -307,11 +338,18 @@ class _Rules:
         return kw
 
     def author_hits(self, authors: list[set[str]]) -> np.ndarray:
-        """Followed authors: sparse (papers x names) @ (names x subs)."""
+        """Followed authors: sparse (papers x names) @ (names x subs); a paper's "Y. LeCun" is a follower's
+        "Yann LeCun" (:func:`same_author`)."""
         n = len(authors)
         if not self.author_index:
             return np.zeros((n, len(self.threshold)), bool)
-        rows = [(i, self.author_index[a]) for i, names in enumerate(authors) for a in names if a in self.author_index]
+        rows = {
+            (i, self.author_index[followed])
+            for i, names in enumerate(authors)
+            for name in names
+            for followed in self.author_keys.get(_author_key(name), ())
+            if same_author(name, followed)
+        }
         papers_names = sparse.csr_matrix(
             (np.ones(len(rows)), ([r for r, _ in rows], [c for _, c in rows])), shape=(n, len(self.author_index))
         )
@@ -506,13 +544,17 @@ class Scorer:
         only_keywords = rules.only_keywords[None, :]
         score = np.where(only_keywords, 0.0, semantic) + KEYWORD_BONUS * kw
         score = np.where(only_keywords & kw, np.maximum(score, 1.0), score)
-        hit = ((score >= rules.threshold[None, :]) | kw) & allowed
+        # A subscription without interests or seeds has no semantic score: only its keywords (or, below, its
+        # authors and trending board) make a match, whatever its threshold.
+        hit = ((~only_keywords & (score >= rules.threshold[None, :])) | kw) & allowed
         is_trending = rules.trending
         rank = np.zeros(score.shape, np.int64)
         if is_trending.any():
             rank = rules.trending_ranks(n, trending)
             # A trending subscription gets the window's top papers, narrowed (if asked) to its own matches.
-            trend_hit = (rank > 0) & allowed & (~rules.narrow[None, :] | hit)
+            # With nothing to match but categories, "narrow" narrows by those (``allowed``).
+            narrowed = hit | (only_keywords & ~rules.has_queries[None, :])
+            trend_hit = (rank > 0) & allowed & (~rules.narrow[None, :] | narrowed)
             hit = np.where(is_trending[None, :], trend_hit, hit)
             rank_score = 1.0 - (rank - 1) / (2.0 * rules.top[None, :])
             score = np.where(is_trending[None, :] & only_keywords & trend_hit, rank_score, score)
@@ -551,8 +593,7 @@ class Scorer:
         sub = prof.subscription
         reasons: list[str] = []
         if author_hit:
-            followed = {normalize_author(a): a for a in sub.authors}
-            names = sorted(followed[a] for a in paper_authors if a in followed)
+            names = sorted(a for a in sub.authors if any(same_author(normalize_author(a), p) for p in paper_authors))
             reasons.append(f"by {', '.join(names)}, an author you follow")
         for text, query in zip(prof.query_texts, prof.queries, strict=True):
             if query.evaluate({t: columns[t][i : i + 1] for t in query.terms()})[0]:
