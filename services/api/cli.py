@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -18,21 +16,7 @@ from services.api import admin
 from services.api.forms import error_messages
 from services.api.store import InvalidOwner
 from services.api.subscriptions import NotFound
-from shared.settings import ServiceSettings
-
-
-@contextmanager
-def _redis_url() -> Iterator[str]:
-    """REDIS_URL when set; else the embedded Redis that ``paperwire run`` uses."""
-    url = os.environ.get("REDIS_URL")
-    if url:
-        yield url
-        return
-    from paperwire.runner import redis_for
-
-    settings = ServiceSettings()
-    with redis_for(settings.redis_url, settings.data_dir) as embedded:
-        yield embedded
+from shared.redis_server import command_redis
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -42,7 +26,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def owners_create(owner: Annotated[str, typer.Argument(help="owner name: letters, digits, '_', '.', '-'")]) -> None:
     """Create an owner: subscriptions and tokens belong to one."""
-    with _redis_url() as url:
+    with command_redis() as url:
         try:
             created = asyncio.run(admin.create_owner(url, owner))
         except InvalidOwner as exc:
@@ -52,7 +36,7 @@ def owners_create(owner: Annotated[str, typer.Argument(help="owner name: letters
 
 def tokens_create(owner: Annotated[str, typer.Option(help="the token acts as this owner")]) -> None:
     """Make an API token; it is printed once and stored only hashed."""
-    with _redis_url() as url:
+    with command_redis() as url:
         try:
             token, info = asyncio.run(admin.create_token(url, owner))
         except InvalidOwner as exc:
@@ -63,7 +47,7 @@ def tokens_create(owner: Annotated[str, typer.Option(help="the token acts as thi
 
 def tokens_revoke(token_id: Annotated[str, typer.Argument(help="the id printed by `tokens create`")]) -> None:
     """Revoke a token at once."""
-    with _redis_url() as url:
+    with command_redis() as url:
         if not asyncio.run(admin.revoke_token(url, token_id)):
             raise _fail(f"no token {token_id!r}", 1)
     typer.echo(f"revoked {token_id}")
@@ -71,7 +55,7 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="the id printed b
 
 def tokens_list(owner: Annotated[str, typer.Option(help="whose tokens")]) -> None:
     """Token ids and creation times (the tokens themselves are not stored)."""
-    with _redis_url() as url:
+    with command_redis() as url:
         for info in asyncio.run(admin.list_tokens(url, owner)):
             typer.echo(f"{info.token_id}\t{info.created_at}")
 
@@ -89,7 +73,7 @@ def subscriptions_create(
         raise _fail("; ".join(error_messages(exc))) from None
     except Exception as exc:  # YAML syntax
         raise _fail(f"{file}: {exc}") from None
-    with _redis_url() as url:
+    with command_redis() as url:
         try:
             subscription = asyncio.run(admin.create_subscription(url, owner, spec, subscription_id))
         except (LookupError, ValueError) as exc:
@@ -99,7 +83,7 @@ def subscriptions_create(
 
 def subscriptions_show(subscription_id: Annotated[str, typer.Argument()]) -> None:
     """One subscription as JSON (webhook secrets hidden)."""
-    with _redis_url() as url:
+    with command_redis() as url:
         try:
             view = asyncio.run(admin.show_subscription(url, subscription_id))
         except NotFound as exc:
@@ -112,7 +96,7 @@ def subscriptions_export(
     with_secrets: Annotated[bool, typer.Option(help="include webhook endpoints and their secrets")] = False,
 ) -> None:
     """YAML for configuration as code (`paperwire subscriptions load` reads it back)."""
-    with _redis_url() as url:
+    with command_redis() as url:
         typer.echo(asyncio.run(admin.export_subscriptions(url, owner, with_secrets)), nl=False)
 
 

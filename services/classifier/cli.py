@@ -13,15 +13,15 @@ import typer
 
 def eval_relevance(
     dataset: Annotated[Path, typer.Option("--dataset", help="JSON Lines file or folder of them")],
-    k: Annotated[int, typer.Option("--k", help="seed papers per simulated subscriber")] = 10,
-    draws: Annotated[int, typer.Option("--draws", help="random seed draws per category")] = 5,
-    eval_days: Annotated[int, typer.Option("--eval-days", help="last days treated as new papers")] = 2,
+    k: Annotated[int, typer.Option("--k", min=2, help="seed papers per simulated subscriber")] = 10,
+    draws: Annotated[int, typer.Option("--draws", min=1, help="random seed draws per category")] = 5,
+    eval_days: Annotated[int, typer.Option("--eval-days", min=1, help="last days treated as new papers")] = 2,
     folds: Annotated[
         str, typer.Option("--folds", help="'last': the last --eval-days are new; 'rotate': each day in turn is new")
     ] = "last",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
-    rounds: Annotated[int, typer.Option("--feedback-rounds", help="simulated rating rounds")] = 3,
+    rounds: Annotated[int, typer.Option("--feedback-rounds", min=0, help="simulated rating rounds")] = 3,
     cache: Annotated[Path, typer.Option("--cache", help="embedding cache (SQLite)")] = Path(
         "data/cache/embeddings.sqlite"
     ),
@@ -52,8 +52,8 @@ def eval_relevance(
 
 def bench_score(
     subscriptions: Annotated[str, typer.Option("--subscriptions", help="comma-separated counts")] = "10000,100000",
-    papers: Annotated[int, typer.Option("--papers", help="papers in the batch (a day)")] = 2000,
-    vectors_per_subscription: Annotated[int, typer.Option("--vectors", help="positive vectors each")] = 3,
+    papers: Annotated[int, typer.Option("--papers", min=1, help="papers in the batch (a day)")] = 2000,
+    vectors_per_subscription: Annotated[int, typer.Option("--vectors", min=1, help="positive vectors each")] = 3,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Time and memory of scoring a day of papers against N subscriptions (synthetic vectors, real matches)."""

@@ -18,6 +18,7 @@ from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import oai
 from shared.consumer import ensure_groups
 from shared.events import RawPapers, Stream
+from shared.redis_server import command_redis
 from shared.runtime import DEFAULT_REDIS_URL
 
 
@@ -32,7 +33,8 @@ def backfill(
     """Harvest OAI-PMH ListRecords into papers.raw with a progress bar; resumes where a previous run stopped."""
     settings = FetcherSettings()
     job = oai.Harvest(from_.date(), until.date(), set_ or None, prefix)
-    report = asyncio.run(_backfill(settings, job, max_pages, restart))
+    with command_redis() as url:
+        report = asyncio.run(_backfill(settings.model_copy(update={"redis_url": url}), job, max_pages, restart))
     if report.error:
         typer.echo(f"error: {report.error} (run again to resume from the stored token)", err=True)
         raise typer.Exit(1)

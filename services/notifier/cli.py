@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 import typer
 
 from services.notifier.queue import DeliveryQueue
-from services.notifier.runtime import redis_url
 from services.notifier.settings import NotifierSettings
+from shared.redis_server import command_redis
 
 
 async def _dead(url: str) -> list[dict[str, object]]:
@@ -46,7 +46,9 @@ async def _replay(url: str, ids: list[str] | None) -> list[str]:
 
 def dead_command() -> None:
     """List deliveries whose retries are spent (they are also on the deliveries.dead stream)."""
-    for row in asyncio.run(_dead(redis_url(NotifierSettings()))):
+    with command_redis() as url:
+        rows = asyncio.run(_dead(url))
+    for row in rows:
         typer.echo(json.dumps(row))
 
 
@@ -57,7 +59,8 @@ def replay_command(
     """Queue dead deliveries again with a fresh retry budget; papers already delivered are not sent twice."""
     if not delivery_id and not all_:
         raise typer.BadParameter("give --id ID (repeatable) or --all")
-    replayed = asyncio.run(_replay(redis_url(NotifierSettings()), None if all_ else list(delivery_id)))
+    with command_redis() as url:
+        replayed = asyncio.run(_replay(url, None if all_ else list(delivery_id)))
     typer.echo(f"replayed {len(replayed)} deliveries")
     for job_id in replayed:
         typer.echo(job_id)

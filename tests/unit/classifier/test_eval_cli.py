@@ -99,3 +99,11 @@ def test_eval_relevance_on_a_listing_from_other_fields(tmp_path: Path) -> None:
     assert out["setup"]["categories"] >= 10 and out["setup"]["history_papers"] > 150
     for method in ("embedding_centroid", "embedding_logreg", "paperwire"):
         assert out[method]["ndcg@10"] > out["random"]["ndcg@10"] + 0.3, (method, out)
+
+
+def test_eval_relevance_refuses_numbers_that_make_no_protocol(tmp_path: Path) -> None:
+    for option, value in (("--k", "0"), ("--draws", "0"), ("--eval-days", "-1"), ("--feedback-rounds", "-1")):
+        result = CliRunner().invoke(
+            make_app(), ["eval", "relevance", "--dataset", str(DATASET), option, value, "--cache", str(tmp_path / "c")]
+        )
+        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, option
