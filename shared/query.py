@@ -158,13 +158,18 @@ class Node:
             return [self.term]
         return [t for child in self.children for t in child.terms()]
 
-    def positive_terms(self, negated: bool = False) -> list[Term]:
-        """Terms whose presence can make the query true: the ones worth naming in a reason."""
+    def matched_terms(self, present: dict[Term, bool]) -> list[Term] | None:
+        """For one paper: the terms whose presence made the query true (what a reason should name), or None when it
+        is false. A term under a false OR branch, or under a NOT, is not named."""
         if self.op == "term":
-            return [] if negated else [self.term]  # type: ignore[list-item]
+            return [self.term] if present[self.term] else None  # type: ignore[index,list-item]
         if self.op == "not":
-            return self.children[0].positive_terms(not negated)
-        return [t for c in self.children for t in c.positive_terms(negated)]
+            return [] if self.children[0].matched_terms(present) is None else None
+        parts = [c.matched_terms(present) for c in self.children]
+        if self.op == "and":
+            return None if any(p is None for p in parts) else [t for p in parts for t in p]  # type: ignore[union-attr]
+        true = [p for p in parts if p is not None]
+        return [t for p in true for t in p] if true else None
 
     def evaluate(self, columns: dict[Term, np.ndarray]) -> np.ndarray:
         """Vectorised over papers: ``columns[term]`` is a boolean array, one entry per paper."""

@@ -596,8 +596,9 @@ class Scorer:
             names = sorted(a for a in sub.authors if any(same_author(normalize_author(a), p) for p in paper_authors))
             reasons.append(f"by {', '.join(names)}, an author you follow")
         for text, query in zip(prof.query_texts, prof.queries, strict=True):
-            if query.evaluate({t: columns[t][i : i + 1] for t in query.terms()})[0]:
-                hits = [t.describe() for t in query.positive_terms() if columns[t][i]]
+            matched = query.matched_terms({t: bool(columns[t][i]) for t in query.terms()})
+            if matched:
+                hits = [t.describe() for t in matched]
                 reasons.append(f"keywords {', '.join(dict.fromkeys(hits))} matched your query {text!r}")
         if len(prof.vectors):
             sims = prof.vectors @ vector

@@ -79,3 +79,14 @@ def test_trending_narrowed_by_categories_alone() -> None:
     matched = {m.paper_id for m in score(sub, papers, trending=ranks)}
     in_category = {p.id for p in papers if category in p.categories}
     assert matched == in_category and 0 < len(matched) < len(papers)
+
+
+def test_a_keyword_reason_names_only_the_terms_that_made_the_query_true() -> None:
+    paper = Paper(id="2401.00001", title="Graph diffusion models", abstract="We study language and graphs.")
+    for query, named in (
+        ("(graph AND vision) OR diffusion", "keywords diffusion matched"),
+        ("diffusion AND NOT (vision AND NOT language)", "keywords diffusion matched"),
+        ("graph AND (diffusion OR vision)", "keywords graph, diffusion matched"),
+    ):
+        (match,) = score(Subscription(name="kw", keywords=[query]), [paper])
+        assert any(r.startswith(named + " your query") for r in match.reasons), (query, match.reasons)
