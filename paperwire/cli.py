@@ -135,9 +135,22 @@ def status() -> None:
             typer.echo(f"{r.stream:<16} {r.group:<11} {r.length:>7} {r.pending:>7} {str(r.caught_up):>9} {r.dead:>5}")
 
 
+def _source_stream(stream: str) -> str:
+    """A stream of the contract (its dead letters live in ``<stream>.dead``), or a clear error."""
+    from shared.events import Stream
+
+    known = [str(s) for s in Stream if not str(s).endswith(".dead")]
+    if stream in known:
+        return stream
+    hint = f"give the source stream {stream.removesuffix('.dead')!r}" if stream.endswith(".dead") else "one of"
+    typer.echo(f"error: {stream!r} is not a stream of the pipeline ({hint}: {', '.join(known)})", err=True)
+    raise typer.Exit(2)
+
+
 @dead_app.command("list")
 def dead_list(stream: Annotated[str, typer.Argument(help="the source stream, e.g. papers.raw")]) -> None:
     """The dead letters of STREAM with their errors."""
+    stream = _source_stream(stream)
 
     async def entries():
         client = aioredis.Redis.from_url(redis_url)
@@ -163,6 +176,8 @@ def dead_replay(
     """Put dead letters back on their stream, e.g. after fixing the cause."""
     from shared.consumer import replay_dead
 
+    stream = _source_stream(stream)
+
     async def replay():
         client = aioredis.Redis.from_url(redis_url)
         try:
@@ -171,14 +186,28 @@ def dead_replay(
             await client.aclose()
 
     with command_redis() as redis_url:
-        typer.echo(f"replayed {asyncio.run(replay())} entries onto {stream}")
+        replayed = asyncio.run(replay())
+    typer.echo(f"replayed {replayed} entries onto {stream}")
+    if ids and replayed < len(set(ids)):
+        typer.echo(f"error: {len(set(ids)) - replayed} of the given ids are not dead letters of {stream}", err=True)
+        raise typer.Exit(1)
 
 
 _mount_service_commands()
 
 
-def main() -> None:
-    app()
+def main() -> int:
+    """The ``paperwire`` command; an unreachable Redis is one line, not a traceback."""
+    import redis.exceptions
+
+    try:
+        app()
+    except redis.exceptions.ConnectionError as exc:
+        typer.echo(
+            f"error: cannot reach Redis ({exc}); set REDIS_URL, or leave it unset to use the embedded one", err=True
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
