@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.fetcher.http import Fetcher, FetchError, FetchResult
+from services.fetcher.http import Fetcher, FetchResult
 from services.fetcher.ratelimit import SharedRateLimiter
-from services.fetcher.sources.common import Publish, SourceReport, peek_api_page, peek_items_per_page
+from services.fetcher.sources.common import Publish, SourceReport, fetch_counted, peek_api_page, peek_items_per_page
 from shared.events import RawPapers
 
 MAX_PAGE = 2_000
@@ -67,12 +67,9 @@ async def fetch_query(
         best: FetchResult | None = None
         entries, total, per_page, short = -1, None, None, False
         for _ in range(1 + short_page_retries):
-            try:
-                result = await fetcher.get(base_url, params=params, limiter=limiter)
-            except FetchError as exc:
-                report.error = str(exc)
+            result = await fetch_counted(fetcher, report, base_url, params=params, limiter=limiter)
+            if result is None:
                 return report
-            report.requests += 1
             got, total = peek_api_page(result.body)
             per_page = peek_items_per_page(result.body)
             if got > entries:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.fetcher.http import Fetcher, FetchError
+from services.fetcher.http import Fetcher
 from services.fetcher.ratelimit import SharedRateLimiter
-from services.fetcher.sources.common import Publish, SourceReport
+from services.fetcher.sources.common import Publish, SourceReport, fetch_counted
 from shared.events import RawPapers
 
 
@@ -22,12 +22,9 @@ async def fetch_feed(
 ) -> SourceReport:
     url = feed_url(base_url, categories, fmt)
     report = SourceReport("arxiv-rss", url)
-    try:
-        result = await fetcher.get(url, limiter=limiter, conditional=True)
-    except FetchError as exc:
-        report.error = str(exc)
+    result = await fetch_counted(fetcher, report, url, limiter=limiter, conditional=True)
+    if result is None:
         return report
-    report.requests += 1
     if result.not_modified:
         report.not_modified += 1
         report.note = "feed not modified since the last poll"

@@ -6,6 +6,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from services.fetcher.http import Fetcher, FetchError, FetchResult
 from shared.events import RawPapers
 
 Publish = Callable[[RawPapers], Awaitable[None]]
@@ -34,6 +35,17 @@ class SourceReport:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+async def fetch_counted(fetcher: Fetcher, report: SourceReport, url: str, **request: object) -> FetchResult | None:
+    """One request, counted on ``report``; None when it failed, with the reason as the report's error."""
+    try:
+        result = await fetcher.get(url, **request)  # type: ignore[arg-type]
+    except FetchError as exc:
+        report.error = str(exc)
+        return None
+    report.requests += 1
+    return result
 
 
 def peek_api_page(body: bytes) -> tuple[int, int | None]:

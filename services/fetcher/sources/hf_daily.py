@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from datetime import date
 
-from services.fetcher.http import Fetcher, FetchError
-from services.fetcher.sources.common import Publish, SourceReport
+from services.fetcher.http import Fetcher
+from services.fetcher.sources.common import Publish, SourceReport, fetch_counted
 from shared.events import RawPapers
 
 
 async def fetch_day(fetcher: Fetcher, base_url: str, day: date, publish: Publish) -> SourceReport:
     """One day's list; published even when known, so the parser turns upvote changes into papers.trending events."""
     report = SourceReport("hf-daily", f"{base_url}?date={day.isoformat()}")
-    try:
-        result = await fetcher.get(base_url, params={"date": day.isoformat()}, conditional=True)
-    except FetchError as exc:
-        report.error = str(exc)
+    result = await fetch_counted(fetcher, report, base_url, params={"date": day.isoformat()}, conditional=True)
+    if result is None:
         return report
-    report.requests += 1
     if result.not_modified:
         report.not_modified += 1
         return report

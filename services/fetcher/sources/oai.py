@@ -13,9 +13,9 @@ from datetime import date
 
 import redis.asyncio as aioredis
 
-from services.fetcher.http import Fetcher, FetchError
+from services.fetcher.http import Fetcher
 from services.fetcher.ratelimit import SharedRateLimiter
-from services.fetcher.sources.common import Publish, SourceReport, peek_oai_page
+from services.fetcher.sources.common import Publish, SourceReport, fetch_counted, peek_oai_page
 from shared.events import RawPapers
 
 Progress = Callable[[int, int | None], None]
@@ -71,12 +71,9 @@ async def harvest(
     pages = 0
     while max_pages is None or pages < max_pages:
         params = {"verb": "ListRecords", "resumptionToken": token} if token else job.first_params()
-        try:
-            result = await fetcher.get(base_url, params=params, limiter=limiter)
-        except FetchError as exc:
-            report.error = str(exc)
+        result = await fetch_counted(fetcher, report, base_url, params=params, limiter=limiter)
+        if result is None:
             return report
-        report.requests += 1
         pages += 1
         records, next_token, size, error = peek_oai_page(result.body)
         if error == "badResumptionToken" and not restarted:
