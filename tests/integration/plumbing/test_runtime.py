@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -78,7 +79,11 @@ async def test_entries_waiting_at_start_are_published_on_their_first_delivery(
     app = build_app([ServiceDef(SERVICE, relay_router(handled, batch), settings)], clean_redis)
     async with TestApp(app):
         relayed = await wait_for(redis, OUTBOX, WAITING, limit_s=5.0)
-        pending = await redis.xpending(INBOX, SERVICE)
+        for _ in range(50):  # the ack follows the handler's last publish: give it a moment to land
+            pending = await redis.xpending(INBOX, SERVICE)
+            if pending["pending"] == 0:
+                break
+            await asyncio.sleep(0.1)
         errors = await redis.hgetall(f"errors:{INBOX}:{SERVICE}")
     assert errors == {}
     assert sorted(job.n for job in decode(relayed, Job)) == list(range(WAITING))
