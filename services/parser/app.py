@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -10,7 +11,7 @@ from faststream import Context
 from faststream.redis import RedisRouter
 
 from services.parser.errors import ParseError
-from services.parser.ingest import commit, describe, listing_day, prepare
+from services.parser.ingest import commit, describe, forget_plan, listing_day, load_plan, prepare, save_plan
 from services.parser.parse import parse_document
 from services.parser.settings import ParserSettings
 from services.parser.tokens import open_tokenizer
@@ -30,11 +31,16 @@ def build_router(settings: ParserSettings) -> RedisRouter:
     redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
     store = PaperStore(redis)
     tokenizer = open_tokenizer(settings.tokenize, settings.resolved_model_dir(), settings.max_tokens)
+    plan_ttl_s = max(int(settings.retention_hours * 3600), 1)  # as long as the raw event can be redelivered
 
     @subscriber(router, Stream.RAW, service=SERVICE, settings=settings)
     async def on_raw(event: RawPapers, message: Any = Context("message")) -> None:
+        # Parsing and tokenizing are CPU work (~100-200 ms each for a 400-paper OAI page): worker threads, so
+        # the loop keeps beating the consumer heartbeats and running other handlers meanwhile.
         try:
-            result = parse_document(event.source, event.body, max_bytes=settings.max_document_bytes)
+            result = await asyncio.to_thread(
+                parse_document, event.source, event.body, max_bytes=settings.max_document_bytes
+            )
         except ParseError as exc:
             # A bad document fails the same way every time: dead-letter it now instead of retrying.
             raw = message.raw_message
@@ -45,16 +51,23 @@ def build_router(settings: ParserSettings) -> RedisRouter:
             log.warning("item_skipped", index=error.index, ident=error.ident, reason=error.reason, **describe(event))
         if result.no_announcement:
             log.info("no_announcement", reason=result.no_announcement, **describe(event))
-        # Publish before writing: a failure in between leaves the store unchanged, so the redelivery
-        # publishes the same events again (same ids) instead of finding nothing new.
-        report = await prepare(result, store, listing_day(event), event.event_id)
-        if tokenizer is not None and report.events:
-            tokenizer.attach(report.events)  # the embedder's tokenizing, done on this (scalable) replica
+        # Write before publishing, so a consumer reading the store on an event finds the paper it describes.
+        # The plan is saved first: a redelivery after the write publishes it (same event ids) instead of
+        # planning again against a store that already holds the papers and finding nothing to publish.
+        report = await load_plan(redis, event.event_id)
+        if report is None:
+            report = await prepare(result, store, listing_day(event), event.event_id)
+            if tokenizer is not None and report.events:
+                await asyncio.to_thread(tokenizer.attach, report.events)  # the embedder's tokenizing, done here
+            if report.events or report.trending:
+                await save_plan(redis, event.event_id, report, plan_ttl_s)
+        await commit(report, store)
         for parsed_event in report.events:
             await parsed.publish(parsed_event)
         for moved in report.trending:
             await trending.publish(moved)
-        await commit(report, store)
+        if report.events or report.trending:
+            await forget_plan(redis, event.event_id)
         log.info(
             "document_parsed",
             papers=len(result.papers),

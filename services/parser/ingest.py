@@ -1,18 +1,25 @@
 """Parsed papers against what is already known: which ones become events, and with which change.
 
-Planning reads the store and writes nothing; the service publishes the planned events and only then commits
-the papers (``commit``). A delivery that fails before its events are out leaves the store as it was, so its
-redelivery plans and publishes the same events again, under the same event ids (derived from the raw event's
-id), which downstream consumers already de-duplicate by (the embedder's ``once:embedder:{event_id}``).
+Planning reads the store and writes nothing. The service then saves the plan (``save_plan``, keyed by the raw
+event's id), commits the papers (``commit``) and only then publishes the planned events, so a consumer that
+reads the store on an event (the classifier's trending path reads the paper) never finds it older than the
+event. A redelivery after a failure anywhere past ``save_plan`` loads that plan instead of planning again
+against a store that already holds the papers (which would find nothing new and lose the events): it commits
+again (an idempotent merge) and publishes the same events under the same event ids (derived from the raw
+event's id), which downstream consumers already de-duplicate by (the embedder's ``once:embedder:{event_id}``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from urllib.parse import parse_qs, urlsplit
+
+import redis.asyncio as aioredis
+from pydantic import TypeAdapter
 
 from services.parser.result import ParseResult
 from shared.events import PaperParsed, RawPapers, Stream, UpvotesChanged
@@ -29,6 +36,9 @@ class IngestReport:
     unchanged: int = 0
     item_errors: int = 0
     writes: list[Paper] = field(default_factory=list)
+
+
+_PLAN = TypeAdapter(IngestReport)
 
 
 async def ingest(result: ParseResult, store: PaperStore, listed_on: date | None = None) -> IngestReport:
@@ -49,12 +59,37 @@ async def prepare(
 
 
 async def commit(report: IngestReport, store: PaperStore) -> None:
-    """Merge the planned papers into the store, once their events are published.
+    """Merge the planned papers into the store, before their events are published (see the module docstring).
 
-    An upsert, not a put: another replica may have merged the same paper since the plan read it.
+    An upsert, not a put: another replica may have merged the same paper since the plan read it; and merging
+    the same papers again (a redelivery of a saved plan) changes nothing.
     """
     for paper in report.writes:
         await store.upsert(paper)
+
+
+def plan_key(source_event_id: str) -> str:
+    return f"parser:plan:{source_event_id}"
+
+
+async def save_plan(redis: aioredis.Redis, source_event_id: str, report: IngestReport, ttl_s: int) -> None:
+    """Keep the plan (events with their ids and token ids, papers to write) until its events are published.
+
+    Serialized in a worker thread: hundreds of papers are a few MB of JSON, too long to hold the event loop.
+    """
+    data = await asyncio.to_thread(_PLAN.dump_json, report)
+    await redis.set(plan_key(source_event_id), data, ex=ttl_s)
+
+
+async def load_plan(redis: aioredis.Redis, source_event_id: str) -> IngestReport | None:
+    """The plan an earlier delivery of this raw event saved and did not finish publishing, else None."""
+    data = await redis.get(plan_key(source_event_id))
+    return None if data is None else await asyncio.to_thread(_PLAN.validate_json, data)
+
+
+async def forget_plan(redis: aioredis.Redis, source_event_id: str) -> None:
+    """Every planned event is out: a later delivery may plan again (and finds the papers stored)."""
+    await redis.delete(plan_key(source_event_id))
 
 
 def plan(

@@ -3,6 +3,9 @@ feeding the GPU instead of tokenizing (DESIGN.md: one host tokenizes at most ~27
 
 Same text policy as the embedder (``shared.embedding.compose_text`` + ``tokenize``); the ids carry the
 tokenizer's sha256 and max_tokens so an embedder with another model ignores them and tokenizes itself.
+
+``attach`` is CPU work (~0.2-0.3 ms a paper, a document holds hundreds): the service runs it in a worker
+thread so the event loop (consumer heartbeats, other handlers) keeps running meanwhile.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ class PaperTokenizer:
     tokenizer: Any
     sha256: str
     max_tokens: int
+    # Texts per flash-tokenizer call: it holds the GIL for a whole call (a 387-paper document: ~80 ms), so a
+    # worker thread alone would still stall the event loop; 32 texts is a few ms and costs no throughput.
+    # HF tokenizers releases the GIL while it encodes, so it gets the whole batch in one call.
+    flash_chunk: int = 32
 
     @classmethod
     def open(cls, model_dir: Path, max_tokens: int | None = None) -> PaperTokenizer:
@@ -35,16 +42,20 @@ class PaperTokenizer:
         return cls(load_tokenizer(path, limit), info.tokenizer.sha256, limit)
 
     def attach(self, events: list[PaperParsed]) -> int:
-        """Set ``tokens`` on every event with text to embed (one batch call); returns how many got ids."""
+        """Set ``tokens`` on every event with text to embed; returns how many got ids.
+
+        Blocking (CPU): call it from a worker thread (``asyncio.to_thread``), not on the event loop.
+        """
         todo = [(e, compose_text(e.paper.title, e.paper.abstract)) for e in events]
         todo = [(e, text) for e, text in todo if text]
-        if not todo:
-            return 0
-        flat, lengths = tokenize(self.tokenizer, [text for _, text in todo], self.max_tokens)
-        start = 0
-        for (event, _), length in zip(todo, lengths.tolist(), strict=True):
-            event.tokens = TokenIds.pack(flat[start : start + length], self.sha256, self.max_tokens)
-            start += length
+        step = self.flash_chunk if getattr(self.tokenizer, "engine", "hf") == "flash" else len(todo)
+        for first in range(0, len(todo), max(step, 1)):
+            part = todo[first : first + step]
+            flat, lengths = tokenize(self.tokenizer, [text for _, text in part], self.max_tokens)
+            start = 0
+            for (event, _), length in zip(part, lengths.tolist(), strict=True):
+                event.tokens = TokenIds.pack(flat[start : start + length], self.sha256, self.max_tokens)
+                start += length
         return len(todo)
 
 

@@ -16,11 +16,15 @@ from faststream.redis.parser.binary import BinaryMessageFormatV1
 from faststream.redis.publisher.usecase import StreamPublisher
 
 from services.parser.app import SERVICE, build_router
+from services.parser.ingest import ingest, plan_key
+from services.parser.parse import parse_document
 from services.parser.settings import ParserSettings
+from services.parser.tokens import PaperTokenizer
 from shared.events import PaperParsed, RawPapers, Stream, UpvotesChanged
 from shared.runtime import ServiceDef, build_app
 from shared.storage import PaperStore
 from tests.streams import decode, wait_for
+from tests.unit.embedder.model_cache import exported_model_dir
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 
@@ -212,3 +216,151 @@ async def test_tokenizer_error_leaves_events_for_the_redelivery(
         ("2604.22027", "new"),
         ("2604.22038", "new"),
     ]
+
+
+async def test_event_loop_keeps_running_while_a_large_document_is_parsed_and_tokenized(
+    redis: aioredis.Redis, clean_redis: str, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The real 1.1 MB OAI-PMH page (387 papers): parsing and tokenizing it is ~100-200 ms of CPU each. A
+    coroutine ticking every 10 ms stands for the consumer heartbeat; it must tick while each one runs. Before
+    the fix both ran on the event loop, which could not run anything meanwhile: zero ticks, every time."""
+    model_dir = exported_model_dir(tmp_path_factory)
+    body = (FIXTURES / "arxiv_oai/litpuvn_ListRecords_arXivRaw_from2016-10-20.xml").read_text()
+    papers = len({p.id for p in parse_document("arxiv-oai", body).papers})
+    ticks = [0]
+    during: dict[str, tuple[int, int]] = {}
+    attach, parse = PaperTokenizer.attach, parse_document
+
+    def watched_attach(self: PaperTokenizer, events: list[PaperParsed]) -> int:
+        before = ticks[0]
+        count = attach(self, events)
+        during["attach"] = (before, ticks[0])
+        return count
+
+    def watched_parse(*args: Any, **kwargs: Any) -> Any:
+        before = ticks[0]
+        result = parse(*args, **kwargs)
+        during["parse"] = (before, ticks[0])
+        return result
+
+    monkeypatch.setattr(PaperTokenizer, "attach", watched_attach)
+    monkeypatch.setattr("services.parser.app.parse_document", watched_parse)
+
+    async def ticker() -> None:
+        while True:
+            ticks[0] += 1
+            await asyncio.sleep(0.01)
+
+    settings = ParserSettings(
+        redis_url=clean_redis, read_block_ms=100, claim_poll_ms=100, tokenize=True, model_dir=model_dir
+    )
+    app = build_app([ServiceDef(SERVICE, build_router, settings)], clean_redis)
+    publisher = RedisBroker(clean_redis)
+    await publisher.connect()
+    ticking = asyncio.create_task(ticker())
+    try:
+        async with TestApp(app):
+            await publisher.publish(RawPapers(source="arxiv-oai", url="oai", body=body), stream=Stream.RAW)
+            entries = await wait_for(redis, Stream.PARSED, papers)
+    finally:
+        ticking.cancel()
+        await publisher.stop()
+    events = decode(entries, PaperParsed)
+    assert papers == 387 and len(events) == papers and all(e.tokens is not None for e in events)
+    assert set(during) == {"attach", "parse"}
+    for step, (before, after) in during.items():
+        assert after > before, f"the event loop did not run while {step} ran"
+
+
+async def test_a_consumer_reading_the_store_on_an_event_finds_what_the_event_says(
+    redis: aioredis.Redis, clean_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The classifier's trending path reads the stored paper when papers.trending says its upvotes moved.
+    Each of the service's publishes is followed at once by such a read (the closest a consumer can come).
+    The real 2026-06-12 Daily Papers list, then a copy with 2606.13106 moved from 18 to 150 upvotes. Before
+    the fix the events went out before the write: the first read found no paper, the moved one 18 upvotes."""
+    store = PaperStore(redis)
+    reads: list[tuple[str, Any, Any]] = []
+    original = StreamPublisher.publish
+
+    async def publish_then_read(self: StreamPublisher, message: Any, *args: Any, **kwargs: Any) -> Any:
+        out = await original(self, message, *args, **kwargs)
+        if isinstance(message, UpvotesChanged):
+            stored = await store.get(message.paper_id)
+            reads.append(("trending", message.upvotes, stored.hf.upvotes if stored and stored.hf else None))
+        elif isinstance(message, PaperParsed):
+            reads.append(("parsed", message.paper, await store.get(message.paper.id)))
+        return out
+
+    monkeypatch.setattr(StreamPublisher, "publish", publish_then_read)
+    settings = ParserSettings(redis_url=clean_redis, read_block_ms=100, claim_poll_ms=100, tokenize=False)
+    app = build_app([ServiceDef(SERVICE, build_router, settings)], clean_redis)
+    body = (FIXTURES / "hf_daily_papers/sotawhat_hf_daily_papers_2026-06.json").read_text()
+    items = json.loads(body)
+    (climber,) = [i for i in items if i["paper"]["id"] == "2606.13106"]
+    climber["paper"]["upvotes"] = 150
+    url = "https://huggingface.co/api/daily_papers?date=2026-06-12"
+    publisher = RedisBroker(clean_redis)
+    await publisher.connect()
+    try:
+        async with TestApp(app):
+            await publisher.publish(RawPapers(source="hf-daily", url=url, body=body), stream=Stream.RAW)
+            await wait_for(redis, Stream.TRENDING, 30)
+            await publisher.publish(RawPapers(source="hf-daily", url=url, body=json.dumps(items)), stream=Stream.RAW)
+            await wait_for(redis, Stream.TRENDING, 31)
+    finally:
+        await publisher.stop()
+    trending = [(sent, stored) for kind, sent, stored in reads if kind == "trending"]
+    parsed = [(sent, stored) for kind, sent, stored in reads if kind == "parsed"]
+    assert len(trending) == 31 and len(parsed) == 30
+    assert trending[-1] == (150, 150)
+    assert all(sent == stored for sent, stored in trending), trending
+    assert all(sent == stored for sent, stored in parsed)
+    assert await redis.keys("parser:plan:*") == []  # published plans are not kept
+
+
+async def test_a_failed_write_is_redone_and_published_once(
+    redis: aioredis.Redis, clean_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing the papers fails on the first delivery, after the plan was saved and before any publish: the
+    redelivery writes and publishes the three papers once each, and forgets the plan."""
+    from services.parser import app as parser_app
+
+    original, failed = parser_app.commit, []
+
+    async def flaky_commit(*args: Any) -> None:
+        if not failed:
+            failed.append(1)
+            raise ConnectionError("simulated: Redis went away mid-write")
+        await original(*args)
+
+    monkeypatch.setattr(parser_app, "commit", flaky_commit)
+    body = (FIXTURES / "arxiv_rss/distill_rss2_cs.CL_2026-04.xml").read_text()
+    event = RawPapers(source="arxiv-rss", url="x", body=body)
+    parsed, _ = await run_with_one_failure(redis, clean_redis, event, 3, 0)
+    assert failed == [1]
+    assert sorted(unique_by_paper(parsed)) == ["2604.22002", "2604.22027", "2604.22038"] and len(parsed) == 3
+    assert all(await PaperStore(redis).get_many([e.paper.id for e in parsed]))
+    assert not await redis.exists(plan_key(event.event_id))
+
+
+async def test_an_upvote_move_whose_publish_failed_after_the_write_is_published_on_redelivery(
+    redis: aioredis.Redis, clean_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2606.13106 is stored at 18 upvotes; a Daily Papers copy says 150. The new count is written, then the
+    papers.trending publish fails. Planning again would find 150 stored and publish nothing: the redelivery
+    must publish the saved plan's event (18 -> 150), under its id."""
+    body = (FIXTURES / "hf_daily_papers/sotawhat_hf_daily_papers_2026-06.json").read_text()
+    await ingest(parse_document("hf-daily", body), PaperStore(redis))
+    items = json.loads(body)
+    (climber,) = [i for i in items if i["paper"]["id"] == "2606.13106"]
+    climber["paper"]["upvotes"] = 150
+    failed = fail_publish_once(monkeypatch, Stream.TRENDING)
+    url = "https://huggingface.co/api/daily_papers?date=2026-06-12"
+    event = RawPapers(source="hf-daily", url=url, body=json.dumps(items))
+    parsed, trending = await run_with_one_failure(redis, clean_redis, event, 0, 1)
+    assert failed == [1] and parsed == []
+    ((moved),) = trending
+    assert (moved.paper_id, moved.upvotes_before, moved.upvotes) == ("2606.13106", 18, 150)
+    assert (await PaperStore(redis).get("2606.13106")).hf.upvotes == 150
+    assert not await redis.exists(plan_key(event.event_id))

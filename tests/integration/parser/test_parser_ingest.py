@@ -12,11 +12,13 @@ import json
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import redis.asyncio as aioredis
 
-from services.parser.ingest import ingest
+from services.parser.ingest import forget_plan, ingest, load_plan, plan_key, prepare, save_plan
 from services.parser.parse import parse_document, unwrap_recording
 from services.parser.result import ParseResult
+from shared.events import TokenIds
 from shared.storage import PaperStore
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
@@ -135,3 +137,18 @@ async def test_update_without_hf_data_emits_no_upvote_change(redis: aioredis.Red
     item["paper"]["upvotes"] = 130
     moved = await ingest(parse_document("hf-daily", json.dumps(items)), store, date(2026, 6, 12))
     assert [(t.paper_id, t.upvotes_before, t.upvotes) for t in moved.trending] == [(paper.id, 118, 130)]
+
+
+async def test_a_saved_plan_comes_back_whole(redis: aioredis.Redis) -> None:
+    """What a redelivery publishes from: the same events (ids, token ids), first counts and papers to write."""
+    body = (FIXTURES / "hf_daily_papers/sotawhat_hf_daily_papers_2026-06.json").read_bytes()
+    report = await prepare(parse_document("hf-daily", body), PaperStore(redis), date(2026, 6, 12), "raw-1")
+    report.events[0].tokens = TokenIds.pack(np.array([101, 2000, 102]), "sha", 256)
+    assert await load_plan(redis, "raw-1") is None
+    await save_plan(redis, "raw-1", report, 60)
+    loaded = await load_plan(redis, "raw-1")
+    assert loaded == report and len(loaded.events) == len(loaded.trending) == len(loaded.writes) == 30
+    assert loaded.events[0].tokens.array().tolist() == [101, 2000, 102]
+    assert 0 < await redis.ttl(plan_key("raw-1")) <= 60
+    await forget_plan(redis, "raw-1")
+    assert await load_plan(redis, "raw-1") is None

@@ -62,3 +62,32 @@ def test_a_changed_tokenizer_file_is_refused(model_dir: Path, tmp_path: Path) ->
     with pytest.raises(ModelError, match="mismatch"):
         PaperTokenizer.open(tmp_path)
     assert open_tokenizer(None, tmp_path) is None  # default: warn and carry no ids
+
+
+def test_flash_tokenizer_gets_small_batches_and_the_same_ids(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """flash-tokenizer holds the GIL for a whole call (~80 ms for the 387-paper OAI page), so a worker thread
+    alone would still stall the event loop: it gets ``flash_chunk`` texts a call. The ids are the same as one
+    call for the whole page; HF tokenizers (releases the GIL) keeps one call."""
+    import services.parser.tokens as tokens_module
+
+    body = (FIXTURES / "arxiv_oai/litpuvn_ListRecords_arXivRaw_from2016-10-20.xml").read_bytes()
+    papers = parse_document("arxiv-oai", body).papers
+    tokenizer = open_tokenizer(None, model_dir)
+    assert tokenizer is not None
+    sizes: list[int] = []
+
+    def counted(tok: object, texts: list[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+        sizes.append(len(texts))
+        return tokenize(tok, texts, max_tokens)
+
+    monkeypatch.setattr(tokens_module, "tokenize", counted)
+    chunked = [PaperParsed(paper=p) for p in papers]
+    tokenizer.attach(chunked)
+    whole = [PaperParsed(paper=p) for p in papers]
+    one_call = PaperTokenizer(tokenizer.tokenizer, tokenizer.sha256, tokenizer.max_tokens, flash_chunk=len(papers))
+    one_call.attach(whole)
+    assert [e.tokens for e in chunked] == [e.tokens for e in whole]
+    if tokenizer.tokenizer.engine == "flash":
+        assert max(sizes[:-1]) == 32 and sum(sizes[:-1]) == len(papers) == 387
+    else:
+        assert sizes == [len(papers), len(papers)]
