@@ -94,7 +94,7 @@ class DeliveryQueue:
         return [_text(t) for t in await self.redis.zrangebyscore(TARGETS, "-inf", now, start=0, num=limit)]
 
     async def postpone_target(self, target_key: str, until: float) -> None:
-        """A target with no free slot here: look at it again later instead of at every tick."""
+        """A target with no free slot (here; a webhook: in any replica): look at it again later, not every tick."""
         await self.redis.zadd(TARGETS, {target_key: until}, xx=True)
 
     async def lease(self, target_key: str, now: float, lease_until: float, count: int) -> list[DeliveryJob]:

@@ -33,7 +33,14 @@ class NotifierSettings(ServiceSettings):
         default_factory=list,
         description='CIDRs exempt from the SSRF check of webhook and Slack URLs, e.g. ["127.0.0.1/32"]',
     )
-    webhook_concurrency_per_endpoint: int = Field(default=4, ge=1)
+    webhook_concurrency_per_endpoint: int = Field(
+        default=4, ge=1, description="requests at once per endpoint, across all notifier replicas (Redis)"
+    )
+    webhook_slot_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="lease of a shared endpoint slot, renewed every third of it; a crashed holder's frees after it",
+    )
     webhook_tls_clients: int = Field(default=256, ge=1, description="HTTPS host names with their own pooled client")
     email_concurrency: int = Field(default=4, ge=1, description="SMTP sessions at once")
     delivery_concurrency: int = Field(default=64, ge=1, description="deliveries in flight per process")

@@ -24,6 +24,7 @@ from services.notifier.queue import DeliveryQueue
 from services.notifier.schedule import retry_delay
 from services.notifier.senders import Outcome, attempt_record
 from services.notifier.settings import NotifierSettings
+from services.notifier.slots import EndpointSlots
 from shared.events import DeliveryResult, DeliveryStatus, Stream
 from shared.storage import DeliveryLog, SubscriptionStore, claim_once, release_once
 from shared.subscription import Subscription
@@ -44,6 +45,12 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def shares_slots(target_key: str) -> bool:
+    """Webhook slots bound what a receiver sees from every replica, so they are counted in Redis; e-mail's bound
+    one process's SMTP sessions, and Slack's one-at-a-time keeps a process's order (its pace is shared anyway)."""
+    return target_key.split(":", 1)[0] == "webhook"
 
 
 def once_key(job: DeliveryJob, paper_id: str | None) -> str:
@@ -67,6 +74,7 @@ class DeliveryWorker:
         self.subscriptions = SubscriptionStore(redis)
         self.delivery_log = DeliveryLog(redis)
         self.in_flight: dict[str, int] = defaultdict(int)
+        self.slots = EndpointSlots(redis, settings.webhook_slot_lease_s)
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
 
@@ -79,21 +87,36 @@ class DeliveryWorker:
         return 1  # slack: one message at a time per webhook keeps order and the 1/s pace
 
     async def tick(self) -> int:
-        """Start what is due and has a free slot; returns how many jobs were started."""
+        """Start what is due and has a free slot; returns how many jobs were started.
+
+        A webhook's slots are taken from Redis (:mod:`services.notifier.slots`), shared with every replica,
+        before its jobs are leased; a busy endpoint, here or anywhere, is looked at again ``worker_poll_s`` later.
+        """
         now = time.time()
         started = 0
         for target_key in await self.queue.due_targets(now):
             free_global = self.settings.delivery_concurrency - len(self.tasks)
             if free_global <= 0:
                 break
+            # every local webhook send holds a shared slot, so a full count here needs no question to Redis
             free = min(self.limit(target_key) - self.in_flight[target_key], free_global)
+            tokens: list[str] | None = None
+            if free > 0 and shares_slots(target_key):
+                tokens = await self.slots.acquire(target_key, self.limit(target_key), free)
+                free = len(tokens)
             if free <= 0:
                 await self.queue.postpone_target(target_key, now + self.settings.worker_poll_s)
                 continue
-            jobs = await self.queue.lease(target_key, now, now + self.settings.lease_s, free)
-            for job in jobs:
+            jobs: list[DeliveryJob] = []
+            try:
+                jobs = await self.queue.lease(target_key, now, now + self.settings.lease_s, free)
+            finally:
+                if tokens is not None and len(tokens) > len(jobs):  # fewer jobs due than slots taken
+                    await self.slots.give_back(target_key, *tokens[len(jobs) :])
+            for index, job in enumerate(jobs):
                 self.in_flight[target_key] += 1
-                task = asyncio.create_task(self._run(job), name=f"deliver:{job.id}")
+                token = tokens[index] if tokens is not None else None
+                task = asyncio.create_task(self._run(job, token), name=f"deliver:{job.id}")
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
                 started += 1
@@ -121,9 +144,14 @@ class DeliveryWorker:
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
-    async def _run(self, job: DeliveryJob) -> None:
+    async def _run(self, job: DeliveryJob, slot: str | None = None) -> None:
+        """Deliver ``job``, holding its shared endpoint slot (when it has one) until the delivery is done."""
+        held: contextlib.AbstractAsyncContextManager[None] = (
+            self.slots.hold(job.target_key, slot) if slot is not None else contextlib.nullcontext()
+        )
         try:
-            await self.deliver(job)
+            async with held:
+                await self.deliver(job)
         except Exception as exc:  # a bug or Redis hiccup: the job was put back (or its lease expires)
             log.exception("delivery_crashed", delivery_id=job.id, error=str(exc))
         finally:
