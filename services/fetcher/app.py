@@ -9,7 +9,8 @@ import redis.asyncio as aioredis
 import structlog
 from faststream.redis import RedisBroker, RedisRouter
 
-from services.fetcher.poll import SourcePlan, make_fetcher, poll_once, source_keys
+from services.fetcher.plan import seconds_until_wake
+from services.fetcher.poll import make_fetcher, poll_once, source_keys, source_schedule
 from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import arxiv_api
 from shared.consumer import make_router, subscriber
@@ -42,7 +43,11 @@ def build_router(settings: FetcherSettings) -> RedisRouter:
 
 
 async def poll_forever(settings: FetcherSettings) -> None:
-    """Poll at start (if asked), then each source when it is due: every interval, a failed one sooner."""
+    """Poll what is due at start (if asked), then each source when it is due: every interval, a failed one sooner.
+
+    When a source is due is read from Redis each time (``plan.py``), so a restart does not poll a source that ran
+    recently, and replicas share one schedule: a source another replica is polling is waited for, not polled.
+    """
     url = settings.redis_url or DEFAULT_REDIS_URL
     broker = RedisBroker(url)
     await broker.connect()
@@ -51,7 +56,7 @@ async def poll_forever(settings: FetcherSettings) -> None:
     async def publish(event: RawPapers) -> None:
         await broker.publish(event, stream=Stream.RAW)
 
-    plan = SourcePlan()
+    plan = source_schedule(settings, redis)
     keys = source_keys(settings)
     try:
         delay = 0.0 if settings.poll_on_start else settings.poll_interval_s
@@ -59,7 +64,8 @@ async def poll_forever(settings: FetcherSettings) -> None:
             await asyncio.sleep(delay)
             try:
                 await poll_once(settings, redis, publish, plan=plan)
-                delay = plan.seconds_until_due(keys, datetime.now(UTC), settings.poll_interval_s)
+                now = datetime.now(UTC)
+                delay = seconds_until_wake(await plan.decisions(keys, now), now, settings.poll_interval_s)
             except Exception:  # noqa: BLE001 - the loop must outlive any one cycle
                 log.exception("poll_failed")
                 delay = settings.retry_failed_after_s

@@ -13,7 +13,8 @@ from faststream.redis import RedisBroker
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.fetcher import schedule as calendar
-from services.fetcher.poll import make_fetcher
+from services.fetcher.plan import format_decision
+from services.fetcher.poll import LAST_POLL_KEY, make_fetcher, source_keys, source_schedule
 from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import oai
 from shared.consumer import ensure_groups
@@ -72,11 +73,36 @@ async def _backfill(settings: FetcherSettings, job: oai.Harvest, max_pages: int 
 
 
 def schedule_status() -> None:
-    """Whether arXiv has announced since the last poll and, if not, why and when it will."""
-    now = datetime.now(UTC)
-    status = calendar.status(now, None, frozenset(FetcherSettings().holidays))
-    typer.echo(f"last announcement: {status.last_announcement:%A %Y-%m-%d %H:%M %Z}")
-    typer.echo(f"next announcement: {status.next_announcement:%A %Y-%m-%d %H:%M %Z}")
+    """Each source's next due time and why, then whether arXiv has announced since the last complete poll.
+
+    Read from the schedule the fetchers share in Redis (REDIS_URL, else the embedded one ``paperwire run`` uses).
+    """
+    settings = FetcherSettings()
+    with command_redis() as url:
+        lines = asyncio.run(_schedule_lines(settings.model_copy(update={"redis_url": url}), datetime.now(UTC)))
+    for line in lines:
+        typer.echo(line)
+
+
+async def schedule_lines(settings: FetcherSettings, redis: aioredis.Redis, now: datetime) -> list[str]:
+    """The report ``paperwire fetch schedule`` prints: one line per configured source, then the arXiv calendar."""
+    keys = source_keys(settings)
+    decisions = await source_schedule(settings, redis).decisions(keys, now)
+    lines = [format_decision(decision, now) for decision in decisions] or ["no sources configured"]
+    last = await redis.get(LAST_POLL_KEY)
+    status = calendar.status(now, datetime.fromisoformat(last.decode()) if last else None, frozenset(settings.holidays))
+    lines.append(f"arXiv last announcement: {status.last_announcement:%A %Y-%m-%d %H:%M %Z}")
+    lines.append(f"arXiv next announcement: {status.next_announcement:%A %Y-%m-%d %H:%M %Z}")
+    lines.append(f"arXiv: {'new papers to fetch: ' if status.new_papers else ''}{status.reason}")
+    return lines
+
+
+async def _schedule_lines(settings: FetcherSettings, now: datetime) -> list[str]:
+    redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+    try:
+        return await schedule_lines(settings, redis, now)
+    finally:
+        await redis.aclose()
 
 
 COMMANDS: list[tuple[str, str, Callable[..., None]]] = [

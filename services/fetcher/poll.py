@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -11,10 +12,12 @@ import structlog
 
 from services.fetcher import schedule
 from services.fetcher.http import Fetcher, make_client
+from services.fetcher.plan import SourceSchedule, complete_since, set_if_later
 from services.fetcher.ratelimit import SharedRateLimiter
 from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import arxiv_api, arxiv_rss, hf_daily, oai
 from services.fetcher.sources.common import Publish, SourceReport
+from shared.consumer import consumer_name
 
 log = structlog.get_logger("paperwire.fetcher.poll")
 LAST_POLL_KEY = "fetcher:last_poll"
@@ -28,6 +31,8 @@ class PollReport:
     schedule_note: str = ""
     polled: dict[str, bool] = field(default_factory=dict)
     """Each source polled this cycle (its ``source_keys`` key) and whether it succeeded."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Sources this poller left to another one (claimed by it, or polled by it since the first read), and why."""
 
     @property
     def published(self) -> int:
@@ -54,41 +59,16 @@ def source_keys(settings: FetcherSettings) -> list[str]:
     return keys
 
 
-@dataclass
-class SourcePlan:
-    """When each source is next due and when it last succeeded.
-
-    A failing source is retried sooner on its own, so one source being down (say Hugging Face) does not make
-    every arXiv source re-fetch and republish its pages every retry interval. A source never polled is due.
-    """
-
-    next_due: dict[str, datetime] = field(default_factory=dict)
-    last_ok: dict[str, datetime] = field(default_factory=dict)
-
-    def due(self, keys: list[str], now: datetime) -> list[str]:
-        return [key for key in keys if key not in self.next_due or self.next_due[key] <= now]
-
-    def record(
-        self, polled: dict[str, bool], started: datetime, finished: datetime, interval_s: float, retry_s: float
-    ) -> None:
-        """Success counts from the cycle's start (what was fetched then); the next try from its end."""
-        for key, ok in polled.items():
-            self.next_due[key] = finished + timedelta(seconds=interval_s if ok else retry_s)
-            if ok:
-                self.last_ok[key] = started
-
-    def complete_since(self, keys: list[str]) -> datetime | None:
-        """The time since which every source has been fetched successfully; None while one never was."""
-        if not keys or any(key not in self.last_ok for key in keys):
-            return None
-        return min(self.last_ok[key] for key in keys)
-
-    def seconds_until_due(self, keys: list[str], now: datetime, default_s: float) -> float:
-        """How long the loop may sleep before the next source is due (``default_s`` when nothing is configured)."""
-        if not keys:
-            return default_s
-        soonest = min(self.next_due.get(key, now) for key in keys)
-        return max(0.0, (soonest - now).total_seconds())
+def source_schedule(settings: FetcherSettings, redis: aioredis.Redis, holder: str | None = None) -> SourceSchedule:
+    """The Redis-kept schedule with the settings' intervals; ``holder`` names this poller in claims (default: the
+    process' consumer name, ``fetcher-<host>-<pid>``)."""
+    return SourceSchedule(
+        redis,
+        holder or consumer_name("fetcher", settings),
+        interval_s=settings.poll_interval_s,
+        retry_s=settings.retry_failed_after_s,
+        lease_s=settings.poll_lease_s,
+    )
 
 
 def oai_window_start(today: date, covered_until: date | None, max_days: int) -> date:
@@ -127,50 +107,85 @@ async def poll_once(
     publish: Publish,
     *,
     now: datetime | None = None,
-    plan: SourcePlan | None = None,
+    plan: SourceSchedule | None = None,
+    force: bool = False,
 ) -> PollReport:
-    """Fetch every source that is due (all of them without a ``plan``) and publish each response.
+    """Fetch every source that is due by the schedule in Redis (every source with ``force``) and publish each response.
 
-    A failing source does not stop the others. ``fetcher:last_poll`` moves to the time since which every
-    source has been fetched successfully, so a source still failing holds it back and its retry releases it.
+    Each source is polled under its claim (see ``plan``): a source another replica is polling is skipped, and
+    one it finished since our first read is found not due any more. A failing source does not stop the others.
+    ``fetcher:last_poll`` moves to the time since which every source has been fetched successfully, so a source
+    still failing holds it back and its retry releases it.
     """
     now = now or datetime.now(UTC)
     clock = time.monotonic()
-    plan = plan if plan is not None else SourcePlan()
+
+    def current() -> datetime:
+        return now + timedelta(seconds=time.monotonic() - clock)
+
+    plan = plan if plan is not None else source_schedule(settings, redis)
     keys = source_keys(settings)
-    due = set(plan.due(keys, now))
     report = PollReport(started_at=now)
+    if force:
+        due = set(keys)
+    else:
+        decisions = await plan.decisions(keys, now)
+        due = {d.source for d in decisions if d.due}
+        report.skipped.update({d.source: d.reason for d in decisions if d.claim is not None})
     last = await redis.get(LAST_POLL_KEY)
     since = datetime.fromisoformat(last.decode()) if last else None
     calendar = schedule.status(now, since, frozenset(settings.holidays))
     report.schedule_note = calendar.reason
 
-    def polled(key: str, *sources: SourceReport) -> None:
+    async def poll(key: str, fetch: Callable[[], Awaitable[list[SourceReport]]]) -> None:
+        """Claim, re-check, poll, record, release: the outcome is in Redis before another poller can claim."""
+        if key not in due:
+            return
+        async with plan.claimed(key) as held:
+            if not held:
+                report.skipped[key] = "claimed by another fetcher"
+                return
+            if not force and not await plan.due_now(key, current()):
+                report.skipped[key] = "polled by another fetcher meanwhile"
+                return
+            await plan.mark_started(key, now)
+            try:
+                sources = await fetch()
+            except Exception as exc:
+                await plan.record(key, now, current(), False, f"{type(exc).__name__}: {exc}")
+                raise
+            ok = all(source.ok for source in sources)
+            await plan.record(key, now, current(), ok, next((s.error for s in sources if s.error), None))
         report.sources.extend(sources)
-        report.polled[key] = all(source.ok for source in sources)
+        report.polled[key] = ok
 
     fetcher, limiter = make_fetcher(settings, redis)
     try:
         for query in settings.arxiv_queries:
-            if f"arxiv-api:{query}" not in due:
-                continue
-            result = await arxiv_api.fetch_query(
-                fetcher,
-                limiter,
-                settings.arxiv_api_url,
-                publish,
-                search_query=query,
-                max_results=settings.max_results,
-                page_size=settings.page_size,
-                short_page_retries=settings.short_page_retries,
-            )
-            polled(f"arxiv-api:{query}", result)
-        if "arxiv-rss" in due:
-            result = await arxiv_rss.fetch_feed(
-                fetcher, limiter, settings.arxiv_rss_url, settings.rss_categories, publish, settings.rss_format
-            )
-            polled("arxiv-rss", result)
-        if "arxiv-oai" in due:
+
+            async def api(query: str = query) -> list[SourceReport]:
+                result = await arxiv_api.fetch_query(
+                    fetcher,
+                    limiter,
+                    settings.arxiv_api_url,
+                    publish,
+                    search_query=query,
+                    max_results=settings.max_results,
+                    page_size=settings.page_size,
+                    short_page_retries=settings.short_page_retries,
+                )
+                return [result]
+
+            await poll(f"arxiv-api:{query}", api)
+
+        async def rss() -> list[SourceReport]:
+            return [
+                await arxiv_rss.fetch_feed(
+                    fetcher, limiter, settings.arxiv_rss_url, settings.rss_categories, publish, settings.rss_format
+                )
+            ]
+
+        async def harvest() -> list[SourceReport]:
             # The daily harvest, resumable like a backfill: from where the last complete one ended, so an outage
             # of a few days leaves no gap.
             covered = await redis.get(OAI_COVERED_KEY)
@@ -183,17 +198,20 @@ async def poll_once(
             harvested = await oai.harvest(fetcher, limiter, redis, settings.oai_url, job, publish)
             if harvested.error is None and await redis.hget(job.key, "done") == b"1":
                 await redis.set(OAI_COVERED_KEY, now.date().isoformat())
-            polled("arxiv-oai", harvested)
-        if "hf-daily" in due:
+            return [harvested]
+
+        async def daily() -> list[SourceReport]:
             days = hf_days(settings.hf_date or now.date(), settings.hf_days)
-            polled("hf-daily", *[await hf_daily.fetch_day(fetcher, settings.hf_url, day, publish) for day in days])
+            return [await hf_daily.fetch_day(fetcher, settings.hf_url, day, publish) for day in days]
+
+        await poll("arxiv-rss", rss)
+        await poll("arxiv-oai", harvest)
+        await poll("hf-daily", daily)
     finally:
         await fetcher.client.aclose()
-    finished = now + timedelta(seconds=time.monotonic() - clock)
-    plan.record(report.polled, now, finished, settings.poll_interval_s, settings.retry_failed_after_s)
-    complete = plan.complete_since(keys)
-    if complete is not None and (since is None or complete > since):
-        await redis.set(LAST_POLL_KEY, complete.isoformat())
+    complete = complete_since(await plan.states(keys), keys)
+    if complete is not None:
+        await set_if_later(redis, LAST_POLL_KEY, complete)
     for source in report.sources:
         level = log.warning if source.error else log.info
         level(
@@ -207,6 +225,8 @@ async def poll_once(
             error=source.error,
             note=source.note,
         )
+    for key, why in report.skipped.items():
+        log.info("source_skipped", source=key, reason=why)
     if report.published == 0 or not calendar.new_papers:
         log.info("schedule", new_papers=calendar.new_papers, reason=calendar.reason)
     return report

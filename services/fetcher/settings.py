@@ -45,6 +45,12 @@ class FetcherSettings(ServiceSettings):
     poll_on_start: bool = True
     poll_interval_s: float = Field(default=3600.0, gt=0)
     retry_failed_after_s: float = Field(default=120.0, gt=0, description="a failed source is polled again sooner")
+    poll_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a poller's claim on a source (fetcher:poll:<source>), renewed every third of it while it polls; "
+        "a crashed poller's claim expires after this",
+    )
 
     arxiv_min_interval_s: float = Field(default=3.0, ge=0, description="shared by every fetcher process")
     arxiv_lock_ttl_s: float = Field(default=300.0, gt=0, description="frees the arXiv slot when its holder died")

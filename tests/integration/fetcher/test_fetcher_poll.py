@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from services.fetcher.app import poll_forever
 from services.fetcher.cli import COMMANDS
-from services.fetcher.poll import LAST_POLL_KEY, OAI_COVERED_KEY, SourcePlan, make_fetcher, oai_window_start, poll_once
+from services.fetcher.poll import LAST_POLL_KEY, OAI_COVERED_KEY, make_fetcher, oai_window_start, poll_once
 from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import oai
 from shared.events import RawPapers
@@ -89,12 +89,12 @@ async def test_hf_days_back_each_with_its_own_list(
     assert [e.body.encode() for e in sink.events] == [HF_JUNE, HF, HF_JULY]
     assert [e.url.rsplit("=", 1)[1] for e in sink.events] == ["2026-06-12", "2026-06-11", "2026-06-10"]
     assert [s.entries for s in report.sources] == [30, 3, 5]
-    # One day only, when asked: just today's list.
+    # One day only, when asked: just today's list (forced: by the schedule in Redis the source just ran).
     replay.seen.clear()
-    one = await poll_once(settings.model_copy(update={"hf_days": 1}), redis, Sink(), now=now)
+    one = await poll_once(settings.model_copy(update={"hf_days": 1}), redis, Sink(), now=now, force=True)
     assert one.published == 1 and [s.query["date"] for s in replay.seen] == ["2026-06-12"]
     # A day that fails does not cost the others: four days back, the fourth answers 404.
-    four = await poll_once(settings.model_copy(update={"hf_days": 4}), redis, Sink(), now=now)
+    four = await poll_once(settings.model_copy(update={"hf_days": 4}), redis, Sink(), now=now, force=True)
     assert four.published == 3 and [s.target.rsplit("=", 1)[1] for s in four.failed] == ["2026-06-09"]
     assert "HTTP 404" in (four.failed[0].error or "")
 
@@ -257,27 +257,26 @@ async def test_each_source_keeps_its_own_schedule_and_last_poll_waits_for_all(
 ) -> None:
     hf = HuggingFace()
     settings = one_failing_source(replay, hf, clean_redis)
-    plan = SourcePlan()
     start = datetime(2026, 5, 11, 12, 0, tzinfo=UTC)
-    first = await poll_once(settings, redis, Sink(), now=start, plan=plan)
+    first = await poll_once(settings, redis, Sink(), now=start)
     assert first.polled == {"arxiv-api:cat:cs.CL": True, "arxiv-rss": True, "hf-daily": False}
     assert await redis.get(LAST_POLL_KEY) is None  # Hugging Face has never been fetched yet
 
     retry = start + timedelta(seconds=settings.retry_failed_after_s + 1)
     replay.seen.clear()
-    second = await poll_once(settings, redis, Sink(), now=retry, plan=plan)
+    second = await poll_once(settings, redis, Sink(), now=retry)
     assert second.polled == {"hf-daily": False} and [s.path for s in replay.seen] == ["/api/daily_papers"]
 
     hf.up = True
     later = retry + timedelta(seconds=settings.retry_failed_after_s + 1)
-    third = await poll_once(settings, redis, Sink(), now=later, plan=plan)
+    third = await poll_once(settings, redis, Sink(), now=later)
     assert third.polled == {"hf-daily": True}
     # Every source has now succeeded, the arXiv ones at the first cycle: that is what has been seen since.
     assert await redis.get(LAST_POLL_KEY) == start.isoformat().encode()
 
     replay.seen.clear()
     hourly = start + timedelta(seconds=settings.poll_interval_s + 1)
-    fourth = await poll_once(settings, redis, Sink(), now=hourly, plan=plan)
+    fourth = await poll_once(settings, redis, Sink(), now=hourly)
     assert set(fourth.polled) == {"arxiv-api:cat:cs.CL", "arxiv-rss"}
     assert {s.path for s in replay.seen} == {"/api/query", "/rss/cs.CL"}
     assert await redis.get(LAST_POLL_KEY) == later.isoformat().encode()
