@@ -2,7 +2,8 @@
 
 Redis keys it owns (prefix ``classifier:``): ``classifier:background:{space}`` (list of recent
 vectors, float16), ``classifier:feedback:{sub}`` (hash paper id -> like/dislike),
-``classifier:model:{sub}`` (the trained model, JSON), ``classifier:trending:{YYYY-MM-DD}`` (sorted set
+``classifier:model:{sub}`` (the trained model, JSON) with ``classifier:model:{sub}:inputs`` (the digest of what
+it was trained on, so a restart uses it again instead of fitting), ``classifier:trending:{YYYY-MM-DD}`` (sorted set
 paper id -> Hugging Face upvotes of that Daily Papers day) and ``classifier:trending:day:{paper}`` (the day a
 paper is listed on): the trending board, written only from papers.trending and read for every trending rank.
 ``classifier:awaiting:{paper}`` (set of subscriptions waiting for that seed or rated paper's vector).
@@ -26,7 +27,7 @@ import redis.asyncio as aioredis
 
 from services.classifier.embedding import embed_cached
 from services.classifier.learner import model_from_dict
-from services.classifier.profiles import build_profile
+from services.classifier.profiles import build_profile, inputs_digest
 from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
 from shared.events import FeedbackGiven, MatchFound, PaperEmbedded, Stream, UpvotesChanged, entry_body
 from shared.paper import Paper
@@ -105,8 +106,13 @@ class ClassifierState:
     async def missing_seeds(self, subscription: Subscription) -> list[str]:
         return await self.missing_papers(subscription.seed_papers)
 
-    async def refresh(self, subscription: Subscription) -> Profile | None:
-        """Rebuild one subscription's profile (interests embedded, seeds and ratings from stored vectors)."""
+    async def refresh(self, subscription: Subscription, reuse: bool = False) -> Profile | None:
+        """Rebuild one subscription's profile (interests embedded, seeds and ratings from stored vectors).
+
+        ``reuse`` (loading at start): a stored model trained on the same interests, seeds and ratings is used as
+        it is, not fitted again on today's background, so a restart at 100,000 subscriptions costs reads and a
+        matrix product each, not 100,000 fits. A change (``sync``) always fits, warm-started from it.
+        """
         if not subscription.active:
             await self.remove(subscription.id)
             return None
@@ -133,14 +139,20 @@ class ClassifierState:
             if subscription.interests
             else np.zeros((0, 384), np.float32)
         )
-        raw_model = await self.redis.get(f"classifier:model:{subscription.id}")
+        model_key = _model_key(subscription.id)
+        raw_model, stored_inputs = await self.redis.mget(model_key, f"{model_key}:inputs")
         warm = model_from_dict(json.loads(raw_model)) if raw_model else None
+        inputs = inputs_digest(interests, seeds, liked, disliked)
+        fitted = warm if reuse and stored_inputs is not None and _text(stored_inputs) == inputs else None
         background = await self.background()
         profile = await asyncio.to_thread(
-            build_profile, subscription, interests, seeds, liked, disliked, background, warm
+            build_profile, subscription, interests, seeds, liked, disliked, background, warm, fitted
         )
-        if profile.model is not None:
-            await self.redis.set(f"classifier:model:{subscription.id}", json.dumps(profile.model.to_dict()))
+        if profile.model is not None and fitted is None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(model_key, json.dumps(profile.model.to_dict()))
+                pipe.set(f"{model_key}:inputs", inputs)
+                await pipe.execute()
         async with self._scoring:
             self.profiles[subscription.id] = profile
             if self._scorer is not None:
@@ -157,7 +169,7 @@ class ClassifierState:
         async with self._scoring:
             self.profiles, self._scorer = {}, None
         for subscription in await SubscriptionStore(self.redis).active():
-            await self.refresh(subscription)
+            await self.refresh(subscription, reuse=True)
         self.loaded = True
 
     async def sync(self) -> list[str]:
@@ -187,6 +199,7 @@ class ClassifierState:
             subscription = await store.get(subscription_id)
             if subscription is None:
                 await self.remove(subscription_id)
+                await self.redis.delete(_model_key(subscription_id), f"{_model_key(subscription_id)}:inputs")
             else:
                 await self.refresh(subscription)
         return sorted(changed)
@@ -318,6 +331,10 @@ def _awaiting_key(paper_id: str) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _model_key(subscription_id: str) -> str:
+    return f"classifier:model:{subscription_id}"
 
 
 def _match_key(subscription_id: str, paper_id: str) -> str:

@@ -69,3 +69,44 @@ async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> Non
     assert state.scorer().ids == ["cl"]
     await state.unclaim(again)  # were "cl2" still scored, these would match again
     assert await state.score_events(matched) == []
+
+
+async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_path) -> None:
+    """A replica that starts (or reloads after a long idle) takes each stored model trained on the same inputs as
+    it is, even though the background moved meanwhile; a subscription rated while it was down is fitted again."""
+    papers = [p for p in load_dataset(DATASET) if p.primary in ("cs.CL", "cs.CV")][:60]
+    vectors = embed_cached([p.text for p in papers], tmp_path / "c.sqlite")
+    space = f"{MODEL_ID}:{DIMS}"
+    store = PaperStore(redis)
+    for p, v in zip(papers, vectors, strict=True):
+        await store.put(Paper(id=p.id, title=p.title, abstract=p.abstract, categories=list(p.categories)))
+        await store.set_vector(space, p.id, v)
+    first = ClassifierState(redis, space, cache=tmp_path / "c.sqlite")
+    for v in vectors[:40]:
+        await first.add_background(v)
+    cl = [p.id for p in papers[:40] if p.primary == "cs.CL"][:5]
+    cv = [p.id for p in papers[:40] if p.primary == "cs.CV"][:5]
+    subs = SubscriptionStore(redis)
+    await subs.put(Subscription(id="cl", name="cl", seed_papers=cl))
+    await subs.put(Subscription(id="cv", name="cv", seed_papers=cv))
+    await first.load_all()
+    stored = {s: await redis.get(f"classifier:model:{s}") for s in ("cl", "cv")}
+    assert all(stored.values())
+
+    for v in vectors[40:]:  # the background moves while the replica is down: a fit now gives another model
+        await first.add_background(v)
+    await first.record_feedback(FeedbackGiven(subscription_id="cv", paper_id=papers[45].id, label="dislike"))
+    restarted = ClassifierState(redis, space, cache=tmp_path / "c.sqlite")
+    await restarted.load_all()
+
+    kept = restarted.profiles["cl"].model
+    assert kept is not None and json.dumps(kept.to_dict()) == stored["cl"].decode()  # used as stored, no fit
+    assert await redis.get("classifier:model:cl") == stored["cl"]
+    refit = restarted.profiles["cv"].model
+    assert refit is not None and refit.n_neg == 1  # its rating changed the inputs: fitted again, and stored
+    assert await redis.get("classifier:model:cv") != stored["cv"]
+    # The reused model is calibrated on today's background, and a fit on it would differ: the reuse is real.
+    fresh = ClassifierState(redis, space, cache=tmp_path / "c.sqlite")
+    await redis.delete("classifier:model:cl:inputs")
+    await fresh.load_all()
+    assert json.dumps(fresh.profiles["cl"].model.to_dict()) != stored["cl"].decode()
