@@ -10,7 +10,9 @@
   no claimer takes a slow but live entry and the delivery count only counts real deliveries;
 - a retry cap from the delivery count (XPENDING): after ``max_attempts`` the entry goes to ``<stream>.dead``
   with its error and is acked, so a poison message never blocks or loops;
-- a replayed dead letter carries ``replay.for=<group>``: every other group on the stream acks it unhandled.
+- a replayed dead letter carries ``replay.for=<group>``: every other group on the stream acks it unhandled;
+  and ``replay.of=<original entry id>``: code that orders events by entry id (``order_id``) ranks the copy at
+  its original's place, not as the newest entry.
 
 Usage in a service::
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -54,6 +57,9 @@ from shared.tasks import cancel_and_wait
 log = structlog.get_logger("paperwire.consumer")
 
 REPLAY_FOR = "replay.for"
+REPLAY_OF = "replay.of"
+_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")  # ASCII digits only: \d takes other scripts' too
+_U64 = 2**64
 
 # XCLAIM ... JUSTID resets the idle time without raising the delivery count; checking the owner in the same script
 # keeps a beat from taking back an entry another consumer claimed in between.
@@ -235,11 +241,44 @@ async def _heartbeat(
         await cancel_and_wait(task)  # a beat in flight would swallow a single cancel, and the handler never return
 
 
-def _replayed_for(fields: dict[Any, Any]) -> str | None:
+def _field(fields: dict[Any, Any], name: str) -> str | None:
+    """One field of a raw stream entry (keys and values bytes or str), decoded; bytes that are no UTF-8 (anyone
+    can XADD them) decode replaced instead of failing the consumer."""
     for key, value in fields.items():
-        if _decode(key) == REPLAY_FOR:
-            return _decode(value)
+        if _decode(key) == name:
+            return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     return None
+
+
+def _replayed_for(fields: dict[Any, Any]) -> str | None:
+    return _field(fields, REPLAY_FOR)
+
+
+def parse_stream_id(value: Any) -> tuple[int, int] | None:
+    """``<ms>-<seq>`` as two integers, or None when ``value`` is no complete Redis stream id (both parts
+    unsigned 64-bit): an id compared as a version must never be something a script or ``int`` misreads."""
+    if value is None:
+        return None
+    match = _STREAM_ID.fullmatch(value.decode(errors="replace") if isinstance(value, bytes) else str(value))
+    if not match:
+        return None
+    ms, seq = int(match[1]), int(match[2])
+    return (ms, seq) if ms < _U64 and seq < _U64 else None
+
+
+def order_id(entry_id: Any, fields: dict[Any, Any]) -> str:
+    """The id that places an entry among the events of its subject: its own, but for a replayed dead letter the
+    original's (``replay.of``), since XADD gave the copy a new id that would rank it above newer events.
+
+    ``replay.of`` is internal (written by ``replay_dead``) but anyone can XADD a field, so it is used only when it
+    is a valid stream id older than the entry's own: a forged one can only make its own entry look older (lose its
+    own write), never newer than the events that came after it."""
+    own = _decode(entry_id)
+    own_id = parse_stream_id(own)
+    original = parse_stream_id(_field(fields, REPLAY_OF))
+    if own_id is None or original is None or original >= own_id:
+        return own
+    return f"{original[0]}-{original[1]}"
 
 
 def _keep_entries(msg: StreamMessage[Any], keep: list[int]) -> None:
@@ -369,21 +408,31 @@ def subscriber(
     return register
 
 
+def replay_copy(fields: dict[Any, Any]) -> dict[str, Any]:
+    """What a dead letter puts back on its stream: the original entry without the ``dead.*`` fields, marked
+    ``replay.for=<dead.group>`` and ``replay.of=<original id>`` (see ``replay_dead``)."""
+    decoded = {_decode(k): v for k, v in fields.items()}
+    original = {k: v for k, v in decoded.items() if not k.startswith("dead.") and k not in (REPLAY_FOR, REPLAY_OF)}
+    if "dead.group" in decoded:
+        original[REPLAY_FOR] = decoded["dead.group"]
+    if parse_stream_id(decoded.get("dead.id")) is not None:
+        original[REPLAY_OF] = order_id(decoded["dead.id"], decoded)
+    return original
+
+
 async def replay_dead(redis: aioredis.Redis, stream: str, entry_ids: list[str] | None = None) -> int:
     """Put dead-lettered entries of ``stream`` back on it (without the ``dead.*`` fields); returns how many.
 
     Each goes back marked ``replay.for=<dead.group>``: the stream is shared, and the other groups on it handled
-    the entry the first time, so their middleware acks the copy unhandled."""
+    the entry the first time, so their middleware acks the copy unhandled. And ``replay.of=<original id>``: the
+    copy gets a new id, but consumers that order a subject's events by entry id (``order_id``) must rank it where
+    the original was; a copy dead-lettered and replayed again keeps the first original's id."""
     replayed = 0
     for entry_id, fields in await redis.xrange(dead_letter_stream(stream)):
         if entry_ids and _decode(entry_id) not in entry_ids:
             continue
-        decoded = {_decode(k): v for k, v in fields.items()}
-        original = {k: v for k, v in decoded.items() if not k.startswith("dead.") and k != REPLAY_FOR}
-        if "dead.group" in decoded:
-            original[REPLAY_FOR] = decoded["dead.group"]
         async with redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(stream, original)
+            pipe.xadd(stream, replay_copy(fields))
             pipe.xdel(dead_letter_stream(stream), entry_id)
             await pipe.execute()
         replayed += 1

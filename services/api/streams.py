@@ -11,9 +11,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
+from shared.consumer import replay_copy
 from shared.events import MatchFound, Stream, entry_body
 
-_DEAD_PREFIX = b"dead."
 _REPLAYABLE = {str(s) for s in Stream}
 # Where failed deliveries end: the notifier's dead deliveries, and `matches` entries its handler gave up on.
 
@@ -85,9 +85,8 @@ async def replay_dead(
         if source not in _REPLAYABLE:
             report.skipped.append(eid)
             continue
-        original = {k: v for k, v in fields.items() if not k.startswith(_DEAD_PREFIX)}
         async with redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(source, original)
+            pipe.xadd(source, replay_copy(fields))  # marked like the CLI's replay (replay.for / replay.of)
             pipe.xdel(dead_stream, eid)
             await pipe.execute()
         report.replayed.append(eid)

@@ -13,7 +13,7 @@ from faststream.redis import RedisRouter
 from services.embedder.batch import carried_ids, done_key, embedded_events, plan_batch
 from services.embedder.model import LazyEmbedder, check_model
 from services.embedder.settings import EmbedderSettings
-from shared.consumer import bury_rejected, make_router, subscriber
+from shared.consumer import bury_rejected, make_router, order_id, subscriber
 from shared.events import Stream
 from shared.runtime import DEFAULT_REDIS_URL, create_service_app
 from shared.storage import PaperStore
@@ -21,10 +21,6 @@ from shared.storage import PaperStore
 SERVICE = "embedder"
 DONE_TTL_S = 7 * 24 * 3600
 log = structlog.get_logger("paperwire.embedder")
-
-
-def entry_id(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
 
 
 def build_router(settings: EmbedderSettings) -> RedisRouter:
@@ -51,11 +47,13 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
         texts = [item.text for item in items]
         vectors = await asyncio.to_thread(embedder.embed_many, texts, None, carried)
         manifest = embedder.manifest
-        entry_ids = message.raw_message["message_ids"]
+        entry_ids, entries = message.raw_message["message_ids"], message.raw_message["data"]
         pipe = redis.pipeline(transaction=False)
         store = PaperStore(pipe)
         for item, vector in zip(items, vectors, strict=True):
-            await store.set_vector(manifest.space, item.event.paper.id, vector, entry_id(entry_ids[item.index]))
+            # a replayed dead letter is ordered by its original entry, so it never overwrites a newer version
+            version = order_id(entry_ids[item.index], entries[item.index])
+            await store.set_vector(manifest.space, item.event.paper.id, vector, version)
         await pipe.execute()
         for event in embedded_events(items, vectors, manifest, settings.vector_dtype):
             await embedded.publish(event)

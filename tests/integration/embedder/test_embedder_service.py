@@ -14,7 +14,7 @@ from faststream.redis.parser.binary import BinaryMessageFormatV1
 
 from services.embedder.settings import EmbedderSettings
 from services.parser.tokens import PaperTokenizer
-from shared.consumer import ensure_groups
+from shared.consumer import dead_letter, ensure_groups, replay_dead
 from shared.embedding import ModelError, compose_text, load_embedder
 from shared.events import PaperEmbedded, PaperParsed, Stream
 from shared.paper import Paper
@@ -162,3 +162,51 @@ async def test_a_retried_older_event_keeps_the_newer_vector(
     entries = [entry for entry, _ in await redis.xrange(Stream.PARSED)]
     assert await redis.hget(f"vectors:{SPACE}:entry", events[1].paper.id) == entries[1]
     assert not np.allclose(stored[events[1].paper.id], newer)
+
+
+async def test_a_replayed_dead_letter_never_overwrites_a_newer_versions_vector(
+    redis: aioredis.Redis, clean_redis: str, model_dir: Path, build_router
+) -> None:
+    """v1 of a paper dead-lettered, v2 embedded, then v1 replayed: the replay is a new stream entry, but it carries
+    its original id (``replay.of``), so v2's vector and entry stay."""
+    rows = labeled_rows(2, step=400)
+    paper_id = rows[0]["id"]
+    v1, v2 = (PaperParsed(paper=Paper(id=paper_id, title=r["title"], abstract=r["summary"])) for r in rows)
+    await ensure_groups(redis)
+    async with RedisBroker(clean_redis) as publisher:  # no subscriber: v1 waits for the embedder's group
+        await publisher.publish(v1, stream=Stream.PARSED)
+    # the embedder gave up on v1: what the middleware does once its attempts are spent
+    [(_, [(v1_id, v1_fields)])] = await redis.xreadgroup("embedder", "test", {Stream.PARSED: ">"})
+    await dead_letter(redis, Stream.PARSED, "embedder", v1_id.decode(), v1_fields, "RuntimeError: boom", 2)
+    await redis.xack(Stream.PARSED, "embedder", v1_id)
+
+    broker = RedisBroker(clean_redis)
+    broker.include_router(build_router(settings(clean_redis, model_dir)))
+    async with broker:
+        await broker.start()
+        await broker.publish(v2, stream=Stream.PARSED)
+
+        async def embedded(count: int):
+            async def reached() -> bool:
+                return (await redis.xlen(Stream.EMBEDDED)) >= count
+
+            return reached
+
+        await wait_for(await embedded(1))
+        v2_id = (await redis.xrange(Stream.PARSED))[-1][0]
+        assert await replay_dead(redis, Stream.PARSED) == 1
+        await wait_for(await embedded(2))  # the replay was handled: v1 embedded and published again
+
+        async def nothing_pending() -> bool:
+            return (await redis.xpending(Stream.PARSED, "embedder"))["pending"] == 0
+
+        await wait_for(nothing_pending)
+
+    published = await embedded_events(redis)
+    assert [e.paper.title for e in published] == [v2.paper.title, v1.paper.title]
+    replayed = (await redis.xrange(Stream.PARSED))[-1][1]
+    assert replayed[b"replay.of"] == v1_id and replayed[b"replay.for"] == b"embedder"
+    assert await redis.hget(f"vectors:{SPACE}:entry", paper_id) == v2_id
+    stored = (await PaperStore(redis).get_vectors(SPACE, [paper_id]))[paper_id]
+    np.testing.assert_allclose(stored, published[0].array())
+    assert not np.allclose(stored, published[1].array())

@@ -182,7 +182,7 @@ async def test_dead_letters_replay_onto_their_stream(redis: aioredis.Redis) -> N
     # the copy is marked for the group that gave up on it
     assert [fields for _, fields in entries] == [
         {b"__data__": b"payload"},
-        {b"__data__": b"payload", b"replay.for": GROUP.encode()},
+        {b"__data__": b"payload", b"replay.for": GROUP.encode(), b"replay.of": entry_id},
     ]
 
 
