@@ -54,8 +54,11 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
             # a replayed dead letter is ordered by its original entry, so it never overwrites a newer version
             version = order_id(entry_ids[item.index], entries[item.index])
             await store.set_vector(manifest.space, item.event.paper.id, vector, version)
-        await pipe.execute()
-        for event in embedded_events(items, vectors, manifest, settings.vector_dtype):
+        written = await pipe.execute()
+        # An event older than the stored vector's (a replayed old version) is not news: the newer one was scored.
+        current = [i for i, flag in enumerate(written) if flag]
+        kept = [items[i] for i in current]
+        for event in embedded_events(kept, vectors[current], manifest, settings.vector_dtype):
             await embedded.publish(event)
         pipe = redis.pipeline(transaction=False)
         for item in items:
@@ -64,6 +67,7 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
         log.info(
             "batch_embedded",
             embedded=len(items),
+            superseded=len(items) - len(kept),
             rejected=len(plan.rejected),
             repeats=len(plan.repeats) + len(plan.items) - len(items),
             carried_ids=sum(ids is not None for ids in carried),

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from faststream.redis import RedisBroker
 from faststream.redis.parser.binary import BinaryMessageFormatV1
 
+from services.embedder.batch import done_key
 from services.embedder.settings import EmbedderSettings
 from services.parser.tokens import PaperTokenizer
 from shared.consumer import dead_letter, ensure_groups, replay_dead
@@ -154,9 +155,11 @@ async def test_a_retried_older_event_keeps_the_newer_vector(
             await broker.publish(event, stream=Stream.PARSED)
 
         async def handled() -> bool:
-            return (await redis.xlen(Stream.EMBEDDED)) >= 2
+            return all(await redis.mget([done_key(e.event_id) for e in events]))
 
         await wait_for(handled)
+    # the older event is handled but not published: its paper's newer version is the news
+    assert [e.paper.id for e in await embedded_events(redis)] == [events[1].paper.id]
     stored = await PaperStore(redis).get_vectors(SPACE, [e.paper.id for e in events])
     np.testing.assert_array_equal(stored[events[0].paper.id], newer)
     entries = [entry for entry, _ in await redis.xrange(Stream.PARSED)]
@@ -168,7 +171,7 @@ async def test_a_replayed_dead_letter_never_overwrites_a_newer_versions_vector(
     redis: aioredis.Redis, clean_redis: str, model_dir: Path, build_router
 ) -> None:
     """v1 of a paper dead-lettered, v2 embedded, then v1 replayed: the replay is a new stream entry, but it carries
-    its original id (``replay.of``), so v2's vector and entry stay."""
+    its original id (``replay.of``), so v2's vector and entry stay, and v1 is not published as news."""
     rows = labeled_rows(2, step=400)
     paper_id = rows[0]["id"]
     v1, v2 = (PaperParsed(paper=Paper(id=paper_id, title=r["title"], abstract=r["summary"])) for r in rows)
@@ -195,18 +198,17 @@ async def test_a_replayed_dead_letter_never_overwrites_a_newer_versions_vector(
         await wait_for(await embedded(1))
         v2_id = (await redis.xrange(Stream.PARSED))[-1][0]
         assert await replay_dead(redis, Stream.PARSED) == 1
-        await wait_for(await embedded(2))  # the replay was handled: v1 embedded and published again
 
-        async def nothing_pending() -> bool:
-            return (await redis.xpending(Stream.PARSED, "embedder"))["pending"] == 0
+        async def replay_handled() -> bool:
+            pending = (await redis.xpending(Stream.PARSED, "embedder"))["pending"]
+            return pending == 0 and await redis.get(done_key(v1.event_id)) is not None
 
-        await wait_for(nothing_pending)
+        await wait_for(replay_handled)
 
     published = await embedded_events(redis)
-    assert [e.paper.title for e in published] == [v2.paper.title, v1.paper.title]
+    assert [e.paper.title for e in published] == [v2.paper.title]  # the superseded v1 is not published
     replayed = (await redis.xrange(Stream.PARSED))[-1][1]
     assert replayed[b"replay.of"] == v1_id and replayed[b"replay.for"] == b"embedder"
     assert await redis.hget(f"vectors:{SPACE}:entry", paper_id) == v2_id
     stored = (await PaperStore(redis).get_vectors(SPACE, [paper_id]))[paper_id]
     np.testing.assert_allclose(stored, published[0].array())
-    assert not np.allclose(stored, published[1].array())
