@@ -11,7 +11,16 @@ from faststream import Context
 from faststream.redis import RedisRouter
 
 from services.parser.errors import ParseError
-from services.parser.ingest import commit, describe, forget_plan, listing_day, load_plan, prepare, save_plan
+from services.parser.ingest import (
+    commit,
+    describe,
+    forget_plan,
+    listing_day,
+    load_plan,
+    prepare,
+    restamp,
+    save_plan,
+)
 from services.parser.parse import parse_document
 from services.parser.settings import ParserSettings
 from services.parser.tokens import open_tokenizer
@@ -62,6 +71,7 @@ def build_router(settings: ParserSettings) -> RedisRouter:
             if report.events or report.trending:
                 await save_plan(redis, event.event_id, report, plan_ttl_s)
         await commit(report, store)
+        restamped = await restamp(report, store)
         for parsed_event in report.events:
             await parsed.publish(parsed_event)
         for moved in report.trending:
@@ -74,6 +84,7 @@ def build_router(settings: ParserSettings) -> RedisRouter:
             published=len(report.events),
             upvote_changes=len(report.trending),
             unchanged=report.unchanged,
+            restamped=restamped,
             item_errors=report.item_errors,
             **describe(event),
         )

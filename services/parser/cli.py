@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from services.parser.bench import bench
+from paperwire.errors import RUNTIME, existing_folder, fail, read_bytes
+from services.parser.bench import CASES, bench
 from services.parser.errors import ParseError
 from services.parser.parse import SOURCES, parse_document, unwrap_recording
 
@@ -21,13 +22,15 @@ def parse(
     file: Annotated[Path, typer.Argument(help="a fetched response (XML or JSON); arxiv.py JSON recordings too")],
     source: Annotated[str, typer.Option("--source", help=f"one of: {', '.join(SOURCES)}")] = "arxiv-api",
 ) -> None:
-    """Parse one fetched response and print its papers as JSON lines; a bad file exits 1 with the reason."""
+    """Parse one fetched response and print its papers as JSON lines; a response that does not parse exits 1
+    with the reason, a missing file or an unknown --source exits 2."""
+    if source not in SOURCES:
+        raise fail(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
+    raw = read_bytes(file)
     try:
-        body = unwrap_recording(file.read_bytes())
-        result = parse_document(source, body)
-    except (ParseError, OSError) as exc:
-        typer.echo(f"error: {file.name}: {exc}".splitlines()[0], err=True)
-        raise typer.Exit(1) from None
+        result = parse_document(source, unwrap_recording(raw))
+    except ParseError as exc:
+        raise fail(f"{file.name}: {exc}".splitlines()[0], RUNTIME) from None
     for paper in result.papers:
         sys.stdout.write(paper.model_dump_json(exclude_none=True) + "\n")
     for error in result.errors:
@@ -53,6 +56,12 @@ def bench_parse(
     seconds: Annotated[float, typer.Option(help="minimum time per case")] = 2.0,
 ) -> None:
     """Parse throughput in papers/s on the 387-record OAI file and one file of each other source."""
+    if seconds <= 0:
+        raise fail(f"--seconds must be more than 0, got {seconds}")
+    existing_folder(fixtures, "--fixtures")
+    missing = [relative for _, relative in CASES if not (fixtures / relative).is_file()]
+    if missing:
+        raise fail(f"--fixtures: {fixtures} has no {missing[0]} (give the repository's tests/fixtures folder)")
     for row in bench(fixtures, seconds):
         typer.echo(
             f"{row.source:10} {row.papers:4d} papers x {row.repeats:5d} in {row.seconds:6.2f}s: "

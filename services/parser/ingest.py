@@ -68,6 +68,29 @@ async def commit(report: IngestReport, store: PaperStore) -> None:
         await store.upsert(paper)
 
 
+async def restamp(report: IngestReport, store: PaperStore) -> int:
+    """Put the paper as stored now into each planned event (same event ids); returns how many changed.
+
+    Called after ``commit``: another raw event may have merged a newer version of a paper between the plan and
+    its publish (a saved plan redelivered minutes later, or a replica racing this one), and the event published
+    last must not carry the older text, or the embedder would take it as the newest version. Token ids made
+    for other text are dropped; the embedder tokenizes such an event itself.
+    """
+    if not report.events:
+        return 0
+    stored = await store.get_many([event.paper.id for event in report.events])
+    changed = 0
+    for event in report.events:
+        current = stored.get(event.paper.id)
+        if current is None or current == event.paper:
+            continue
+        if (current.title, current.abstract) != (event.paper.title, event.paper.abstract):
+            event.tokens = None
+        event.paper = current
+        changed += 1
+    return changed
+
+
 def plan_key(source_event_id: str) -> str:
     return f"parser:plan:{source_event_id}"
 

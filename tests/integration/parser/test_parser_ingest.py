@@ -13,13 +13,16 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pytest
 import redis.asyncio as aioredis
 
-from services.parser.ingest import forget_plan, ingest, load_plan, plan_key, prepare, save_plan
+from services.parser.ingest import commit, forget_plan, ingest, load_plan, plan_key, prepare, restamp, save_plan
 from services.parser.parse import parse_document, unwrap_recording
 from services.parser.result import ParseResult
+from services.parser.tokens import PaperTokenizer
 from shared.events import TokenIds
 from shared.storage import PaperStore
+from tests.unit.embedder.model_cache import exported_model_dir
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 
@@ -152,3 +155,33 @@ async def test_a_saved_plan_comes_back_whole(redis: aioredis.Redis) -> None:
     assert 0 < await redis.ttl(plan_key("raw-1")) <= 60
     await forget_plan(redis, "raw-1")
     assert await load_plan(redis, "raw-1") is None
+
+
+async def test_a_plan_redelivered_after_a_newer_version_publishes_the_stored_paper(
+    redis: aioredis.Redis, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Raw event A (v1) saves its plan and writes, then fails before publishing; raw event B (v2) is handled in
+    full; A's redelivery publishes last, so its event must carry v2 (as stored), not v1, and no v1 token ids."""
+    store = PaperStore(redis)
+    v1 = parse_document("arxiv-api", api_body())
+    bumped = api_body().replace("astro-ph/0601001v1</id>", "astro-ph/0601001v2</id>")
+    bumped = bumped.replace("<title>Frequency of Hot", "<title>Revised: Frequency of Hot")
+    v2 = parse_document("arxiv-api", bumped)
+    plan_a = await prepare(v1, store, date(2006, 1, 2), "raw-a")
+    PaperTokenizer.open(exported_model_dir(tmp_path_factory)).attach(plan_a.events)
+    assert plan_a.events[0].tokens is not None
+    await save_plan(redis, "raw-a", plan_a, 60)
+    await commit(plan_a, store)  # ... and the publish fails
+    plan_b = await prepare(v2, store, date(2006, 1, 2), "raw-b")
+    await commit(plan_b, store)
+    assert await restamp(plan_b, store) == 0  # nothing newer than its own plan
+    (published_b,) = plan_b.events
+    assert published_b.paper.version == 2 and published_b.paper.title.startswith("Revised: ")
+
+    again = await load_plan(redis, "raw-a")
+    await commit(again, store)
+    assert await restamp(again, store) == 1
+    (event,) = again.events
+    assert event.event_id == plan_a.events[0].event_id  # the same event id as the first delivery planned
+    assert event.paper == await store.get("astro-ph/0601001") and event.paper.version == 2
+    assert event.tokens is None  # v1's ids describe other text: the embedder tokenizes v2 itself
