@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
 
 from shared.tasks import cancel_and_wait
 
@@ -280,8 +279,12 @@ class SourceSchedule:
         try:
             yield True
         finally:
-            await cancel_and_wait(renewer)
-            await self.release(key)
+            # Shielded as one: a second cancel must not skip the release while the renewer goes on extending it.
+            await asyncio.shield(self._stop_and_release(renewer, key))
+
+    async def _stop_and_release(self, renewer: asyncio.Task[None], key: str) -> None:
+        await cancel_and_wait(renewer)
+        await self.release(key)
 
     async def _keep(self, key: str) -> None:
         while True:
@@ -290,7 +293,7 @@ class SourceSchedule:
                 if not await self.renew(key):
                     log.warning("poll_claim_lost", source=key, lease_s=self.lease_s)
                     return
-            except RedisError as exc:
+            except Exception as exc:  # noqa: BLE001 - a renewer that stopped silently would let the claim lapse
                 log.warning("poll_claim_renew_failed", source=key, error=str(exc)[:500])
 
     async def mark_started(self, key: str, started: datetime) -> None:

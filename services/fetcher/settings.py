@@ -42,7 +42,10 @@ class FetcherSettings(ServiceSettings):
     short_page_retries: int = Field(
         default=3, ge=0, le=10, description="asks again for a page arXiv answered short although more results exist"
     )
-    poll_on_start: bool = True
+    poll_on_start: bool = Field(
+        default=True,
+        description="look at the shared schedule at start and poll what is due; false: first look one interval later",
+    )
     poll_interval_s: float = Field(default=3600.0, gt=0)
     retry_failed_after_s: float = Field(default=120.0, gt=0, description="a failed source is polled again sooner")
     poll_lease_s: float = Field(

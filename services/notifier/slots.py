@@ -8,7 +8,9 @@ Key: ``notifier:slots:<target key>`` (e.g. ``notifier:slots:webhook:<endpoint id
 tokens (``<host>-<pid>:<random>``) scored by the end of their lease, in milliseconds of the Redis server's clock
 (``TIME``), so replicas whose clocks disagree still agree on when a lease ends. Taking slots is one Lua script:
 drop the expired holders, then add tokens while fewer than the limit hold one. Giving one back is ``ZREM``. The
-key itself expires with its last lease, so endpoints that are gone leave nothing behind.
+key itself expires with the latest lease it holds (PEXPIREAT to the highest score, not PEXPIRE by the caller's own
+lease: a replica configured with a shorter lease must not expire the others' holders), so endpoints that are gone
+leave nothing behind.
 
 Lease: short (``NOTIFIER_WEBHOOK_SLOT_LEASE_S``, default 30 s) and renewed every third of it while the delivery
 runs, rather than one fixed lease longer than the HTTP timeout. The timeout bounds the request, but not all the
@@ -52,7 +54,10 @@ for i = 3, #ARGV do
   redis.call('ZADD', KEYS[1], now + lease, ARGV[i])
   granted[#granted + 1] = ARGV[i]
 end
-if #granted > 0 then redis.call('PEXPIRE', KEYS[1], lease) end
+if #granted > 0 then
+  local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[1], last[2])
+end
 return granted
 """
 )
@@ -64,7 +69,8 @@ _RENEW = (
     + """
 if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[2])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
 return 1
 """
 )
@@ -125,8 +131,13 @@ class EndpointSlots:
         try:
             yield
         finally:
-            await cancel_and_wait(task)  # redis-py may swallow a single cancel (see shared/tasks.py)
-            await self.give_back(target_key, token)
+            # Shielded as one: a second cancel (shutdown repeats them) must not stop the release half-way, or the
+            # renewer would go on extending a slot nobody uses.
+            await asyncio.shield(self._stop_and_release(task, target_key, token))
+
+    async def _stop_and_release(self, renewer: asyncio.Task[None], target_key: str, token: str) -> None:
+        await cancel_and_wait(renewer)  # redis-py may swallow a single cancel (see shared/tasks.py)
+        await self.give_back(target_key, token)
 
     async def _keep(self, target_key: str, token: str) -> None:
         while True:
@@ -135,5 +146,5 @@ class EndpointSlots:
                 if not await self.renew(target_key, token):
                     log.warning("slot_lease_lost", target=target_key, token=token)
                     return
-            except (RedisError, OSError) as exc:  # try again next beat; two missed beats still leave a third
+            except Exception as exc:  # noqa: BLE001 - try again next beat; two missed beats still leave a third
                 log.warning("slot_renew_failed", target=target_key, error=str(exc)[:500])

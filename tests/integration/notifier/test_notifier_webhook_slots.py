@@ -63,6 +63,16 @@ async def test_crashed_holders_slots_free_when_the_lease_ends(clean_redis: str) 
         assert await alive.holders(TARGET) == 4
 
 
+async def test_a_replica_with_a_shorter_lease_does_not_expire_the_others_slots(clean_redis: str) -> None:
+    """Replicas may run with different leases (a rolling config change): the key lives as long as its longest."""
+    async with process_slots(clean_redis, lease_s=120.0) as long, process_slots(clean_redis, lease_s=0.3) as short:
+        assert len(await long.acquire(TARGET, 2, 1)) == 1
+        assert len(await short.acquire(TARGET, 2, 1)) == 1  # sets the key's expiry, but not below the long lease
+        await asyncio.sleep(0.5)  # the short holder's lease is over; the long one is still sending
+        assert await long.holders(TARGET) == 1
+        assert len(await short.acquire(TARGET, 2, 2)) == 1  # only the short one's freed slot
+
+
 async def test_release_frees_the_slot_at_once(clean_redis: str) -> None:
     async with process_slots(clean_redis) as one, process_slots(clean_redis) as two:
         tokens = await one.acquire(TARGET, 2, 2)
