@@ -60,17 +60,24 @@ def build_profile(
 
 
 def inputs_digest(
-    interest_vectors: np.ndarray,
+    space: str,
+    interests: list[str],
     seeds: dict[str, tuple[str, np.ndarray]],
-    liked: np.ndarray,
-    disliked: np.ndarray,
+    liked: dict[str, np.ndarray],
+    disliked: dict[str, np.ndarray],
 ) -> str:
     """What a subscription's model is trained on, besides the background: while it is unchanged, a stored model
-    can be used again after a restart without fitting (a fit with its leave-one-out choice takes about a second)."""
+    can be used again after a restart without fitting (a fit with its leave-one-out choice takes about a second).
+
+    Interests count by their words and the vector space (replicas on other CPUs embed them with last-bit
+    differences); papers by id and stored vector, in id order (a Redis hash does not keep its fields' order).
+    """
     digest = hashlib.blake2b(digest_size=16)
-    for part in (interest_vectors, [vec for _, vec in seeds.values()], liked, disliked):
-        array = np.ascontiguousarray(part, dtype="<f4")
-        digest.update(repr(array.size).encode())
-        digest.update(array.tobytes())
-    digest.update("\0".join(seeds).encode())
+    digest.update(space.encode())
+    for text in interests:
+        digest.update(b"\0i" + text.encode())
+    for tag, papers in ((b"s", {pid: vec for pid, (_, vec) in seeds.items()}), (b"l", liked), (b"d", disliked)):
+        for paper_id in sorted(papers):
+            digest.update(b"\0" + tag + paper_id.encode())
+            digest.update(np.ascontiguousarray(papers[paper_id], dtype="<f4").tobytes())
     return digest.hexdigest()

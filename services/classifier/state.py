@@ -142,7 +142,13 @@ class ClassifierState:
         model_key = _model_key(subscription.id)
         raw_model, stored_inputs = await self.redis.mget(model_key, f"{model_key}:inputs")
         warm = model_from_dict(json.loads(raw_model)) if raw_model else None
-        inputs = inputs_digest(interests, seeds, liked, disliked)
+        inputs = inputs_digest(
+            self.space,
+            subscription.interests,
+            seeds,
+            {p: vectors[p] for p in liked_ids if p in vectors},
+            {p: vectors[p] for p in disliked_ids if p in vectors},
+        )
         fitted = warm if reuse and stored_inputs is not None and _text(stored_inputs) == inputs else None
         background = await self.background()
         profile = await asyncio.to_thread(
@@ -168,9 +174,22 @@ class ClassifierState:
         self._synced_at = time.monotonic()
         async with self._scoring:
             self.profiles, self._scorer = {}, None
-        for subscription in await SubscriptionStore(self.redis).active():
+        store = SubscriptionStore(self.redis)
+        for subscription in await store.active():
             await self.refresh(subscription, reuse=True)
+        await self._forget_deleted(store)
         self.loaded = True
+
+    async def _forget_deleted(self, store: SubscriptionStore) -> None:
+        """Drop stored models and ratings of subscriptions deleted while no replica was running (``sync`` drops
+        those deleted later): nothing else would ever remove them."""
+        stale: list[str] = []
+        async for key in self.redis.scan_iter(match="classifier:model:*", count=1000):
+            name = _text(key).removeprefix("classifier:model:").removesuffix(":inputs")
+            if name not in stale and await store.get(name) is None:
+                stale.append(name)
+        for subscription_id in stale:
+            await self.redis.delete(*_owned_keys(subscription_id))
 
     async def sync(self) -> list[str]:
         """Apply the subscription changes and ratings published since this replica last looked (by any api,
@@ -199,7 +218,7 @@ class ClassifierState:
             subscription = await store.get(subscription_id)
             if subscription is None:
                 await self.remove(subscription_id)
-                await self.redis.delete(_model_key(subscription_id), f"{_model_key(subscription_id)}:inputs")
+                await self.redis.delete(*_owned_keys(subscription_id))
             else:
                 await self.refresh(subscription)
         return sorted(changed)
@@ -335,6 +354,12 @@ def _text(value: bytes | str) -> str:
 
 def _model_key(subscription_id: str) -> str:
     return f"classifier:model:{subscription_id}"
+
+
+def _owned_keys(subscription_id: str) -> list[str]:
+    """What the classifier keeps per subscription, removed with it."""
+    model = _model_key(subscription_id)
+    return [model, f"{model}:inputs", f"classifier:feedback:{subscription_id}"]
 
 
 def _match_key(subscription_id: str, paper_id: str) -> str:

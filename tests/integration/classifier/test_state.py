@@ -89,9 +89,12 @@ async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_pat
     subs = SubscriptionStore(redis)
     await subs.put(Subscription(id="cl", name="cl", seed_papers=cl))
     await subs.put(Subscription(id="cv", name="cv", seed_papers=cv))
+    await subs.put(Subscription(id="gone", name="gone", seed_papers=cv[:3]))
     await first.load_all()
-    stored = {s: await redis.get(f"classifier:model:{s}") for s in ("cl", "cv")}
+    await first.record_feedback(FeedbackGiven(subscription_id="gone", paper_id=papers[46].id, label="like"))
+    stored = {s: await redis.get(f"classifier:model:{s}") for s in ("cl", "cv", "gone")}
     assert all(stored.values())
+    await subs.delete("gone")  # while no replica runs: no sync sees it
 
     for v in vectors[40:]:  # the background moves while the replica is down: a fit now gives another model
         await first.add_background(v)
@@ -105,6 +108,8 @@ async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_pat
     refit = restarted.profiles["cv"].model
     assert refit is not None and refit.n_neg == 1  # its rating changed the inputs: fitted again, and stored
     assert await redis.get("classifier:model:cv") != stored["cv"]
+    assert "gone" not in restarted.profiles
+    assert not await redis.exists("classifier:model:gone", "classifier:model:gone:inputs", "classifier:feedback:gone")
     # The reused model is calibrated on today's background, and a fit on it would differ: the reuse is real.
     fresh = ClassifierState(redis, space, cache=tmp_path / "c.sqlite")
     await redis.delete("classifier:model:cl:inputs")
