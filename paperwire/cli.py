@@ -11,6 +11,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 import typer
 
+from paperwire.errors import RUNTIME, fail
 from shared.logs import configure_logging
 from shared.redis_server import command_redis
 from shared.settings import ServiceSettings
@@ -58,12 +59,19 @@ def run(
     port: Annotated[int, typer.Option(help="api port")] = 8000,
 ) -> None:
     """Run the services in one process: live sources, REDIS_URL or the embedded Redis under ./data/."""
-    from paperwire.runner import pipeline_app, run_forever
+    from paperwire.runner import PIPELINE, pipeline_app, run_forever
 
+    names = [n.strip() for n in services.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PIPELINE]
+    if unknown:
+        raise fail(f"--services: unknown service {unknown[0]!r} (choose from {', '.join(PIPELINE)})")
+    if not names and not api:
+        raise fail("nothing to run: --services is empty and --no-api was given")
+    if api and not 0 < port < 65536:
+        raise fail(f"--port must be between 1 and 65535, got {port}")
     settings = ServiceSettings()
     configure_logging(settings.log_level)
     with command_redis() as redis_url:
-        names = [n.strip() for n in services.split(",") if n.strip()]
         pipeline = pipeline_app(redis_url, names, settings.log_level)
         asyncio.run(run_forever(pipeline, redis_url=redis_url, api=api, host=host, port=port))
 
@@ -75,19 +83,20 @@ def demo(
     """Offline demo: replays real recorded arXiv and Hugging Face responses through the whole pipeline."""
     from paperwire.demo import run_demo
 
+    if timeout <= 0:
+        raise fail(f"--timeout must be more than 0 seconds, got {timeout}")
     raise typer.Exit(asyncio.run(run_demo(timeout_s=timeout)))
 
 
 @subscriptions_app.command("load")
-def subscriptions_load(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)]) -> None:
+def subscriptions_load(file: Annotated[Path, typer.Argument(help="YAML file of subscriptions")]) -> None:
     """Validate a YAML file of subscriptions, store them and announce them to running services."""
     from paperwire.subscriptions_file import SubscriptionFileError, load_subscriptions, read_subscriptions
 
     try:
         subscriptions = read_subscriptions(file)
     except SubscriptionFileError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     with command_redis() as redis_url:
         for line in asyncio.run(load_subscriptions(redis_url, subscriptions)):
             typer.echo(line)
@@ -143,8 +152,7 @@ def _source_stream(stream: str) -> str:
     if stream in known:
         return stream
     hint = f"give the source stream {stream.removesuffix('.dead')!r}" if stream.endswith(".dead") else "one of"
-    typer.echo(f"error: {stream!r} is not a stream of the pipeline ({hint}: {', '.join(known)})", err=True)
-    raise typer.Exit(2)
+    raise fail(f"{stream!r} is not a stream of the pipeline ({hint}: {', '.join(known)})")
 
 
 @dead_app.command("list")
@@ -189,8 +197,7 @@ def dead_replay(
         replayed = asyncio.run(replay())
     typer.echo(f"replayed {replayed} entries onto {stream}")
     if ids and replayed < len(set(ids)):
-        typer.echo(f"error: {len(set(ids)) - replayed} of the given ids are not dead letters of {stream}", err=True)
-        raise typer.Exit(1)
+        raise fail(f"{len(set(ids)) - replayed} of the given ids are not dead letters of {stream}", RUNTIME)
 
 
 _mount_service_commands()
@@ -203,10 +210,8 @@ def main() -> int:
     try:
         app()
     except redis.exceptions.ConnectionError as exc:
-        typer.echo(
-            f"error: cannot reach Redis ({exc}); set REDIS_URL, or leave it unset to use the embedded one", err=True
-        )
-        return 1
+        fail(f"cannot reach Redis ({exc}); set REDIS_URL, or leave it unset to use the embedded one", RUNTIME)
+        return RUNTIME
     return 0
 
 

@@ -9,6 +9,7 @@ import yaml
 from faststream.redis import RedisBroker
 from pydantic import ValidationError
 
+from paperwire.errors import file_problem
 from shared.events import Stream, SubscriptionChanged
 from shared.storage import SubscriptionStore
 from shared.subscription import Subscription
@@ -18,11 +19,24 @@ class SubscriptionFileError(ValueError):
     """The file is not a list of valid subscriptions; the message names the entry and the field."""
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error on one line with where it is, not PyYAML's multi-line excerpt of the text."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+
+
 def read_subscriptions(path: Path) -> list[Subscription]:
+    """The subscriptions of a YAML file; a file that is missing, unreadable or invalid is a SubscriptionFileError
+    naming it, so ``subscriptions load`` prints one line instead of a traceback."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SubscriptionFileError(file_problem(path, exc)) from exc
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise SubscriptionFileError(f"{path}: not valid YAML: {exc}") from exc
+        raise SubscriptionFileError(f"{path}: {yaml_problem(exc)}") from exc
     if isinstance(data, dict):
         data = data.get("subscriptions", [])
     if not isinstance(data, list):

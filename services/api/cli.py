@@ -10,18 +10,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from pydantic import ValidationError
 
+from paperwire.errors import fail, read_text
+from paperwire.subscriptions_file import yaml_problem
 from services.api import admin
 from services.api.forms import error_messages
 from services.api.store import InvalidOwner
 from services.api.subscriptions import NotFound
 from shared.redis_server import command_redis
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def owners_create(owner: Annotated[str, typer.Argument(help="owner name: letters, digits, '_', '.', '-'")]) -> None:
@@ -30,7 +28,7 @@ def owners_create(owner: Annotated[str, typer.Argument(help="owner name: letters
         try:
             created = asyncio.run(admin.create_owner(url, owner))
         except InvalidOwner as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     typer.echo(f"{'created' if created else 'exists'} {owner}")
 
 
@@ -40,7 +38,7 @@ def tokens_create(owner: Annotated[str, typer.Option(help="the token acts as thi
         try:
             token, info = asyncio.run(admin.create_token(url, owner))
         except InvalidOwner as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     typer.echo(f"token id {info.token_id} for {owner} (shown once, keep it):", err=True)
     typer.echo(token)
 
@@ -49,7 +47,7 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="the id printed b
     """Revoke a token at once."""
     with command_redis() as url:
         if not asyncio.run(admin.revoke_token(url, token_id)):
-            raise _fail(f"no token {token_id!r}", 1)
+            raise fail(f"no token {token_id!r}", 1)
     typer.echo(f"revoked {token_id}")
 
 
@@ -66,18 +64,20 @@ def subscriptions_create(
     subscription_id: Annotated[str | None, typer.Option("--id", help="choose the id (default: generated)")] = None,
 ) -> None:
     """Validate a spec, store it for OWNER and announce it to running services."""
-    text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    text = sys.stdin.read() if str(file) == "-" else read_text(file)
     try:
         spec = admin.read_spec(text)
     except ValidationError as exc:
-        raise _fail("; ".join(error_messages(exc))) from None
-    except Exception as exc:  # YAML syntax
-        raise _fail(f"{file}: {exc}") from None
+        raise fail("; ".join(error_messages(exc))) from None
+    except yaml.YAMLError as exc:
+        raise fail(f"{file}: {yaml_problem(exc)}") from None
+    except Exception as exc:  # a spec that is not a mapping, and the like
+        raise fail(f"{file}: {exc}") from None
     with command_redis() as url:
         try:
             subscription = asyncio.run(admin.create_subscription(url, owner, spec, subscription_id))
         except (LookupError, ValueError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     typer.echo(f"created {subscription.id} ({subscription.name}) for {owner}")
 
 
@@ -87,7 +87,7 @@ def subscriptions_show(subscription_id: Annotated[str, typer.Argument()]) -> Non
         try:
             view = asyncio.run(admin.show_subscription(url, subscription_id))
         except NotFound as exc:
-            raise _fail(str(exc), 1) from None
+            raise fail(str(exc), 1) from None
     typer.echo(json.dumps(view, indent=2))
 
 

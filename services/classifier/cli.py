@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from paperwire.errors import RUNTIME, at_least, fail, read_text
 
 
 def eval_relevance(
@@ -31,7 +34,9 @@ def eval_relevance(
     from services.classifier.evaluate import evaluate, format_table
 
     if not dataset.exists():
-        raise typer.BadParameter(f"{dataset} does not exist", param_hint="--dataset")
+        raise fail(f"--dataset: no such file or folder: {dataset}")
+    if cache.is_dir():
+        raise fail(f"--cache: {cache} is a folder; give the SQLite file to use")
     try:
         result = evaluate(
             dataset,
@@ -44,22 +49,28 @@ def eval_relevance(
             cache=cache,
             progress=None if as_json else (lambda msg: print(msg, file=sys.stderr)),
         )
+    except UnicodeDecodeError as exc:
+        raise fail(f"--dataset {dataset}: a file is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except (DatasetError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise fail(f"--cache {cache}: cannot use the embedding cache: {exc}", RUNTIME) from None
     typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else format_table(result))
 
 
 def bench_score(
     subscriptions: Annotated[str, typer.Option("--subscriptions", help="comma-separated counts")] = "10000,100000",
-    papers: Annotated[int, typer.Option("--papers", min=1, help="papers in the batch (a day)")] = 2000,
-    vectors_per_subscription: Annotated[int, typer.Option("--vectors", min=1, help="positive vectors each")] = 3,
+    papers: Annotated[int, typer.Option("--papers", help="papers in the batch (a day)")] = 2000,
+    vectors_per_subscription: Annotated[int, typer.Option("--vectors", help="positive vectors each")] = 3,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Time and memory of scoring a day of papers against N subscriptions (synthetic vectors, real matches)."""
     from services.classifier.bench import run_bench
 
-    rows = [run_bench(int(n), papers, vectors_per_subscription) for n in subscriptions.split(",")]
+    counts = _counts("--subscriptions", subscriptions)
+    at_least("--papers", papers, 1)
+    at_least("--vectors", vectors_per_subscription, 1)
+    rows = [run_bench(n, papers, vectors_per_subscription) for n in counts]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -74,6 +85,19 @@ def bench_score(
         )
 
 
+def _counts(option: str, value: str) -> list[int]:
+    """Comma-separated positive counts; a typo or a 0 is a usage error before minutes of benchmarking."""
+    counts = []
+    for item in value.split(","):
+        try:
+            count = int(item.strip())
+        except ValueError:
+            raise fail(f"{option} must be comma-separated whole numbers, got {item.strip()!r} in {value!r}") from None
+        at_least(option, count, 1)
+        counts.append(count)
+    return counts
+
+
 def seeds_import(
     path: Annotated[Path, typer.Argument(help="BibTeX (.bib) or CSL-JSON (.json) export, e.g. from Zotero")],
     as_json: Annotated[bool, typer.Option("--json", help="print {ids, skipped}")] = False,
@@ -81,13 +105,11 @@ def seeds_import(
     """arXiv ids of a reference manager export, ready for a subscription's seed_papers."""
     from shared.seeds_import import SeedImportError, import_seeds
 
-    if not path.exists():
-        raise typer.BadParameter(f"{path} does not exist", param_hint="PATH")
+    text = read_text(path)
     try:
-        result = import_seeds(path.read_text(encoding="utf-8"))
+        result = import_seeds(text)
     except SeedImportError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(f"{path}: {exc}") from None
     if as_json:
         typer.echo(json.dumps({"ids": result.ids, "skipped": result.skipped}, indent=2))
         return

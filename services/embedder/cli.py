@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from paperwire.errors import RUNTIME, at_least, existing_folder, fail, file_problem, output_folder
 from shared.embedding import PRECISIONS, TOKENIZER_ENGINES, ModelError
 
 
@@ -35,13 +36,20 @@ def model_export(
     for noisy in ("root", "onnxruntime", "onnx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     precisions = [p.strip() for p in precision.split(",") if p.strip()]
+    if not precisions:
+        raise fail(f"--precision must name at least one of {', '.join(PRECISIONS)}")
+    if model_dir is not None:
+        _source_model(model_dir, "config.json")
+    if out is not None:
+        output_folder(out, "--out")
     model_id = model_id or (model_dir.name if model_dir else DEFAULT_MODEL_ID)
     started = time.perf_counter()
     try:
         manifest = export_model(model_dir, out, precisions, model_id=model_id, force=force)
     except ModelError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"export failed: {file_problem(exc.filename or '', exc)}", RUNTIME) from None
     for name in PRECISIONS:
         entry = manifest.files.get(name)
         if entry:
@@ -70,18 +78,29 @@ def bench_embed(
     from services.embedder.bench import format_result, run_bench
 
     if precision not in ("auto", *PRECISIONS):
-        raise typer.BadParameter(f"precision must be auto or one of {', '.join(PRECISIONS)}")
+        raise fail(f"--precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
     if tokenizer not in TOKENIZER_ENGINES:
-        raise typer.BadParameter(f"tokenizer must be one of {', '.join(TOKENIZER_ENGINES)}")
-    result = run_bench(
-        n,
-        precision,
-        model_dir=model_dir,
-        workers=workers,
-        baseline=baseline,
-        repeats=repeats,
-        tokenizer_engine=tokenizer,
-    )
+        raise fail(f"--tokenizer must be one of {', '.join(TOKENIZER_ENGINES)}, got {tokenizer!r}")
+    if n is not None:
+        at_least("--n", n, 1)
+    if repeats is not None:
+        at_least("--repeats", repeats, 1)
+    if workers is not None:
+        at_least("--workers", workers, 0)
+    if model_dir is not None:
+        output_folder(model_dir, "--model-dir")
+    try:
+        result = run_bench(
+            n,
+            precision,
+            model_dir=model_dir,
+            workers=workers,
+            baseline=baseline,
+            repeats=repeats,
+            tokenizer_engine=tokenizer,
+        )
+    except ModelError as exc:
+        raise fail(str(exc)) from None
     typer.echo(json.dumps(result, indent=2) if as_json else format_result(result))
 
 
@@ -93,9 +112,22 @@ def model_pack_fp16(
     (there: PAPERWIRE_SOURCE_MODEL_DIR=<out> benchmarks/gpu_check.sh)."""
     from services.embedder.export import bundled_model_dir, pack_source_fp16
 
-    dest = pack_source_fp16(model_dir or bundled_model_dir(), out)
+    output_folder(out, "--out")
+    try:
+        src = model_dir or bundled_model_dir()
+    except ModelError as exc:
+        raise fail(str(exc)) from None
+    _source_model(src, "model.safetensors")
+    dest = pack_source_fp16(src, out)
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     typer.echo(f"{dest}: {size / 1e6:.1f} MB")
+
+
+def _source_model(model_dir: Path, needed: str) -> None:
+    """A source model folder must exist and hold ``needed``; checked before anything is written to --out."""
+    existing_folder(model_dir, "--model-dir")
+    if not (model_dir / needed).is_file():
+        raise fail(f"--model-dir: {model_dir} is not a sentence-transformers model folder (no {needed})")
 
 
 COMMANDS: list[tuple[str, str, Callable[..., None]]] = [

@@ -12,6 +12,7 @@ import typer
 from faststream.redis import RedisBroker
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from paperwire.errors import RUNTIME, at_least, fail
 from services.fetcher import schedule as calendar
 from services.fetcher.plan import format_decision
 from services.fetcher.poll import LAST_POLL_KEY, make_fetcher, source_keys, source_schedule
@@ -21,6 +22,8 @@ from shared.consumer import ensure_groups
 from shared.events import RawPapers, Stream
 from shared.redis_server import command_redis
 from shared.runtime import DEFAULT_REDIS_URL
+
+OAI_PREFIXES = ("arXivRaw", "arXiv")  # the metadata formats services/parser/arxiv_oai.py parses
 
 
 def backfill(
@@ -32,13 +35,18 @@ def backfill(
     restart: Annotated[bool, typer.Option(help="forget the stored resumption token")] = False,
 ) -> None:
     """Harvest OAI-PMH ListRecords into papers.raw with a progress bar; resumes where a previous run stopped."""
+    if from_ > until:
+        raise fail(f"--from {from_:%Y-%m-%d} is after --until {until:%Y-%m-%d}")
+    if prefix not in OAI_PREFIXES:
+        raise fail(f"--prefix must be one of {', '.join(OAI_PREFIXES)} (what the parser reads), got {prefix!r}")
+    if max_pages is not None:
+        at_least("--max-pages", max_pages, 1)
     settings = FetcherSettings()
     job = oai.Harvest(from_.date(), until.date(), set_ or None, prefix)
     with command_redis() as url:
         report = asyncio.run(_backfill(settings.model_copy(update={"redis_url": url}), job, max_pages, restart))
     if report.error:
-        typer.echo(f"error: {report.error} (run again to resume from the stored token)", err=True)
-        raise typer.Exit(1)
+        raise fail(f"{report.error} (run again to resume from the stored token)", RUNTIME)
     typer.echo(f"{report.entries} records in {report.published} pages" + (f"; {report.note}" if report.note else ""))
 
 

@@ -30,6 +30,7 @@ from shared.paper import Author, Paper
 from shared.storage import SubscriptionStore
 from shared.subscription import Channels, Subscription, WebhookEndpoint
 
+MAX_DELIVERIES = 80000  # phase 1 paper ids stay below the hanging (90000) and healthy (95000) phases' ids
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
@@ -151,7 +152,7 @@ async def run_bench(
             log_level="WARNING",
             shutdown_grace_s=0,  # the hanging endpoint's requests are left open on purpose: no waiting for them
         )
-        per = max(1, min(n, 80000) // endpoints)
+        per = max(1, min(n, MAX_DELIVERIES) // endpoints)
         subs = [await _queue(redis, f"{base}/ok/{e}", per, e * per, f"bench {e}") for e in range(endpoints)]
         total = per * endpoints
         async with delivery_worker(settings) as worker:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 import typer
 
+from paperwire.errors import RUNTIME, at_least, fail
 from services.notifier.queue import DeliveryQueue
 from services.notifier.settings import NotifierSettings
 from shared.redis_server import command_redis
@@ -58,12 +59,15 @@ def replay_command(
 ) -> None:
     """Queue dead deliveries again with a fresh retry budget; papers already delivered are not sent twice."""
     if not delivery_id and not all_:
-        raise typer.BadParameter("give --id ID (repeatable) or --all")
+        raise fail("give --id ID (repeatable) or --all")
     with command_redis() as url:
         replayed = asyncio.run(_replay(url, None if all_ else list(delivery_id)))
     typer.echo(f"replayed {len(replayed)} deliveries")
     for job_id in replayed:
         typer.echo(job_id)
+    missing = sorted(set(delivery_id or ()) - set(replayed)) if not all_ else []
+    if missing:  # as `dead replay`: a mistyped id is not a silent "replayed 0"
+        raise fail(f"{len(missing)} of the given ids are not dead deliveries: {', '.join(missing)}", RUNTIME)
 
 
 def bench_deliver_command(
@@ -74,8 +78,13 @@ def bench_deliver_command(
     ),
 ) -> None:
     """Webhook deliveries/s to a local receiver, and how long a hanging endpoint delays a healthy one."""
-    from services.notifier.bench import bench
+    from services.notifier.bench import MAX_DELIVERIES, bench
 
+    at_least("--endpoints", endpoints, 1)
+    if n < endpoints:  # each endpoint gets n // endpoints deliveries: at least one each
+        raise fail(f"--n must be at least --endpoints ({endpoints}), got {n}")
+    if n > MAX_DELIVERIES:
+        raise fail(f"--n must be at most {MAX_DELIVERIES} (the bench's paper ids), got {n}")
     settings = NotifierSettings()
     result = bench(n, endpoints, settings.redis_url if use_redis_url else None)
     typer.echo(json.dumps(result))
