@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 import structlog
 from faststream import BaseMiddleware
+from faststream.exceptions import NackMessage
 from faststream.message import StreamMessage
 from faststream.redis import RedisRouter, StreamSub
 from pydantic import BaseModel, ValidationError
@@ -347,13 +348,17 @@ def reliability_middleware(settings: ServiceSettings, consumer: str) -> Callable
                             await _bury(redis, stream, group, message_id, fields, error, attempts[message_id])
                         return None
                     await redis.hset(_errors_key(stream, group), mapping={i: error[:4000] for i in ids})
+                    first = min(attempts.values()) == 1
                     log.warning(
                         "handler_failed",
                         attempt=max(attempts.values()),
                         max_attempts=max_attempts,
                         error=error[:500],
+                        exc_info=exc if first else None,  # the traceback once per entry, not on every retry
                     )
-                    raise
+                    # Left pending for the claimer, as a raise would; but FastStream logs a NackMessage in one
+                    # line instead of a second full traceback for every attempt of an expected failure.
+                    raise NackMessage() from exc
                 if max(attempts.values()) > 1:
                     await redis.hdel(_errors_key(stream, group), *ids)
                 return result

@@ -10,6 +10,8 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LINK_SECRET_FILE = "link_secret"
+# Read as PAPERWIRE_<NAME> by every service, and as <SERVICE>_<NAME> for one service (which wins).
+SHARED_ENV_FIELDS = ("max_attempts", "claim_idle_ms", "claim_poll_ms", "read_block_ms", "retention_hours")
 
 
 class ServiceSettings(BaseSettings):
@@ -44,6 +46,18 @@ class ServiceSettings(BaseSettings):
     claim_poll_ms: int = Field(default=1_000, ge=10)
     read_block_ms: int = Field(default=1_000, ge=10)
     retention_hours: float = Field(default=72.0, gt=0, description="consumed entries older than this are trimmed")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_env(cls, data: object) -> object:
+        """``PAPERWIRE_MAX_ATTEMPTS`` and the other reliability settings apply to every service: a subclass's own
+        prefix (``PARSER_MAX_ATTEMPTS``) would otherwise be the only name read. The service's own name wins."""
+        if isinstance(data, dict):
+            for name in SHARED_ENV_FIELDS:
+                value = os.environ.get(f"PAPERWIRE_{name.upper()}")
+                if value is not None and name not in data:
+                    data[name] = value
+        return data
 
     @model_validator(mode="after")
     def _link_secret(self) -> ServiceSettings:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import structlog
+import structlog.testing
 from faststream import Context
 from faststream.redis import RedisBroker
 from pydantic import BaseModel
@@ -115,6 +118,34 @@ async def test_poison_message_is_dead_lettered_with_its_error(redis: aioredis.Re
     assert dead["dead.id"] == original_id.decode()
     assert {k: v for k, v in fields.items() if not k.startswith(b"dead.")} == original
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_a_failing_entry_logs_one_traceback_not_one_per_attempt(
+    redis: aioredis.Redis, clean_redis: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An expected failure (a source down) retried five times must not fill the log with five tracebacks from
+    FastStream plus ours: the first attempt carries the traceback, the retries one line each."""
+    await ensure_group(redis, STREAM, GROUP)
+
+    async def handle(job: Job) -> None:
+        raise RuntimeError("lookup failed: gave up on the source")
+
+    broker = worker(fast_settings(max_attempts=3), clean_redis, handle)
+    with structlog.testing.capture_logs() as logs, caplog.at_level(logging.INFO):
+        async with broker:
+            await broker.start()
+            await publish(broker, Job(event_id="down", n=1))
+
+            async def dead() -> bool:
+                return await redis.xlen(f"{STREAM}.dead") == 1
+
+            await wait_for(dead)
+    failed = [entry for entry in logs if entry["event"] == "handler_failed"]
+    assert [entry["attempt"] for entry in failed] == [1, 2]
+    assert [entry.get("exc_info") is not None for entry in failed] == [True, False]
+    assert isinstance(failed[0]["exc_info"], RuntimeError)
+    tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info]
+    assert tracebacks == []  # FastStream saw a nack, not an error to log with its traceback
 
 
 async def test_entry_of_a_killed_consumer_is_claimed_by_another(redis: aioredis.Redis, clean_redis: str) -> None:
