@@ -29,6 +29,18 @@ def _setup() -> None:
     configure_logging(ServiceSettings().log_level)
 
 
+GROUP_HELP = {
+    "fetch": "The fetcher's shared per-source schedule and arXiv's announcement calendar.",
+    "bench": "Benchmarks: parse, embed, score and deliver throughput (numbers, never asserted in tests).",
+    "model": "Export the embedding model to ONNX (fp32, fp16, int8) with its manifest.",
+    "eval": "Relevance against the baselines on labeled papers, seeds only and with feedback rounds.",
+    "seeds": "Seed papers from a BibTeX or CSL-JSON export (Zotero) of a library.",
+    "deliveries": "Notifications whose retries ran out: list them and queue them again.",
+    "owners": "Owners of subscriptions (the api's accounts).",
+    "tokens": "API tokens of an owner: create, list, revoke.",
+}
+
+
 def _mount_service_commands() -> None:
     """Each service lists its commands in ``services/<name>/cli.py`` as (group, name, function)."""
     groups: dict[str, typer.Typer] = {"subscriptions": subscriptions_app}
@@ -44,7 +56,7 @@ def _mount_service_commands() -> None:
                 app.command(name)(function)
                 continue
             if group not in groups:
-                groups[group] = typer.Typer(no_args_is_help=True)
+                groups[group] = typer.Typer(help=GROUP_HELP.get(group), no_args_is_help=True)
                 app.add_typer(groups[group], name=group)
             groups[group].command(name)(function)
 
@@ -168,7 +180,10 @@ def dead_list(stream: Annotated[str, typer.Argument(help="the source stream, e.g
             await client.aclose()
 
     with command_redis() as redis_url:
-        for entry_id, fields in asyncio.run(entries()):
+        found = asyncio.run(entries())
+        if not found:
+            typer.echo(f"no dead letters on {stream}.dead", err=True)
+        for entry_id, fields in found:
             meta = {k.decode(): v.decode(errors="replace") for k, v in fields.items() if k.startswith(b"dead.")}
             typer.echo(
                 f"{entry_id.decode()}\t{meta.get('dead.group')}\tattempts={meta.get('dead.attempts')}\t"

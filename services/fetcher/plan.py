@@ -148,7 +148,7 @@ def decide(
     if state.ok:
         why = f"waiting: next at {_clock(due_at)} (every {span(interval_s)})"
     else:
-        error = f": {state.error[:120]}" if state.error else ""
+        error = f": {_shorten(state.error, 200)}" if state.error else ""
         why = f"waiting: next at {_clock(due_at)} (retry after {span(retry_s)}, the last poll failed{error})"
     return Decision(source, False, due_at, why)
 
@@ -182,6 +182,14 @@ def span(seconds: float) -> str:
     if seconds < 2 * 3600 or seconds % 3600:
         return f"{seconds / 60:g} min"
     return f"{seconds / 3600:g} h"
+
+
+def _shorten(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a word and marked, so an operator never reads half a word."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def _clock(moment: datetime | None) -> str:

@@ -49,6 +49,8 @@ def dead_command() -> None:
     """List deliveries whose retries are spent (they are also on the deliveries.dead stream)."""
     with command_redis() as url:
         rows = asyncio.run(_dead(url))
+    if not rows:
+        typer.echo("no dead deliveries", err=True)  # stderr: stdout stays JSON lines for scripts
     for row in rows:
         typer.echo(json.dumps(row))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,17 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path, args: list[st
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.startswith(line) and done.stderr.count("\n") == 1, done.stderr
+
+
+def test_python_dash_m_runs_the_commands_and_an_empty_dead_list_says_so(tmp_path: Path, clean_redis: str) -> None:
+    """``python -m paperwire`` is the fallback without the console script; an empty listing is not silence."""
+    env = {**os.environ, "REDIS_URL": clean_redis}
+    done = subprocess.run(
+        [sys.executable, "-m", "paperwire", "dead", "list", "papers.raw"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "" and done.stderr == "no dead letters on papers.raw.dead\n"
