@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -15,18 +16,26 @@ from shared.storage import PaperStore, SubscriptionStore
 from shared.subscription import Subscription
 from tests.unit.classifier.conftest import DATASET
 
+SPACE = f"{MODEL_ID}:{DIMS}"
 
-async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> None:
-    papers = [p for p in load_dataset(DATASET) if p.primary in ("cs.CL", "cs.CV")][:50]
-    vectors = embed_cached([p.text for p in papers], tmp_path / "c.sqlite")
-    space = f"{MODEL_ID}:{DIMS}"
+
+async def stored_papers(redis, cache: Path, n: int, background: int = 40):
+    """``n`` real cs.CL / cs.CV papers stored with their vectors, the first ``background`` of them in a fresh
+    state's background; returns the papers, their vectors and the state."""
+    papers = [p for p in load_dataset(DATASET) if p.primary in ("cs.CL", "cs.CV")][:n]
+    vectors = embed_cached([p.text for p in papers], cache)
     store = PaperStore(redis)
     for p, v in zip(papers, vectors, strict=True):
         await store.put(Paper(id=p.id, title=p.title, abstract=p.abstract, categories=list(p.categories)))
-        await store.set_vector(space, p.id, v)
-    state = ClassifierState(redis, space, cache=tmp_path / "c.sqlite")
-    for v in vectors[:40]:
+        await store.set_vector(SPACE, p.id, v)
+    state = ClassifierState(redis, SPACE, cache=cache)
+    for v in vectors[:background]:
         await state.add_background(v)
+    return papers, vectors, state
+
+
+async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> None:
+    papers, vectors, state = await stored_papers(redis, tmp_path / "c.sqlite", 50)
     seeds = [p.id for p in papers[:40] if p.primary == "cs.CL"][:5]
     sub = Subscription(id="cl", name="cl", seed_papers=[*seeds, "2401.99999"])
     await SubscriptionStore(redis).put(sub)
@@ -74,16 +83,7 @@ async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> Non
 async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_path) -> None:
     """A replica that starts (or reloads after a long idle) takes each stored model trained on the same inputs as
     it is, even though the background moved meanwhile; a subscription rated while it was down is fitted again."""
-    papers = [p for p in load_dataset(DATASET) if p.primary in ("cs.CL", "cs.CV")][:60]
-    vectors = embed_cached([p.text for p in papers], tmp_path / "c.sqlite")
-    space = f"{MODEL_ID}:{DIMS}"
-    store = PaperStore(redis)
-    for p, v in zip(papers, vectors, strict=True):
-        await store.put(Paper(id=p.id, title=p.title, abstract=p.abstract, categories=list(p.categories)))
-        await store.set_vector(space, p.id, v)
-    first = ClassifierState(redis, space, cache=tmp_path / "c.sqlite")
-    for v in vectors[:40]:
-        await first.add_background(v)
+    papers, vectors, first = await stored_papers(redis, tmp_path / "c.sqlite", 60)
     cl = [p.id for p in papers[:40] if p.primary == "cs.CL"][:5]
     cv = [p.id for p in papers[:40] if p.primary == "cs.CV"][:5]
     subs = SubscriptionStore(redis)
@@ -99,7 +99,7 @@ async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_pat
     for v in vectors[40:]:  # the background moves while the replica is down: a fit now gives another model
         await first.add_background(v)
     await first.record_feedback(FeedbackGiven(subscription_id="cv", paper_id=papers[45].id, label="dislike"))
-    restarted = ClassifierState(redis, space, cache=tmp_path / "c.sqlite")
+    restarted = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
     await restarted.load_all()
 
     kept = restarted.profiles["cl"].model
@@ -111,7 +111,7 @@ async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_pat
     assert "gone" not in restarted.profiles
     assert not await redis.exists("classifier:model:gone", "classifier:model:gone:inputs", "classifier:feedback:gone")
     # The reused model is calibrated on today's background, and a fit on it would differ: the reuse is real.
-    fresh = ClassifierState(redis, space, cache=tmp_path / "c.sqlite")
+    fresh = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
     await redis.delete("classifier:model:cl:inputs")
     await fresh.load_all()
     assert json.dumps(fresh.profiles["cl"].model.to_dict()) != stored["cl"].decode()

@@ -6,8 +6,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from services.fetcher.settings import FetcherSettings
 
 
 @dataclass
@@ -103,3 +106,14 @@ class ReplayServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def requests_to(replay: ReplayServer, path: str) -> int:
+    """How many requests the stand-in answered on ``path``."""
+    return sum(seen.path == path for seen in replay.seen)
+
+
+def replayed_settings(clean_redis: str, **values: object) -> FetcherSettings:
+    """Fetcher settings against the stand-in: one Daily Papers date (a real recording's), no arXiv pacing."""
+    base: dict[str, object] = {"redis_url": clean_redis, "hf_date": date(2026, 5, 11), "hf_days": 1}
+    return FetcherSettings(**(base | {"arxiv_min_interval_s": 0} | values))  # type: ignore[arg-type]

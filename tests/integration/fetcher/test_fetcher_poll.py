@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 import typer
-from fetcher_replay import ReplayServer, Reply
+from fetcher_replay import ReplayServer, Reply, replayed_settings, requests_to
 from typer.testing import CliRunner
 
 from services.fetcher.app import poll_forever
@@ -216,23 +216,15 @@ def one_failing_source(replay: ReplayServer, hf: HuggingFace, clean_redis: str, 
     replay.routes["/api/query"] = lambda p, q, h: Reply(200, CL, {"Content-Type": "application/atom+xml"})
     replay.routes["/rss/cs.CL"] = lambda p, q, h: Reply(200, rss, {"Content-Type": "application/rss+xml"})
     replay.routes["/api/daily_papers"] = hf
-    values: dict[str, object] = {
-        "redis_url": clean_redis,
-        "arxiv_api_url": f"{replay.url}/api/query",
-        "arxiv_rss_url": replay.url,
-        "hf_url": f"{replay.url}/api/daily_papers",
-        "arxiv_queries": ["cat:cs.CL"],
-        "rss_categories": ["cs.CL"],
-        "hf_date": date(2026, 5, 11),
-        "hf_days": 1,
-        "arxiv_min_interval_s": 0,
+    return replayed_settings(
+        clean_redis,
+        arxiv_api_url=f"{replay.url}/api/query",
+        arxiv_rss_url=replay.url,
+        hf_url=f"{replay.url}/api/daily_papers",
+        arxiv_queries=["cat:cs.CL"],
+        rss_categories=["cs.CL"],
         **overrides,
-    }
-    return FetcherSettings(**values)  # type: ignore[arg-type]
-
-
-def requests_to(replay: ReplayServer, path: str) -> int:
-    return sum(s.path == path for s in replay.seen)
+    )
 
 
 async def test_the_loop_retries_only_the_failing_source(

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 import typer
-from fetcher_replay import ReplayServer, Reply
+from fetcher_replay import ReplayServer, Reply, replayed_settings, requests_to
 from typer.testing import CliRunner
 
 from services.fetcher.app import poll_forever
@@ -39,20 +39,7 @@ class Sink:
 def hf_only(replay: ReplayServer, clean_redis: str, delay_s: float = 0.0, **overrides: object) -> FetcherSettings:
     """One source, Hugging Face Daily Papers (one date), answered by a real recording."""
     replay.routes[HF_PATH] = lambda p, q, h: Reply(200, HF, {"Content-Type": "application/json"}, delay_s=delay_s)
-    values: dict[str, object] = {
-        "redis_url": clean_redis,
-        "hf_url": f"{replay.url}{HF_PATH}",
-        "rss_categories": [],
-        "hf_date": date(2026, 5, 11),
-        "hf_days": 1,
-        "arxiv_min_interval_s": 0,
-        **overrides,
-    }
-    return FetcherSettings(**values)  # type: ignore[arg-type]
-
-
-def requests_to(replay: ReplayServer, path: str) -> int:
-    return sum(s.path == path for s in replay.seen)
+    return replayed_settings(clean_redis, hf_url=f"{replay.url}{HF_PATH}", rss_categories=[], **overrides)
 
 
 async def test_a_new_scheduler_on_the_same_redis_does_not_repoll_a_recent_source(
