@@ -6,11 +6,11 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 import yaml
-from faststream.redis import RedisBroker
 from pydantic import ValidationError
 
 from paperwire.errors import file_problem
 from shared.events import Stream, SubscriptionChanged
+from shared.runtime import make_broker
 from shared.storage import SubscriptionStore
 from shared.subscription import Subscription
 
@@ -67,7 +67,7 @@ async def load_subscriptions(redis_url: str, subscriptions: list[Subscription]) 
     store = SubscriptionStore(client)
     actions = []
     try:
-        async with RedisBroker(redis_url) as broker:
+        async with make_broker(redis_url) as broker:
             for subscription in subscriptions:
                 stored = await store.get(subscription.id)
                 action = "updated" if stored else "created"

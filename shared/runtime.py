@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,13 @@ from shared.tasks import cancel_and_wait
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 Task = Callable[[Any], Awaitable[None]]
+
+
+def make_broker(redis_url: str, **options: Any) -> RedisBroker:
+    """Every paperwire broker: FastStream's own lines go through our JSON logging, and its per-message
+    "Received" / "Processed" lines are DEBUG (thousands a day; the services log what each batch did). Errors stay
+    errors."""
+    return RedisBroker(redis_url, logger=structlog.get_logger("faststream"), log_level=logging.DEBUG, **options)
 
 
 @dataclass
@@ -60,7 +68,7 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
     """One broker carrying the routers of ``services``; groups ensured and publishers ready before any subscriber
     reads, loops started after."""
     level = log_level or services[0].settings.log_level
-    broker = RedisBroker(redis_url, logger=structlog.get_logger("faststream"))
+    broker = make_broker(redis_url)
     app = FastStream(broker, logger=structlog.get_logger("paperwire"))
     running: list[asyncio.Task[None]] = []
 

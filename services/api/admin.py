@@ -8,12 +8,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import yaml
-from faststream.redis import RedisBroker
 
 from services.api.store import OwnerStore, TokenInfo, TokenStore
 from services.api.subscriptions import SubscriptionOps, subscription_view
 from shared.consumer import ensure_groups
 from shared.events import Event, Stream
+from shared.runtime import make_broker
 from shared.subscription import Subscription, SubscriptionSpec
 
 
@@ -22,7 +22,7 @@ async def connected(redis_url: str) -> AsyncIterator[tuple[aioredis.Redis, Subsc
     client = aioredis.Redis.from_url(redis_url)
     try:
         await ensure_groups(client)
-        async with RedisBroker(redis_url) as broker:
+        async with make_broker(redis_url) as broker:
 
             async def publish(stream: Stream, event: Event) -> Any:
                 return await broker.publish(event, stream=str(stream))

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from faststream.redis import RedisBroker, RedisRouter
+from faststream.redis import RedisRouter
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,7 +33,7 @@ from shared.consumer import ensure_groups, make_router, subscriber
 from shared.events import DeliveryResult, Event, Stream
 from shared.logs import configure_logging
 from shared.retention import trim_forever
-from shared.runtime import DEFAULT_REDIS_URL
+from shared.runtime import DEFAULT_REDIS_URL, make_broker
 from shared.tasks import cancel_and_wait
 
 SERVICE = "api"
@@ -74,7 +74,7 @@ def create_api(settings: ApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = aioredis.Redis.from_url(redis_url)
         await ensure_groups(redis)
-        broker = RedisBroker(redis_url)
+        broker = make_broker(redis_url)
         if settings.consume_deliveries:
             broker.include_router(build_router(settings))
         await broker.start()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 import structlog
-from faststream.redis import RedisBroker, RedisRouter
+from faststream.redis import RedisRouter
 
 from services.fetcher.plan import seconds_until_wake
 from services.fetcher.poll import make_fetcher, poll_once, source_keys, source_schedule
@@ -15,7 +15,7 @@ from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import arxiv_api
 from shared.consumer import make_router, subscriber
 from shared.events import FetchRequested, RawPapers, Stream
-from shared.runtime import DEFAULT_REDIS_URL, create_service_app
+from shared.runtime import DEFAULT_REDIS_URL, create_service_app, make_broker
 
 SERVICE = "fetcher"
 log = structlog.get_logger("paperwire.fetcher")
@@ -49,7 +49,7 @@ async def poll_forever(settings: FetcherSettings) -> None:
     recently, and replicas share one schedule: a source another replica is polling is waited for, not polled.
     """
     url = settings.redis_url or DEFAULT_REDIS_URL
-    broker = RedisBroker(url)
+    broker = make_broker(url)
     await broker.connect()
     redis = aioredis.Redis.from_url(url)
 

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import redis.asyncio as aioredis
 import typer
-from faststream.redis import RedisBroker
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from paperwire.errors import RUNTIME, at_least, fail
@@ -21,7 +20,7 @@ from services.fetcher.sources import oai
 from shared.consumer import ensure_groups
 from shared.events import RawPapers, Stream
 from shared.redis_server import command_redis
-from shared.runtime import DEFAULT_REDIS_URL
+from shared.runtime import DEFAULT_REDIS_URL, make_broker
 
 OAI_PREFIXES = ("arXivRaw", "arXiv")  # the metadata formats services/parser/arxiv_oai.py parses
 
@@ -53,7 +52,7 @@ def backfill(
 async def _backfill(settings: FetcherSettings, job: oai.Harvest, max_pages: int | None, restart: bool):  # noqa: ANN202
     url = settings.redis_url or DEFAULT_REDIS_URL
     redis = aioredis.Redis.from_url(url)
-    broker = RedisBroker(url)
+    broker = make_broker(url)
     await broker.connect()
     await ensure_groups(redis)
     if restart:

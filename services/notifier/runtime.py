@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import httpx
 import redis.asyncio as aioredis
 import structlog
-from faststream.redis import RedisBroker
 
 from services.notifier.email_render import Links
 from services.notifier.intake import Intake
@@ -18,7 +17,7 @@ from services.notifier.senders import EmailSender, PinnedPoster, SlackSender, We
 from services.notifier.settings import NotifierSettings
 from services.notifier.worker import DeliveryWorker, raise_if_cancelled
 from shared.events import DeliveryResult, Stream
-from shared.runtime import DEFAULT_REDIS_URL
+from shared.runtime import DEFAULT_REDIS_URL, make_broker
 
 log = structlog.get_logger("paperwire.notifier")
 
@@ -31,7 +30,7 @@ def redis_url(settings: NotifierSettings) -> str:
 async def delivery_worker(settings: NotifierSettings) -> AsyncIterator[DeliveryWorker]:
     url = redis_url(settings)
     redis = aioredis.Redis.from_url(url)
-    broker = RedisBroker(url)
+    broker = make_broker(url)
     await broker.connect()
     limits = httpx.Limits(max_connections=settings.delivery_concurrency, max_keepalive_connections=32)
     client = httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)

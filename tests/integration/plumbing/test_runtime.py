@@ -7,12 +7,15 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import structlog
+import structlog.testing
 from faststream import TestApp
-from faststream.redis import RedisBroker, RedisRouter
+from faststream.redis import RedisBroker, RedisRouter, StreamSub
 from pydantic import BaseModel
 
 from shared.consumer import ensure_group, make_router, parse_batch, subscriber
-from shared.runtime import ServiceDef, build_app
+from shared.logs import configure_logging
+from shared.runtime import ServiceDef, build_app, make_broker
 from shared.settings import ServiceSettings
 from tests.streams import decode, wait_for
 
@@ -89,3 +92,26 @@ async def test_entries_waiting_at_start_are_published_on_their_first_delivery(
     assert sorted(job.n for job in decode(relayed, Job)) == list(range(WAITING))
     assert sorted(handled) == list(range(WAITING))
     assert pending["pending"] == 0
+
+
+async def test_per_message_lines_are_debug_and_go_through_our_logging(clean_redis: str) -> None:
+    """A day's listing is thousands of messages per service: FastStream's "Received"/"Processed" lines must not
+    flood an INFO log; they are DEBUG, on the structlog pipeline like every other line."""
+    configure_logging("INFO")
+    broker = make_broker(clean_redis)
+    seen = asyncio.Event()
+
+    @broker.subscriber(stream=StreamSub("test.logs", group="g", consumer="c"))
+    async def handle(body: dict) -> None:
+        structlog.get_logger("test").info("handled", n=body["n"])
+        seen.set()
+
+    with structlog.testing.capture_logs() as logs:
+        async with broker:
+            await broker.start()
+            await broker.publish({"n": 1}, stream="test.logs")
+            await asyncio.wait_for(seen.wait(), 10)
+            await asyncio.sleep(0.2)
+    events = [entry.get("event") for entry in logs]
+    assert "handled" in events  # the handler's own INFO line is there
+    assert "Received" not in events and "Processed" not in events
