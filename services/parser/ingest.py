@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -98,16 +99,20 @@ def plan_key(source_event_id: str) -> str:
 async def save_plan(redis: aioredis.Redis, source_event_id: str, report: IngestReport, ttl_s: int) -> None:
     """Keep the plan (events with their ids and token ids, papers to write) until its events are published.
 
-    Serialized in a worker thread: hundreds of papers are a few MB of JSON, too long to hold the event loop.
+    Serialized and compressed in a worker thread: a 387-paper OAI page is 1.6 MB of JSON, 0.6 MB deflated at
+    level 1 (27 ms), which is what every document adds to the AOF until the plan is deleted.
     """
-    data = await asyncio.to_thread(_PLAN.dump_json, report)
+    data = await asyncio.to_thread(lambda: zlib.compress(_PLAN.dump_json(report), 1))
     await redis.set(plan_key(source_event_id), data, ex=ttl_s)
 
 
 async def load_plan(redis: aioredis.Redis, source_event_id: str) -> IngestReport | None:
     """The plan an earlier delivery of this raw event saved and did not finish publishing, else None."""
     data = await redis.get(plan_key(source_event_id))
-    return None if data is None else await asyncio.to_thread(_PLAN.validate_json, data)
+    if data is None:
+        return None
+    # a plan saved before plans were compressed is plain JSON
+    return await asyncio.to_thread(lambda: _PLAN.validate_json(data if data[:1] == b"{" else zlib.decompress(data)))
 
 
 async def forget_plan(redis: aioredis.Redis, source_event_id: str) -> None:

@@ -16,7 +16,17 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from services.parser.ingest import commit, forget_plan, ingest, load_plan, plan_key, prepare, restamp, save_plan
+from services.parser.ingest import (
+    _PLAN,
+    commit,
+    forget_plan,
+    ingest,
+    load_plan,
+    plan_key,
+    prepare,
+    restamp,
+    save_plan,
+)
 from services.parser.parse import parse_document, unwrap_recording
 from services.parser.result import ParseResult
 from services.parser.tokens import PaperTokenizer
@@ -153,8 +163,11 @@ async def test_a_saved_plan_comes_back_whole(redis: aioredis.Redis) -> None:
     assert loaded == report and len(loaded.events) == len(loaded.trending) == len(loaded.writes) == 30
     assert loaded.events[0].tokens.array().tolist() == [101, 2000, 102]
     assert 0 < await redis.ttl(plan_key("raw-1")) <= 60
+    assert await redis.strlen(plan_key("raw-1")) < len(_PLAN.dump_json(report)) / 2  # stored deflated
     await forget_plan(redis, "raw-1")
     assert await load_plan(redis, "raw-1") is None
+    await redis.set(plan_key("raw-1"), _PLAN.dump_json(report))  # a plan saved before plans were compressed
+    assert await load_plan(redis, "raw-1") == report
 
 
 async def test_a_plan_redelivered_after_a_newer_version_publishes_the_stored_paper(
