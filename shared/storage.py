@@ -64,22 +64,27 @@ async def _watched(
     raise RuntimeError(f"{what}: kept changing during {UPSERT_TRIES} attempts")
 
 
+def paper_key(paper_id: str) -> str:
+    """Where a paper's JSON lives (``PaperStore``); the embedder reads its text fields there too."""
+    return f"paper:{paper_id}"
+
+
 class PaperStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
 
     async def get(self, paper_id: str) -> Paper | None:
-        raw = await self.redis.get(f"paper:{paper_id}")
+        raw = await self.redis.get(paper_key(paper_id))
         return Paper.model_validate_json(raw) if raw else None
 
     async def get_many(self, paper_ids: list[str]) -> dict[str, Paper]:
         if not paper_ids:
             return {}
-        raws = await self.redis.mget([f"paper:{pid}" for pid in paper_ids])
+        raws = await self.redis.mget([paper_key(pid) for pid in paper_ids])
         return {pid: Paper.model_validate_json(raw) for pid, raw in zip(paper_ids, raws, strict=True) if raw}
 
     async def put(self, paper: Paper) -> None:
-        await self.redis.set(f"paper:{paper.id}", paper.model_dump_json())
+        await self.redis.set(paper_key(paper.id), paper.model_dump_json())
 
     async def upsert(self, paper: Paper) -> tuple[Paper, PaperChange | None]:
         """Merge with what is stored; the change is None when nothing new was learned.
@@ -87,7 +92,7 @@ class PaperStore:
         Optimistic: two parser replicas merging the same paper at once (its RSS and HF entries) would otherwise
         both read the old record and the second write would drop the first one's facts.
         """
-        key = f"paper:{paper.id}"
+        key = paper_key(paper.id)
 
         async def step(pipe: Pipeline, raw: bytes | None) -> tuple[Paper, PaperChange | None]:
             merged, change = merge_change(Paper.model_validate_json(raw) if raw else None, paper)

@@ -10,13 +10,13 @@ import structlog
 from faststream import Context
 from faststream.redis import RedisRouter
 
-from services.embedder.batch import carried_ids, done_key, embedded_events, plan_batch
+from services.embedder.batch import carried_ids, done_key, embedded_events, is_current, plan_batch
 from services.embedder.model import LazyEmbedder, check_model
 from services.embedder.settings import EmbedderSettings
 from shared.consumer import bury_rejected, make_router, order_id, subscriber
 from shared.events import Stream
 from shared.runtime import DEFAULT_REDIS_URL, create_service_app
-from shared.storage import PaperStore
+from shared.storage import PaperStore, paper_key
 
 SERVICE = "embedder"
 DONE_TTL_S = 7 * 24 * 3600
@@ -40,6 +40,18 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
         if items:
             done = await redis.mget([done_key(item.event.event_id) for item in items])
             items = [item for item, flag in zip(items, done, strict=True) if not flag]
+        stale = []
+        if items:
+            stored = await redis.mget([paper_key(item.event.paper.id) for item in items])
+            current = [is_current(item, raw) for item, raw in zip(items, stored, strict=True)]
+            stale = [item for item, ok in zip(items, current, strict=True) if not ok]
+            items = [item for item, ok in zip(items, current, strict=True) if ok]
+        if stale:
+            pipe = redis.pipeline(transaction=False)
+            for item in stale:
+                pipe.set(done_key(item.event.event_id), "1", ex=DONE_TTL_S)
+            await pipe.execute()
+            log.info("stale_text_skipped", papers=[item.event.paper.id for item in stale])
         if not items:
             return
         embedder = await model.get()

@@ -7,6 +7,7 @@ rejected with a reason (the app dead-letters it) while the rest of the batch goe
 from __future__ import annotations
 
 import base64
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -52,6 +53,20 @@ def paper_text(event: PaperParsed) -> str:
     if not _WORD.search(text):
         raise UnembeddableText(f"broken text: paper {event.paper.id} has no words in title or abstract: {text[:80]!r}")
     return text
+
+
+def is_current(item: Item, stored: bytes | None) -> bool:
+    """Whether the event still describes the stored paper's text (``stored``: the paper's JSON in the store).
+
+    A parser writes a paper before publishing its event, so one whose stored text has moved on is an older version
+    published late (a racing replica): the writer of the stored text publishes that version's own event, which is
+    the one to embed. A paper not in the store (an event from elsewhere) is embedded as it comes. Only the two text
+    fields are read, not the whole model: a batch on the GPU is a thousand papers.
+    """
+    if stored is None:
+        return True
+    paper = json.loads(stored)
+    return compose_text(paper.get("title") or "", paper.get("abstract") or "") == item.text
 
 
 def plan_batch(bodies: list[Any]) -> Plan:

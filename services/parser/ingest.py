@@ -73,9 +73,10 @@ async def restamp(report: IngestReport, store: PaperStore) -> int:
     """Put the paper as stored now into each planned event (same event ids); returns how many changed.
 
     Called after ``commit``: another raw event may have merged a newer version of a paper between the plan and
-    its publish (a saved plan redelivered minutes later, or a replica racing this one), and the event published
-    last must not carry the older text, or the embedder would take it as the newest version. Token ids made
-    for other text are dropped; the embedder tokenizes such an event itself.
+    its publish (a saved plan redelivered minutes later), and the event published last must not carry the older
+    text, or the embedder would take it as the newest version. Token ids made for other text are dropped; the
+    embedder tokenizes such an event itself. A replica racing this one between the restamp and the publish is
+    caught by the embedder, which skips an event whose text is not the stored paper's (``is_current``).
     """
     if not report.events:
         return 0

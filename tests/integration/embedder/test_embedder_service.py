@@ -167,6 +167,33 @@ async def test_a_retried_older_event_keeps_the_newer_vector(
     assert not np.allclose(stored[events[1].paper.id], newer)
 
 
+async def test_an_event_whose_text_the_store_no_longer_holds_is_skipped(
+    redis: aioredis.Redis, clean_redis: str, model_dir: Path, build_router
+) -> None:
+    """Two parser replicas race: v2 is written and its event published before v1's (written earlier) is. The v1
+    event arrives last, with the newer entry id; its text is not the stored paper's, so it is not embedded and
+    v2's vector stays."""
+    rows = labeled_rows(2, step=400)
+    paper_id = rows[0]["id"]
+    v1, v2 = (PaperParsed(paper=Paper(id=paper_id, title=r["title"], abstract=r["summary"])) for r in rows)
+    await PaperStore(redis).put(v2.paper)  # the store holds v2, as both parsers' writes left it
+    await ensure_groups(redis)
+    broker = RedisBroker(clean_redis)
+    broker.include_router(build_router(settings(clean_redis, model_dir)))
+    async with broker:
+        await broker.start()
+        await broker.publish(v2, stream=Stream.PARSED)
+        await broker.publish(v1, stream=Stream.PARSED)
+
+        async def handled() -> bool:
+            return all(await redis.mget([done_key(v2.event_id), done_key(v1.event_id)]))
+
+        await wait_for(handled)
+    assert [e.paper.title for e in await embedded_events(redis)] == [v2.paper.title]
+    v2_entry = (await redis.xrange(Stream.PARSED))[0][0]
+    assert await redis.hget(f"vectors:{SPACE}:entry", paper_id) == v2_entry
+
+
 async def test_a_replayed_dead_letter_never_overwrites_a_newer_versions_vector(
     redis: aioredis.Redis, clean_redis: str, model_dir: Path, build_router
 ) -> None:
