@@ -180,7 +180,8 @@ async def dead_letter(
         }
     )
     dead_id = await redis.xadd(dead_letter_stream(stream), entry)
-    log.warning("dead_lettered", stream=stream, group=group, id=message_id, attempts=attempts, error=error[:500])
+    # ERROR: an event that will not be handled until an operator replays it (alerts key on this level)
+    log.error("dead_lettered", stream=stream, group=group, id=message_id, attempts=attempts, error=error[:500])
     return _decode(dead_id)
 
 
@@ -343,21 +344,23 @@ def reliability_middleware(settings: ServiceSettings, consumer: str) -> Callable
                         result = await call_next(msg)
                 except Exception as exc:
                     error = f"{type(exc).__name__}: {exc}"
-                    if min(attempts.values()) >= max_attempts:
-                        for message_id, fields in zip(ids, entries, strict=True):
-                            await _bury(redis, stream, group, message_id, fields, error, attempts[message_id])
-                        return None
-                    await redis.hset(_errors_key(stream, group), mapping={i: error[:4000] for i in ids})
-                    first = min(attempts.values()) == 1
+                    # The traceback once per entry (its first recorded failure, whatever the delivery count: a
+                    # consumer may have died on it before), not on every retry of an expected failure.
+                    first = not await redis.hexists(_errors_key(stream, group), ids[0])
                     log.warning(
                         "handler_failed",
                         attempt=max(attempts.values()),
                         max_attempts=max_attempts,
                         error=error[:500],
-                        exc_info=exc if first else None,  # the traceback once per entry, not on every retry
+                        exc_info=exc if first else None,
                     )
+                    if min(attempts.values()) >= max_attempts:
+                        for message_id, fields in zip(ids, entries, strict=True):
+                            await _bury(redis, stream, group, message_id, fields, error, attempts[message_id])
+                        return None
+                    await redis.hset(_errors_key(stream, group), mapping={i: error[:4000] for i in ids})
                     # Left pending for the claimer, as a raise would; but FastStream logs a NackMessage in one
-                    # line instead of a second full traceback for every attempt of an expected failure.
+                    # line instead of a second full traceback for every attempt.
                     raise NackMessage() from exc
                 if max(attempts.values()) > 1:
                     await redis.hdel(_errors_key(stream, group), *ids)

@@ -159,8 +159,10 @@ async def test_a_failing_entry_logs_one_traceback_not_one_per_attempt(redis: aio
     finally:
         faststream_log.removeHandler(handler)
     failed = [entry for entry in logs if entry["event"] == "handler_failed"]
-    assert [entry["attempt"] for entry in failed] == [1, 2]
-    assert [entry.get("exc_info") is not None for entry in failed] == [True, False]
+    assert [entry["attempt"] for entry in failed] == [1, 2, 3]
+    assert [entry.get("exc_info") is not None for entry in failed] == [True, False, False]
+    (dead,) = [entry for entry in logs if entry["event"] == "dead_lettered"]
+    assert dead["log_level"] == "error" and dead["error"] == "RuntimeError: lookup failed: gave up on the source"
     assert isinstance(failed[0]["exc_info"], RuntimeError)
     assert any("nacked" in r.getMessage() for r in handler.records)  # FastStream saw the retries, as nacks
     tracebacks = [r for r in handler.records if r.exc_info and isinstance(r.exc_info[1], RuntimeError)]
