@@ -38,6 +38,13 @@ TRENDING_TTL_S = int(timedelta(days=9).total_seconds())  # a week window back fr
 TRENDING_WINDOW_DAYS = {"day": 1, "week": 7}
 AWAITING_TTL_S = int(timedelta(days=14).total_seconds())  # a paper the fetcher never finds stops being waited for
 SYNCED = (str(Stream.SUBSCRIPTIONS), str(Stream.FEEDBACK))
+# KEYS[1] the subscription, the rest what the classifier keeps for it: deleted only while the subscription is.
+_DELETE_IF_GONE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local n = 0
+for i = 2, #KEYS do n = n + redis.call('DEL', KEYS[i]) end
+return n
+"""
 
 
 class ClassifierState:
@@ -177,19 +184,24 @@ class ClassifierState:
         store = SubscriptionStore(self.redis)
         for subscription in await store.active():
             await self.refresh(subscription, reuse=True)
-        await self._forget_deleted(store)
+        await self._forget_deleted()
         self.loaded = True
 
-    async def _forget_deleted(self, store: SubscriptionStore) -> None:
+    async def _forget_deleted(self) -> None:
         """Drop stored models and ratings of subscriptions deleted while no replica was running (``sync`` drops
-        those deleted later): nothing else would ever remove them."""
-        stale: list[str] = []
-        async for key in self.redis.scan_iter(match="classifier:model:*", count=1000):
-            name = _text(key).removeprefix("classifier:model:").removesuffix(":inputs")
-            if name not in stale and await store.get(name) is None:
-                stale.append(name)
-        for subscription_id in stale:
-            await self.redis.delete(*_owned_keys(subscription_id))
+        those deleted later): nothing else would ever remove them. One script per id re-checks that the
+        subscription is still absent, so one re-created meanwhile under the same id keeps its keys."""
+        names: set[str] = set()
+        for prefix in ("classifier:model:", "classifier:feedback:"):
+            async for key in self.redis.scan_iter(match=f"{prefix}*", count=1000):
+                names.add(_text(key).removeprefix(prefix).removesuffix(":inputs"))
+        ordered = sorted(names)
+        for start in range(0, len(ordered), 1000):  # pipelined: one round trip per thousand subscriptions
+            pipe = self.redis.pipeline(transaction=False)
+            for subscription_id in ordered[start : start + 1000]:
+                keys = [f"subscription:{subscription_id}", *_owned_keys(subscription_id)]
+                pipe.eval(_DELETE_IF_GONE, len(keys), *keys)
+            await pipe.execute()
 
     async def sync(self) -> list[str]:
         """Apply the subscription changes and ratings published since this replica last looked (by any api,

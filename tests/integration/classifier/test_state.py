@@ -95,6 +95,7 @@ async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_pat
     stored = {s: await redis.get(f"classifier:model:{s}") for s in ("cl", "cv", "gone")}
     assert all(stored.values())
     await subs.delete("gone")  # while no replica runs: no sync sees it
+    await redis.hset("classifier:feedback:never-fitted", papers[47].id, "like")  # ratings of a deleted one, no model
 
     for v in vectors[40:]:  # the background moves while the replica is down: a fit now gives another model
         await first.add_background(v)
@@ -110,6 +111,8 @@ async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_pat
     assert await redis.get("classifier:model:cv") != stored["cv"]
     assert "gone" not in restarted.profiles
     assert not await redis.exists("classifier:model:gone", "classifier:model:gone:inputs", "classifier:feedback:gone")
+    assert not await redis.exists("classifier:feedback:never-fitted")
+    assert await redis.exists("classifier:model:cv:inputs", "classifier:feedback:cv") == 2  # live ones keep theirs
     # The reused model is calibrated on today's background, and a fit on it would differ: the reuse is real.
     fresh = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
     await redis.delete("classifier:model:cl:inputs")
