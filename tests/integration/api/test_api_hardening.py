@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,6 +23,18 @@ class Dies(Exception):
     """The worker is killed or its connection lost at this point."""
 
 
+@contextlib.contextmanager
+def redis_command_replaced(redis: aioredis.Redis, name: str, replacement: Any) -> Iterator[None]:
+    """``redis.<name>`` is ``replacement`` inside the block (the crash point under test), the real one after it;
+    the ``Dies`` it raises ends the block as the killed worker would end."""
+    setattr(redis, name, replacement)
+    try:
+        with contextlib.suppress(Dies):
+            yield
+    finally:
+        delattr(redis, name)
+
+
 async def test_failed_auth_counter_always_expires(redis: aioredis.Redis) -> None:
     """INCR and EXPIRE used to be two calls: a failure between them left a counter that blocked forever."""
     limiter = AuthLimiter(redis, limit=3, window_s=60)
@@ -28,12 +42,8 @@ async def test_failed_auth_counter_always_expires(redis: aioredis.Redis) -> None
     async def lost(*_args: Any, **_kwargs: Any) -> None:
         raise Dies("connection lost")
 
-    redis.expire = lost  # type: ignore[method-assign]
-    try:
+    with redis_command_replaced(redis, "expire", lost):
         await limiter.failed("10.0.0.1")
-    except Dies:
-        pass
-    del redis.expire
     assert 0 < await redis.ttl("api:authfail:10.0.0.1") <= 60
 
     # a counter left without expiry by the old code is given one at the next failure
@@ -63,12 +73,8 @@ async def test_feed_secret_survives_a_crash_between_its_two_keys(redis: aioredis
         return await real_set(*args, **kwargs)
 
     feeds = FeedSecrets(redis)
-    redis.set = dies_on_second_set  # type: ignore[method-assign]
-    try:
+    with redis_command_replaced(redis, "set", dies_on_second_set):
         await feeds.get_or_create("sub1")
-    except Dies:
-        pass
-    del redis.set
     secret = await feeds.get_or_create("sub1")
     assert await feeds.subscription_for(secret) == "sub1"
     assert await feeds.get_or_create("sub1") == secret
