@@ -64,6 +64,11 @@ async def _watched(
     raise RuntimeError(f"{what}: kept changing during {UPSERT_TRIES} attempts")
 
 
+def reply_text(value: bytes | str) -> str:
+    """A Redis reply as text: the clients return bytes (vectors are binary), keys and ids are UTF-8 text."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def paper_key(paper_id: str) -> str:
     """Where a paper's JSON lives (``PaperStore``); the embedder reads its text fields there too."""
     return f"paper:{paper_id}"

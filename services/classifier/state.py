@@ -31,7 +31,7 @@ from services.classifier.profiles import build_profile, inputs_digest
 from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
 from shared.events import FeedbackGiven, MatchFound, PaperEmbedded, Stream, UpvotesChanged, entry_body
 from shared.paper import Paper
-from shared.storage import PaperStore, SubscriptionStore, claim_once, release_once
+from shared.storage import PaperStore, SubscriptionStore, claim_once, release_once, reply_text
 from shared.subscription import Subscription
 
 TRENDING_TTL_S = int(timedelta(days=9).total_seconds())  # a week window back from any day still listed
@@ -87,7 +87,7 @@ class ClassifierState:
         pipe = self.redis.pipeline(transaction=False)
         for paper_id in paper_ids:
             pipe.smembers(_awaiting_key(paper_id))
-        return sorted({_text(member) for members in await pipe.execute() for member in members})
+        return sorted({reply_text(member) for members in await pipe.execute() for member in members})
 
     async def done_waiting(self, paper_ids: list[str]) -> None:
         if paper_ids:
@@ -124,9 +124,8 @@ class ClassifierState:
             await self.remove(subscription.id)
             return None
         store = PaperStore(self.redis)
-        ratings = {
-            _text(k): _text(v) for k, v in (await self.redis.hgetall(f"classifier:feedback:{subscription.id}")).items()
-        }
+        stored_ratings = await self.redis.hgetall(f"classifier:feedback:{subscription.id}")
+        ratings = {reply_text(k): reply_text(v) for k, v in stored_ratings.items()}
         liked_ids = list(dict.fromkeys([*subscription.liked, *(p for p, lab in ratings.items() if lab == "like")]))
         disliked_ids = [
             p
@@ -156,7 +155,7 @@ class ClassifierState:
             {p: vectors[p] for p in liked_ids if p in vectors},
             {p: vectors[p] for p in disliked_ids if p in vectors},
         )
-        fitted = warm if reuse and stored_inputs is not None and _text(stored_inputs) == inputs else None
+        fitted = warm if reuse and stored_inputs is not None and reply_text(stored_inputs) == inputs else None
         background = await self.background()
         profile = await asyncio.to_thread(
             build_profile, subscription, interests, seeds, liked, disliked, background, warm, fitted
@@ -177,7 +176,7 @@ class ClassifierState:
         first, so a change made while loading is applied again by ``sync`` rather than missed)."""
         for stream in SYNCED:
             last = await self.redis.xrevrange(stream, "+", "-", count=1)
-            self._seen[stream] = _text(last[0][0]) if last else "0-0"
+            self._seen[stream] = reply_text(last[0][0]) if last else "0-0"
         self._synced_at = time.monotonic()
         async with self._scoring:
             self.profiles, self._scorer = {}, None
@@ -194,7 +193,7 @@ class ClassifierState:
         names: set[str] = set()
         for prefix in ("classifier:model:", "classifier:feedback:"):
             async for key in self.redis.scan_iter(match=f"{prefix}*", count=1000):
-                names.add(_text(key).removeprefix(prefix).removesuffix(":inputs"))
+                names.add(reply_text(key).removeprefix(prefix).removesuffix(":inputs"))
         ordered = sorted(names)
         for start in range(0, len(ordered), 1000):  # pipelined: one round trip per thousand subscriptions
             pipe = self.redis.pipeline(transaction=False)
@@ -212,9 +211,9 @@ class ClassifierState:
         changed: set[str] = set()
         while reply := await self.redis.xread(dict(self._seen), count=500):
             for stream, entries in reply:
-                name = _text(stream)
+                name = reply_text(stream)
                 for entry_id, fields in entries:
-                    self._seen[name] = _text(entry_id)
+                    self._seen[name] = reply_text(entry_id)
                     body = entry_body(fields) or {}
                     if not isinstance(body.get("subscription_id"), str):
                         continue  # not an event: its consumer group dead-letters it
@@ -358,10 +357,6 @@ class ClassifierState:
 
 def _awaiting_key(paper_id: str) -> str:
     return f"classifier:awaiting:{paper_id}"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _model_key(subscription_id: str) -> str:

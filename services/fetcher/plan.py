@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 import redis.asyncio as aioredis
 import structlog
 
+from shared.storage import reply_text
 from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("paperwire.fetcher.plan")
@@ -66,7 +67,7 @@ class SourceState:
     @classmethod
     def from_hash(cls, fields: Mapping[bytes | str, bytes | str]) -> SourceState:
         """Parse the stored hash (bytes from redis-py); a missing or empty hash is a source never polled."""
-        data = {_text(k): _text(v) for k, v in fields.items()}
+        data = {reply_text(k): reply_text(v) for k, v in fields.items()}
 
         def when(name: str) -> datetime | None:
             return datetime.fromisoformat(data[name]) if data.get(name) else None
@@ -200,10 +201,6 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 # ---- Redis edge --------------------------------------------------------------------------------------------------
 
 
@@ -241,7 +238,7 @@ class SourceSchedule:
         held: dict[str, Claim] = {}
         for key, value, ttl_ms in zip(keys, replies[::2], replies[1::2], strict=True):
             if value is not None and ttl_ms > 0:
-                holder = _text(value).rsplit("|", 1)[0]
+                holder = reply_text(value).rsplit("|", 1)[0]
                 held[key] = Claim(holder, now + timedelta(milliseconds=ttl_ms))
         return held
 

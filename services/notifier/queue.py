@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from services.notifier.jobs import DeliveryJob
 from shared.events import Stream, entry_body
+from shared.storage import reply_text
 
 JOBS = "notifier:jobs"
 TARGETS = "notifier:targets"
@@ -44,10 +45,6 @@ return tostring(due)
 
 def _queue(target_key: str) -> str:
     return f"notifier:q:{target_key}"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class DeliveryQueue:
@@ -91,14 +88,14 @@ class DeliveryQueue:
             await self.refresh(target_key)
 
     async def due_targets(self, now: float, limit: int = 200) -> list[str]:
-        return [_text(t) for t in await self.redis.zrangebyscore(TARGETS, "-inf", now, start=0, num=limit)]
+        return [reply_text(t) for t in await self.redis.zrangebyscore(TARGETS, "-inf", now, start=0, num=limit)]
 
     async def postpone_target(self, target_key: str, until: float) -> None:
         """A target with no free slot (here; a webhook: in any replica): look at it again later, not every tick."""
         await self.redis.zadd(TARGETS, {target_key: until}, xx=True)
 
     async def lease(self, target_key: str, now: float, lease_until: float, count: int) -> list[DeliveryJob]:
-        ids = [_text(i) for i in await self._lease(keys=[_queue(target_key)], args=[now, lease_until, count])]
+        ids = [reply_text(i) for i in await self._lease(keys=[_queue(target_key)], args=[now, lease_until, count])]
         await self.refresh(target_key)
         if not ids:
             return []

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from shared.storage import reply_text
 from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("paperwire.notifier")
@@ -80,10 +81,6 @@ def slots_key(target_key: str) -> str:
     return f"notifier:slots:{target_key}"
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class EndpointSlots:
     """A distributed counting semaphore per endpoint; every process (and every worker) makes its own."""
 
@@ -101,7 +98,7 @@ class EndpointSlots:
             return []
         tokens = [f"{self.holder}:{uuid.uuid4().hex[:16]}" for _ in range(want)]
         granted = await self._acquire(keys=[slots_key(target_key)], args=[limit, self.lease_ms, *tokens])
-        return [_text(token) for token in granted]
+        return [reply_text(token) for token in granted]
 
     async def release(self, target_key: str, *tokens: str) -> None:
         if tokens:
