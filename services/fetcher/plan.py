@@ -18,7 +18,6 @@ without letting it lapse under a slow poll (an OAI harvest at one page per 3 s c
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -29,7 +28,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from shared.storage import reply_text
-from shared.tasks import cancel_and_wait
+from shared.tasks import lease_kept
 
 log = structlog.get_logger("paperwire.fetcher.plan")
 
@@ -280,26 +279,10 @@ class SourceSchedule:
         if not await self.try_claim(key):
             yield False
             return
-        renewer = asyncio.create_task(self._keep(key))
-        try:
+        async with lease_kept(
+            lambda: self.renew(key), lambda: self.release(key), self.lease_s / 3, "poll claim", source=key
+        ):
             yield True
-        finally:
-            # Shielded as one: a second cancel must not skip the release while the renewer goes on extending it.
-            await asyncio.shield(self._stop_and_release(renewer, key))
-
-    async def _stop_and_release(self, renewer: asyncio.Task[None], key: str) -> None:
-        await cancel_and_wait(renewer)
-        await self.release(key)
-
-    async def _keep(self, key: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            try:
-                if not await self.renew(key):
-                    log.warning("poll_claim_lost", source=key, lease_s=self.lease_s)
-                    return
-            except Exception as exc:  # noqa: BLE001 - a renewer that stopped silently would let the claim lapse
-                log.warning("poll_claim_renew_failed", source=key, error=str(exc)[:500])
 
     async def mark_started(self, key: str, started: datetime) -> None:
         await self.redis.hset(

@@ -26,14 +26,13 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from shared.storage import reply_text
-from shared.tasks import cancel_and_wait
+from shared.tasks import lease_kept
 
 log = structlog.get_logger("paperwire.notifier")
 
@@ -121,27 +120,13 @@ class EndpointSlots:
         except (RedisError, OSError) as exc:
             log.warning("slot_release_failed", target=target_key, error=str(exc)[:500])
 
-    @contextlib.asynccontextmanager
-    async def hold(self, target_key: str, token: str) -> AsyncIterator[None]:
+    def hold(self, target_key: str, token: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Keep the slot ``token`` for as long as the block runs (renewing its lease), then give it back."""
-        task = asyncio.create_task(self._keep(target_key, token), name=f"slot:{target_key}")
-        try:
-            yield
-        finally:
-            # Shielded as one: a second cancel (shutdown repeats them) must not stop the release half-way, or the
-            # renewer would go on extending a slot nobody uses.
-            await asyncio.shield(self._stop_and_release(task, target_key, token))
-
-    async def _stop_and_release(self, renewer: asyncio.Task[None], target_key: str, token: str) -> None:
-        await cancel_and_wait(renewer)  # redis-py may swallow a single cancel (see shared/tasks.py)
-        await self.give_back(target_key, token)
-
-    async def _keep(self, target_key: str, token: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            try:
-                if not await self.renew(target_key, token):
-                    log.warning("slot_lease_lost", target=target_key, token=token)
-                    return
-            except Exception as exc:  # noqa: BLE001 - try again next beat; two missed beats still leave a third
-                log.warning("slot_renew_failed", target=target_key, error=str(exc)[:500])
+        return lease_kept(
+            lambda: self.renew(target_key, token),
+            lambda: self.give_back(target_key, token),
+            self.lease_s / 3,
+            "webhook slot",
+            target=target_key,
+            token=token,
+        )
