@@ -28,20 +28,28 @@ UPSERT_TRIES = 50
 DELETED_TTL_S = 7 * 24 * 3600
 T = TypeVar("T")
 
-# A vector with the stream entry it came from, unless one from a later entry is stored (ids compared as ms, seq).
-_SET_VECTOR_IF_NOT_OLDER = """
-local stored = redis.call('HGET', KEYS[2], ARGV[1])
-if stored then
-  local sm, ss = string.match(stored, '^(%d+)-(%d+)$')
-  local nm, ns = string.match(ARGV[3], '^(%d+)-(%d+)$')
-  if sm and nm then
-    sm, ss, nm, ns = tonumber(sm), tonumber(ss), tonumber(nm), tonumber(ns)
-    if nm < sm or (nm == sm and ns < ss) then return 0 end
+# Vectors with the stream entries they came from, each unless one from a later entry is stored (ids compared as
+# ms, seq). ARGV holds (paper id, vector bytes, entry id) triples; the reply says which were written.
+_SET_VECTORS_IF_NOT_OLDER = """
+local written = {}
+for i = 1, #ARGV, 3 do
+  local ok = 1
+  local stored = redis.call('HGET', KEYS[2], ARGV[i])
+  if stored then
+    local sm, ss = string.match(stored, '^(%d+)-(%d+)$')
+    local nm, ns = string.match(ARGV[i + 2], '^(%d+)-(%d+)$')
+    if sm and nm then
+      sm, ss, nm, ns = tonumber(sm), tonumber(ss), tonumber(nm), tonumber(ns)
+      if nm < sm or (nm == sm and ns < ss) then ok = 0 end
+    end
   end
+  if ok == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+  end
+  written[#written + 1] = ok
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-return 1
+return written
 """
 
 
@@ -109,16 +117,26 @@ class PaperStore:
         return await _watched(self.redis, key, step, f"paper {paper.id}")
 
     async def set_vector(self, space: str, paper_id: str, vector: np.ndarray, entry_id: str | None = None) -> None:
-        """With ``entry_id`` (the papers.parsed stream entry ``<ms>-<seq>`` the vector comes from), write only when
-        no vector from a later entry is stored, so a retried older event never overwrites a newer one's vector.
-        One script, so atomic, in a pipeline too; the entry ids live in the hash ``vectors:{space}:entry``."""
-        data = np.asarray(vector, dtype="<f2").tobytes()
+        """One vector; with ``entry_id``, as :meth:`set_vectors` does."""
         if entry_id is None:
-            await self.redis.hset(f"vectors:{space}", paper_id, data)
+            await self.redis.hset(f"vectors:{space}", paper_id, np.asarray(vector, dtype="<f2").tobytes())
             return
-        await self.redis.eval(
-            _SET_VECTOR_IF_NOT_OLDER, 2, f"vectors:{space}", f"vectors:{space}:entry", paper_id, data, entry_id
-        )
+        await self.set_vectors(space, [(paper_id, vector, entry_id)])
+
+    async def set_vectors(self, space: str, rows: list[tuple[str, np.ndarray, str]]) -> list[bool]:
+        """Each (paper id, vector, papers.parsed entry id ``<ms>-<seq>`` it comes from) written only when no vector
+        from a later entry is stored, so a retried older event never overwrites a newer one's vector. One script
+        for the whole batch (atomic, one round trip); the entry ids live in the hash ``vectors:{space}:entry``.
+        Returns which rows were written."""
+        if not rows:
+            return []
+        args = [
+            value
+            for paper_id, vector, entry_id in rows
+            for value in (paper_id, np.asarray(vector, dtype="<f2").tobytes(), entry_id)
+        ]
+        flags = await self.redis.eval(_SET_VECTORS_IF_NOT_OLDER, 2, f"vectors:{space}", f"vectors:{space}:entry", *args)
+        return [bool(flag) for flag in flags]
 
     async def get_vectors(self, space: str, paper_ids: list[str]) -> dict[str, np.ndarray]:
         if not paper_ids:
@@ -228,6 +246,20 @@ class SubscriptionStore:
 async def claim_once(redis: aioredis.Redis, key: str, ttl_s: int = 90 * 24 * 3600) -> bool:
     """True the first time ``key`` is claimed: the idempotency guard for side effects (emails, webhooks)."""
     return bool(await redis.set(f"once:{key}", "1", nx=True, ex=ttl_s))
+
+
+_SET_MARKERS = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'EX', ARGV[1])
+end
+return #KEYS
+"""
+
+
+async def set_markers(redis: aioredis.Redis, keys: list[str], ttl_s: int) -> None:
+    """Set many expiring ``1`` markers in one command: a thousand SETs of a batch cost more to send than to run."""
+    if keys:
+        await redis.eval(_SET_MARKERS, len(keys), *keys, ttl_s)
 
 
 async def release_once(redis: aioredis.Redis, key: str) -> None:

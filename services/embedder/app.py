@@ -13,10 +13,10 @@ from faststream.redis import RedisRouter
 from services.embedder.batch import carried_ids, done_key, embedded_events, is_current, plan_batch
 from services.embedder.model import LazyEmbedder, check_model
 from services.embedder.settings import EmbedderSettings
-from shared.consumer import bury_rejected, make_router, order_id, subscriber
+from shared.consumer import bury_rejected, make_router, order_id, publish_all, subscriber
 from shared.events import Stream
 from shared.runtime import DEFAULT_REDIS_URL, create_service_app
-from shared.storage import PaperStore, paper_key
+from shared.storage import PaperStore, paper_key, set_markers
 
 SERVICE = "embedder"
 DONE_TTL_S = 7 * 24 * 3600
@@ -47,10 +47,7 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
             stale = [item for item, ok in zip(items, current, strict=True) if not ok]
             items = [item for item, ok in zip(items, current, strict=True) if ok]
         if stale:
-            pipe = redis.pipeline(transaction=False)
-            for item in stale:
-                pipe.set(done_key(item.event.event_id), "1", ex=DONE_TTL_S)
-            await pipe.execute()
+            await set_markers(redis, [done_key(item.event.event_id) for item in stale], DONE_TTL_S)
             log.info("stale_text_skipped", papers=[item.event.paper.id for item in stale])
         if not items:
             return
@@ -60,22 +57,19 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
         vectors = await asyncio.to_thread(embedder.embed_many, texts, None, carried)
         manifest = embedder.manifest
         entry_ids, entries = message.raw_message["message_ids"], message.raw_message["data"]
-        pipe = redis.pipeline(transaction=False)
-        store = PaperStore(pipe)
-        for item, vector in zip(items, vectors, strict=True):
-            # a replayed dead letter is ordered by its original entry, so it never overwrites a newer version
-            version = order_id(entry_ids[item.index], entries[item.index])
-            await store.set_vector(manifest.space, item.event.paper.id, vector, version)
-        written = await pipe.execute()
+        # a replayed dead letter is ordered by its original entry, so it never overwrites a newer version
+        rows = [
+            (item.event.paper.id, vector, order_id(entry_ids[item.index], entries[item.index]))
+            for item, vector in zip(items, vectors, strict=True)
+        ]
+        written = await PaperStore(redis).set_vectors(manifest.space, rows)
         # An event older than the stored vector's (a replayed old version) is not news: the newer one was scored.
         current = [i for i, flag in enumerate(written) if flag]
         kept = [items[i] for i in current]
-        for event in embedded_events(kept, vectors[current], manifest, settings.vector_dtype):
-            await embedded.publish(event)
-        pipe = redis.pipeline(transaction=False)
-        for item in items:
-            pipe.set(done_key(item.event.event_id), "1", ex=DONE_TTL_S)
-        await pipe.execute()
+        await publish_all(
+            redis, embedded, list(embedded_events(kept, vectors[current], manifest, settings.vector_dtype))
+        )
+        await set_markers(redis, [done_key(item.event.event_id) for item in items], DONE_TTL_S)
         log.info(
             "batch_embedded",
             embedded=len(items),

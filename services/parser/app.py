@@ -24,7 +24,7 @@ from services.parser.ingest import (
 from services.parser.parse import parse_document
 from services.parser.settings import ParserSettings
 from services.parser.tokens import open_tokenizer
-from shared.consumer import dead_letter, make_router, subscriber
+from shared.consumer import dead_letter, make_router, publish_all, subscriber
 from shared.events import RawPapers, Stream
 from shared.runtime import DEFAULT_REDIS_URL, create_service_app
 from shared.storage import PaperStore
@@ -72,10 +72,8 @@ def build_router(settings: ParserSettings) -> RedisRouter:
                 await save_plan(redis, event.event_id, report, plan_ttl_s)
         await commit(report, store)
         restamped = await restamp(report, store)
-        for parsed_event in report.events:
-            await parsed.publish(parsed_event)
-        for moved in report.trending:
-            await trending.publish(moved)
+        await publish_all(redis, parsed, report.events)
+        await publish_all(redis, trending, report.trending)
         if report.events or report.trending:
             await forget_plan(redis, event.event_id)
         log.info(

@@ -130,10 +130,12 @@ async def test_an_older_entry_never_overwrites_a_newer_entrys_vector(redis: aior
     await store.set_vector(SPACE, "p1", older, "1764000000000-2")
     await store.set_vector(SPACE, "p1", older, "999999999999-9")  # fewer digits, still older
     np.testing.assert_array_equal((await store.get_vectors(SPACE, ["p1"]))["p1"], newer)
-    pipe = redis.pipeline(transaction=False)  # as the service writes: queued in a pipeline
-    await PaperStore(pipe).set_vector(SPACE, "p1", older, "1764000000000-4")
-    await pipe.execute()
-    np.testing.assert_array_equal((await store.get_vectors(SPACE, ["p1"]))["p1"], older)
+    # as the service writes: a batch in one call, each row judged against what the rows before it stored
+    rows = [("p1", older, "1764000000000-4"), ("p2", newer, "1764000000000-1"), ("p1", newer, "1764000000000-2")]
+    assert await store.set_vectors(SPACE, rows) == [True, True, False]
+    stored = await store.get_vectors(SPACE, ["p1", "p2"])
+    np.testing.assert_array_equal(stored["p1"], older)
+    np.testing.assert_array_equal(stored["p2"], newer)
     assert await redis.hget(f"vectors:{SPACE}:entry", "p1") == b"1764000000000-4"
 
 

@@ -20,6 +20,7 @@ from services.parser.ingest import ingest, plan_key
 from services.parser.parse import parse_document
 from services.parser.settings import ParserSettings
 from services.parser.tokens import PaperTokenizer
+from shared import consumer
 from shared.events import PaperParsed, RawPapers, Stream, UpvotesChanged
 from shared.runtime import ServiceDef, build_app
 from shared.storage import PaperStore
@@ -114,6 +115,8 @@ def fail_publish_once(monkeypatch: pytest.MonkeyPatch, stream: str, nth: int = 1
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(StreamPublisher, "publish", flaky)
+    # one event per round trip, so the publishes before the nth have gone out when it fails
+    monkeypatch.setattr(consumer, "PUBLISH_CHUNK", 1)
     return failed
 
 

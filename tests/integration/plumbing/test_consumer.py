@@ -16,7 +16,8 @@ from faststream import Context
 from faststream.redis import RedisBroker
 from pydantic import BaseModel
 
-from shared.consumer import dead_letter, ensure_group, make_router, replay_dead, subscriber
+from shared import consumer
+from shared.consumer import dead_letter, ensure_group, make_router, publish_all, replay_dead, subscriber
 from shared.settings import ServiceSettings
 
 STREAM = "test.jobs"
@@ -339,3 +340,29 @@ async def test_batch_skips_only_the_entries_replayed_for_another_group(redis: ai
         await wait_for(done)
     # one read of the three entries; the replay for GROUP is acked unseen, bodies and ids stay aligned
     assert batches == [([1, 2], [first, last])]
+
+
+async def test_publish_all_sends_every_event_in_order_across_chunks(redis: aioredis.Redis, clean_redis: str) -> None:
+    """More events than one pipelined chunk: a FastStream subscriber receives every one, decoded, in order."""
+    out = "test.out"
+    count = 2 * consumer.PUBLISH_CHUNK + 3
+    router = make_router(GROUP, fast_settings())
+    publisher = router.publisher(stream=out)
+    received: list[int] = []
+
+    @router.subscriber(stream=out)
+    async def collect(job: Job) -> None:
+        received.append(job.n)
+
+    broker = RedisBroker(clean_redis)
+    broker.include_router(router)
+    async with broker:
+        await broker.start()
+        await publish_all(redis, publisher, [Job(event_id=f"e{i}", n=i) for i in range(count)])
+
+        async def all_received() -> bool:
+            return len(received) >= count
+
+        await wait_for(all_received)
+    assert received == list(range(count))
+    assert await redis.xlen(out) == count
