@@ -262,6 +262,20 @@ async def set_markers(redis: aioredis.Redis, keys: list[str], ttl_s: int) -> Non
         await redis.eval(_SET_MARKERS, len(keys), *keys, ttl_s)
 
 
+CLAIM_CHUNK = 1000  # claims per round trip
+
+
+async def claim_many(redis: aioredis.Redis, keys: list[str], ttl_s: int = 90 * 24 * 3600) -> list[bool]:
+    """:func:`claim_once` for many keys, pipelined: a scored batch claims one key per match, thousands at scale."""
+    claimed: list[bool] = []
+    for start in range(0, len(keys), CLAIM_CHUNK):
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys[start : start + CLAIM_CHUNK]:
+                pipe.set(f"once:{key}", "1", nx=True, ex=ttl_s)
+            claimed += [bool(reply) for reply in await pipe.execute()]
+    return claimed
+
+
 async def release_once(redis: aioredis.Redis, key: str) -> None:
     """Undo a claim whose side effect failed, so a retry may try again."""
     await redis.delete(f"once:{key}")

@@ -13,7 +13,7 @@ from faststream.redis import RedisRouter
 from services.classifier.embedding import DIMS, MODEL_ID
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
-from shared.consumer import bury_rejected, make_router, parse_batch, subscriber
+from shared.consumer import PUBLISH_CHUNK, bury_rejected, make_router, parse_batch, publish_all, subscriber
 from shared.events import (
     FeedbackGiven,
     FetchRequested,
@@ -45,13 +45,15 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
         resync_after_s=settings.retention_hours * 3600 / 2,
     )
 
-    async def publish_all(found: list[MatchFound]) -> None:
-        """Publish the matches; if one fails, release the claims of those not sent, so the retry sends them."""
-        for sent, match in enumerate(found):
+    async def publish_matches(found: list[MatchFound]) -> None:
+        """Publish the matches, a pipelined chunk at a time; if a chunk fails, release the claims of it and of those
+        after it, so the retry sends them. Part of a failed chunk may have gone out: the notifier claims each
+        delivery once, so a match published twice is delivered once."""
+        for start in range(0, len(found), PUBLISH_CHUNK):
             try:
-                await matches.publish(match)
+                await publish_all(redis, matches, found[start : start + PUBLISH_CHUNK])
             except Exception:
-                await state.unclaim(found[sent:])
+                await state.unclaim(found[start:])
                 raise
 
     @subscriber(
@@ -65,7 +67,7 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
         if events and state.space != events[0].manifest.space and not state.profiles:
             state.space = events[0].manifest.space  # follow the embedder's vector space
         found = await state.score_events(events)
-        await publish_all(found)
+        await publish_matches(found)
         arrived = [event.paper.id for event in events]
         refreshed = await state.waiting_for(arrived)
         for subscription_id in refreshed:
@@ -88,7 +90,7 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     @subscriber(router, Stream.TRENDING, service=SERVICE, settings=settings)
     async def on_trending(event: UpvotesChanged) -> None:
         found = await state.upvotes_changed(event)
-        await publish_all(found)
+        await publish_matches(found)
         log.info(
             "upvotes_changed",
             paper=event.paper_id,

@@ -31,7 +31,7 @@ from services.classifier.profiles import build_profile, inputs_digest
 from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
 from shared.events import FeedbackGiven, MatchFound, PaperEmbedded, Stream, UpvotesChanged, entry_body
 from shared.paper import Paper
-from shared.storage import PaperStore, SubscriptionStore, claim_once, release_once, reply_text
+from shared.storage import PaperStore, SubscriptionStore, claim_many, release_once, reply_text
 from shared.subscription import Subscription
 
 TRENDING_TTL_S = int(timedelta(days=9).total_seconds())  # a week window back from any day still listed
@@ -336,23 +336,20 @@ class ClassifierState:
             matches: list[Match] = await asyncio.to_thread(scorer.score, papers, vectors, trending=trending)
             subscriptions = {m.subscription_id: scorer.subscription(m.subscription_id) for m in matches}
         by_id = {p.id: p for p in papers}
-        out = []
-        for match in matches:
-            sub = subscriptions[match.subscription_id]
-            if match.paper_id in sub.seed_papers:
-                continue
-            if await claim_once(self.redis, _match_key(match.subscription_id, match.paper_id)):
-                out.append(
-                    MatchFound(
-                        subscription_id=sub.id,
-                        owner=sub.owner,
-                        paper=by_id[match.paper_id],
-                        score=match.score,
-                        reasons=match.reasons,
-                        trending_rank=match.trending_rank,
-                    )
-                )
-        return out
+        news = [m for m in matches if m.paper_id not in subscriptions[m.subscription_id].seed_papers]
+        claimed = await claim_many(self.redis, [_match_key(m.subscription_id, m.paper_id) for m in news])
+        return [
+            MatchFound(
+                subscription_id=match.subscription_id,
+                owner=subscriptions[match.subscription_id].owner,
+                paper=by_id[match.paper_id],
+                score=match.score,
+                reasons=match.reasons,
+                trending_rank=match.trending_rank,
+            )
+            for match, first in zip(news, claimed, strict=True)
+            if first
+        ]
 
 
 def _awaiting_key(paper_id: str) -> str:

@@ -16,9 +16,10 @@ from faststream import Context
 from faststream.redis import RedisBroker
 from pydantic import BaseModel
 
-from shared import consumer
+from shared import consumer, storage
 from shared.consumer import dead_letter, ensure_group, make_router, publish_all, replay_dead, subscriber
 from shared.settings import ServiceSettings
+from shared.storage import claim_many, claim_once
 
 STREAM = "test.jobs"
 GROUP = "worker"
@@ -366,3 +367,14 @@ async def test_publish_all_sends_every_event_in_order_across_chunks(redis: aiore
         await wait_for(all_received)
     assert received == list(range(count))
     assert await redis.xlen(out) == count
+
+
+async def test_claim_many_claims_each_key_once_across_chunks(redis: aioredis.Redis) -> None:
+    """What a redelivered batch relies on: a key claimed before (alone or in an earlier chunk) is not claimed again,
+    and a key twice in one call is claimed by its first occurrence only."""
+    keys = [f"test-claim:{i}" for i in range(storage.CLAIM_CHUNK + 5)]
+    assert await claim_once(redis, keys[3])
+    claimed = await claim_many(redis, [*keys, keys[0]])
+    assert claimed == [i != 3 for i in range(len(keys))] + [False]
+    assert await claim_many(redis, keys[-2:]) == [False, False]
+    assert 0 < await redis.ttl(f"once:{keys[-1]}") <= 90 * 24 * 3600
