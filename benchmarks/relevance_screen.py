@@ -226,6 +226,7 @@ def collect(
     draws: int = 5,
     smooth: tuple[int, float] | None = None,
     dataset: Path = DATASET,
+    holdout: bool = False,
 ) -> dict[str, np.ndarray]:
     papers = load_dataset(dataset)
     embed_cached([p.text for p in papers], cache, None)
@@ -239,6 +240,10 @@ def collect(
         if smooth:
             x_history, x_new = smoothed(x_history, x_new, *smooth)
         ranker = SeedRanker(background=x_history)
+        if holdout:  # the leave-one-out fits see one half of the background, and are judged on the other
+            order = np.random.default_rng(1000 + fold_no).permutation(len(x_history))
+            fit_half, judge_half = x_history[order[::2]], x_history[order[1::2]]
+            half_fits = candidates(SeedRanker(background=fit_half), list(PRODUCTION))
         lexical = [name for name in names if name.startswith("tfidf")]
         fits = candidates(ranker, [name for name in names if name not in lexical])
         if lexical:
@@ -279,6 +284,20 @@ def collect(
                     )
                     rows.setdefault(f"{name}:loo_pos", []).append(np.array(loo_pos, np.float32))
                     rows.setdefault(f"{name}:loo_others", []).append(np.array(loo_others, np.float32))
+                if holdout:
+                    unit = pos / np.linalg.norm(pos, axis=1, keepdims=True)
+                    judged = judge_half[
+                        (judge_half @ unit.T).max(axis=1) <= DUPLICATE_COS * np.linalg.norm(judge_half, axis=1)
+                    ]
+                    for name, fit in half_fits.items():
+                        start = fit(pos)
+                        loo_pos, loo_others = [], []
+                        for i in held:
+                            model = fit(np.delete(pos, i, axis=0), warm=start, steps=LOO_STEPS)
+                            loo_pos.append(model.logits(pos[i : i + 1])[0])
+                            loo_others.append(model.logits(judged))
+                        rows.setdefault(f"{name}_hb:loo_pos", []).append(np.array(loo_pos, np.float32))
+                        rows.setdefault(f"{name}_hb:loo_others", []).append(np.array(loo_others, np.float32))
                 for name, fit in fits.items():
                     full = fit(pos)
                     loo_pos, loo_others, jack = [], [], 0.0
@@ -293,6 +312,10 @@ def collect(
                     rows.setdefault(f"{name}:loo_pos", []).append(np.array(loo_pos, np.float32))
                     rows.setdefault(f"{name}:loo_others", []).append(np.array(loo_others, np.float32))
         print(f"fold {fold_no} done", file=sys.stderr, flush=True)
+    if holdout:  # the held-out-background kinds score with the production (full background) models
+        for name in PRODUCTION:
+            for field in ("new", "bg"):
+                rows[f"{name}_hb:{field}"] = rows[f"{name}:{field}"]
     return {key: _objects(value) for key, value in rows.items()}
 
 
@@ -472,6 +495,8 @@ def rule_table(have: set[str]) -> dict[str, Rule]:
         transformed = [f"{k}_{tag}" for k in PRODUCTION]
         table[f"choice of the three {tag}"] = choice_rule(transformed)
         table[f"choice of the three + the three {tag}"] = choice_rule([*PRODUCTION, *transformed])
+    if {f"{k}_hb" for k in PRODUCTION} <= have:
+        table["choice judged on a held-out half of the background"] = choice_rule([f"{k}_hb" for k in PRODUCTION])
     table["choice of the three + their pairs"] = choice_rule(
         [*PRODUCTION, "linear+maxent", "linear+centroid", "maxent+centroid"]
     )
@@ -542,6 +567,11 @@ def main() -> None:
     parser.add_argument("--candidates", default="linear,maxent,centroid")
     parser.add_argument("--per-category", help="npz files of the production kinds, joined by commas (any seeds)")
     parser.add_argument("--smooth", help="NEIGHBOURS,WEIGHT: database-side augmentation of every vector first")
+    parser.add_argument(
+        "--holdout-background",
+        action="store_true",
+        help="also store {kind}_hb: leave-one-out fits on half the background, judged on the other half",
+    )
     args = parser.parse_args()
     if args.rules:
         rules(args.rules)
@@ -553,7 +583,15 @@ def main() -> None:
     if args.smooth:
         neighbours, weight = args.smooth.split(",")
         smooth = (int(neighbours), float(weight))
-    data = collect(args.seed, args.cache, args.candidates.split(","), args.k, smooth=smooth, dataset=args.dataset)
+    data = collect(
+        args.seed,
+        args.cache,
+        args.candidates.split(","),
+        args.k,
+        smooth=smooth,
+        dataset=args.dataset,
+        holdout=args.holdout_background,
+    )
     if smooth:  # stored under their own names, so --rules compares them with the raw candidates
         data = {
             (f"{key.split(':')[0]}_s{args.smooth}:{key.split(':')[1]}" if ":" in key else key): v
