@@ -16,7 +16,6 @@ import asyncio
 import base64
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,15 +24,8 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.private_redis import positive, private_redis  # noqa: E402
 from services.classifier.state import ClassifierState, _owned_keys  # noqa: E402
-from shared.redis_server import EmbeddedRedis  # noqa: E402
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def share(text: str) -> float:
@@ -84,12 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscriptions", type=positive, default=100_000)
     parser.add_argument("--deleted", type=share, default=0.01, help="share deleted behind the classifier's back")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as data_dir:
-        server = EmbeddedRedis(Path(data_dir), appendfsync="no").start()
-        try:
-            result = asyncio.run(measure(server.url, args.subscriptions, args.deleted))
-        finally:
-            server.stop()
+    with private_redis() as url:
+        result = asyncio.run(measure(url, args.subscriptions, args.deleted))
     print(json.dumps(result))
     return 1 if result["wrongly_kept_or_removed"] else 0
 

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,22 +23,15 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.private_redis import positive, private_redis  # noqa: E402
 from shared.consumer import publish_all  # noqa: E402
 from shared.events import MatchFound, Stream  # noqa: E402
 from shared.logs import configure_logging  # noqa: E402
 from shared.paper import Paper  # noqa: E402
-from shared.redis_server import EmbeddedRedis  # noqa: E402
 from shared.runtime import make_broker  # noqa: E402
 from shared.storage import claim_many, claim_once  # noqa: E402
 
 LABELED = Path(__file__).resolve().parents[1] / "tests/fixtures/labeled/daily_arxiv_ai_enhanced"
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def matches(n: int) -> list[MatchFound]:
@@ -91,15 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("WARNING")
     found = matches(args.matches)
     times: dict[str, list[float]] = {"one_round_trip_each": [], "pipelined": []}
-    with tempfile.TemporaryDirectory() as data_dir:
-        server = EmbeddedRedis(Path(data_dir), appendfsync="no").start()
-        try:
-            for run in range(args.repeats):
-                for name in times:
-                    seconds = asyncio.run(one_way(server.url, found, name == "pipelined", f"{name}{run}"))
-                    times[name].append(round(seconds, 3))
-        finally:
-            server.stop()
+    with private_redis() as url:
+        for run in range(args.repeats):
+            for name in times:
+                seconds = asyncio.run(one_way(url, found, name == "pipelined", f"{name}{run}"))
+                times[name].append(round(seconds, 3))
     best = {name: min(values) for name, values in times.items()}
     print(
         json.dumps(

@@ -25,7 +25,6 @@ import json
 import os
 import pstats
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis.asyncio as aioredis  # noqa: E402
 
+from benchmarks.private_redis import positive, private_redis  # noqa: E402
 from services.embedder import app as embedder_app  # noqa: E402
 from services.embedder.settings import EmbedderSettings  # noqa: E402
 from services.parser.tokens import PaperTokenizer  # noqa: E402
@@ -44,7 +44,6 @@ from shared.embedding import compose_text, load_embedder  # noqa: E402
 from shared.events import PaperParsed, Stream  # noqa: E402
 from shared.logs import configure_logging  # noqa: E402
 from shared.paper import Paper  # noqa: E402
-from shared.redis_server import EmbeddedRedis  # noqa: E402
 from shared.runtime import make_broker  # noqa: E402
 from shared.storage import PaperStore  # noqa: E402
 
@@ -96,6 +95,13 @@ def loaded(embedder: Any) -> type:
     return Loaded
 
 
+async def all_handled(redis: aioredis.Redis) -> bool:
+    """Every entry of papers.parsed read by the embedder group and acked (published, skipped or dead-lettered)."""
+    last = (await redis.xinfo_stream(Stream.PARSED))["last-generated-id"]
+    group = next(g for g in await redis.xinfo_groups(Stream.PARSED) if g["name"] in (b"embedder", "embedder"))
+    return group["last-delivered-id"] == last and group["pending"] == 0
+
+
 async def run_once(url: str, events: list[PaperParsed], settings: EmbedderSettings, profile: bool) -> dict:
     redis = aioredis.Redis.from_url(url)
     await ensure_groups(redis)
@@ -115,27 +121,21 @@ async def run_once(url: str, events: list[PaperParsed], settings: EmbedderSettin
         if profiler:
             profiler.enable()
         await broker.start()
-        while True:
-            done = await redis.xlen(Stream.EMBEDDED) >= len(events)
-            if done and (await redis.xpending(Stream.PARSED, "embedder"))["pending"] == 0:
-                break
+        deadline = start + 600
+        while not await all_handled(redis):
+            if time.perf_counter() > deadline:
+                raise SystemExit("error: the embedder did not finish within 600 s")
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - start
         if profiler:
             profiler.disable()
+    published = await redis.xlen(Stream.EMBEDDED)
     dead = await redis.xlen(f"{Stream.PARSED}.dead")
     await redis.aclose()
     result = {"papers": len(events), "seconds": round(elapsed, 3), "papers_per_s": round(len(events) / elapsed, 1)}
-    if dead:
-        result["dead_lettered"] = dead
+    if published != len(events) or dead:
+        result |= {"published": published, "dead_lettered": dead}
     return result | ({"profile": profiler} if profiler else {})
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,15 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and name != args.only:
             continue
         embedder_app.LazyEmbedder = loaded(used)
-        with tempfile.TemporaryDirectory() as data_dir:
-            server = EmbeddedRedis(Path(data_dir)).start()
-            try:
-                url = server.url
-                run = asyncio.run(
-                    run_once(url, events, settings.model_copy(update={"redis_url": url}), bool(args.profile))
-                )
-            finally:
-                server.stop()
+        with private_redis() as url:
+            run = asyncio.run(run_once(url, events, settings.model_copy(update={"redis_url": url}), bool(args.profile)))
         profile = run.pop("profile", None)
         results[name] = run
         if profile and name == "ceiling":

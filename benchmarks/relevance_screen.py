@@ -244,6 +244,7 @@ def collect(
             order = np.random.default_rng(1000 + fold_no).permutation(len(x_history))
             fit_half, judge_half = x_history[order[::2]], x_history[order[1::2]]
             half_fits = candidates(SeedRanker(background=fit_half), list(PRODUCTION))
+            judge = SeedRanker(background=judge_half)
         lexical = [name for name in names if name.startswith("tfidf")]
         fits = candidates(ranker, [name for name in names if name not in lexical])
         if lexical:
@@ -285,10 +286,7 @@ def collect(
                     rows.setdefault(f"{name}:loo_pos", []).append(np.array(loo_pos, np.float32))
                     rows.setdefault(f"{name}:loo_others", []).append(np.array(loo_others, np.float32))
                 if holdout:
-                    unit = pos / np.linalg.norm(pos, axis=1, keepdims=True)
-                    judged = judge_half[
-                        (judge_half @ unit.T).max(axis=1) <= DUPLICATE_COS * np.linalg.norm(judge_half, axis=1)
-                    ]
+                    judged = judge.others(pos, pos[:0])
                     for name, fit in half_fits.items():
                         start = fit(pos)
                         loo_pos, loo_others = [], []
@@ -597,6 +595,8 @@ def main() -> None:
     if args.per_category:
         per_category(args.per_category)
         return
+    if args.holdout_background and not set(PRODUCTION) <= set(args.candidates.split(",")):
+        parser.error("--holdout-background scores with the production kinds: keep linear, maxent, centroid")
     smooth = None
     if args.smooth:
         neighbours, weight = args.smooth.split(",")

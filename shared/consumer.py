@@ -47,12 +47,13 @@ from faststream import BaseMiddleware
 from faststream.exceptions import NackMessage
 from faststream.message import StreamMessage
 from faststream.redis import RedisRouter, StreamSub
+from faststream.redis.publisher.usecase import StreamPublisher
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from shared.events import CONSUMER_GROUPS, dead_letter_stream
 from shared.settings import ServiceSettings
-from shared.storage import claim_once
+from shared.storage import PIPELINE_CHUNK, claim_once
 from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("paperwire.consumer")
@@ -185,22 +186,31 @@ async def dead_letter(
     return _decode(dead_id)
 
 
-PUBLISH_CHUNK = 512  # events per round trip: a 1024-paper embedder batch was 1024 XADD round trips
+class PublishError(RuntimeError):
+    """``publish_all`` failed: the events before ``unsent_from`` are out; any of the failing chunk may be too."""
+
+    def __init__(self, stream: str, unsent_from: int, cause: BaseException) -> None:
+        super().__init__(f"publishing to {stream} failed from event {unsent_from} on: {type(cause).__name__}: {cause}")
+        self.unsent_from = unsent_from
 
 
-async def publish_all(redis: aioredis.Redis, publisher: Any, events: Sequence[BaseModel]) -> None:
+async def publish_all(redis: aioredis.Redis, publisher: StreamPublisher, events: Sequence[BaseModel]) -> None:
     """Publish ``events`` in order through a FastStream stream publisher, pipelined: one round trip per chunk.
 
-    A handler that publishes a batch one ``await publish`` at a time spends most of its time waiting on Redis.
-    A failure raises as a single publish would: the handler fails and its entries are retried, and consumers
-    already drop an event id they handled.
+    A handler that awaited each publish spent most of a batch waiting on Redis. ``redis`` must be a client of the
+    broker's Redis (the pipeline runs there). Publisher middlewares see each message queued, not sent. A failure
+    raises :class:`PublishError`: the handler fails and its entries are retried (consumers drop an event id they
+    handled), and a caller that claimed events can release those from ``unsent_from`` on.
     """
-    stream = publisher.stream.name  # the property copies the stream spec on every read: once, not per event
-    for start in range(0, len(events), PUBLISH_CHUNK):
-        async with redis.pipeline(transaction=False) as pipe:
-            for event in events[start : start + PUBLISH_CHUNK]:
-                await publisher.publish(event, stream=stream, pipeline=pipe)
-            await pipe.execute()
+    stream = publisher.stream.name  # passed on: each read of the property copies the stream spec
+    for start in range(0, len(events), PIPELINE_CHUNK):
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for event in events[start : start + PIPELINE_CHUNK]:
+                    await publisher.publish(event, stream=stream, pipeline=pipe)
+                await pipe.execute()
+        except Exception as exc:
+            raise PublishError(stream, start, exc) from exc
 
 
 def _errors_key(stream: str, group: str) -> str:

@@ -47,13 +47,10 @@ def normalize_arxiv_id(raw: str) -> str:
     return split_arxiv_id(raw)[0]
 
 
-_WS_RE = re.compile(r"\s+")
-
-
 def clean_text(text: str) -> str:
     """Collapse whitespace and LaTeX line breaks (``\\\\``, ``\\newline``) into single spaces."""
     text = re.sub(r"\\\\|\\newline\b", " ", text)
-    return _WS_RE.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 _WEB_URL_RE = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.I)

@@ -117,7 +117,7 @@ class PaperStore:
         return await _watched(self.redis, key, step, f"paper {paper.id}")
 
     async def set_vector(self, space: str, paper_id: str, vector: np.ndarray, entry_id: str | None = None) -> None:
-        """One vector; with ``entry_id``, as :meth:`set_vectors` does."""
+        """One vector; with ``entry_id``, as :meth:`set_vectors` does (so not in a pipeline: it reads the reply)."""
         if entry_id is None:
             await self.redis.hset(f"vectors:{space}", paper_id, np.asarray(vector, dtype="<f2").tobytes())
             return
@@ -248,32 +248,30 @@ async def claim_once(redis: aioredis.Redis, key: str, ttl_s: int = 90 * 24 * 360
     return bool(await redis.set(f"once:{key}", "1", nx=True, ex=ttl_s))
 
 
-_SET_MARKERS = """
-for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], '1', 'EX', ARGV[1])
-end
-return #KEYS
-"""
+PIPELINE_CHUNK = 512  # commands per round trip when a batch writes many keys or events
 
 
-async def set_markers(redis: aioredis.Redis, keys: list[str], ttl_s: int) -> None:
-    """Set many expiring ``1`` markers in one command: a thousand SETs of a batch cost more to send than to run."""
-    if keys:
-        await redis.eval(_SET_MARKERS, len(keys), *keys, ttl_s)
-
-
-CLAIM_CHUNK = 1000  # claims per round trip
+async def set_many(redis: aioredis.Redis, keys: list[str], ttl_s: int, *, nx: bool = False) -> list[bool]:
+    """``SET key 1 EX ttl_s`` (``NX``: only where absent) for many keys, pipelined; says which were set. A batch
+    of events marks or claims one key each: a round trip per key cost more than the work."""
+    written: list[bool] = []
+    for start in range(0, len(keys), PIPELINE_CHUNK):
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys[start : start + PIPELINE_CHUNK]:
+                pipe.set(key, "1", nx=nx, ex=ttl_s)
+            written += [bool(reply) for reply in await pipe.execute()]
+    return written
 
 
 async def claim_many(redis: aioredis.Redis, keys: list[str], ttl_s: int = 90 * 24 * 3600) -> list[bool]:
-    """:func:`claim_once` for many keys, pipelined: a scored batch claims one key per match, thousands at scale."""
-    claimed: list[bool] = []
-    for start in range(0, len(keys), CLAIM_CHUNK):
-        async with redis.pipeline(transaction=False) as pipe:
-            for key in keys[start : start + CLAIM_CHUNK]:
-                pipe.set(f"once:{key}", "1", nx=True, ex=ttl_s)
-            claimed += [bool(reply) for reply in await pipe.execute()]
-    return claimed
+    """:func:`claim_once` for many keys at once; a key twice in one call is claimed by its first occurrence."""
+    return await set_many(redis, [f"once:{key}" for key in keys], ttl_s, nx=True)
+
+
+async def release_many(redis: aioredis.Redis, keys: list[str]) -> None:
+    """:func:`release_once` for many keys at once."""
+    for start in range(0, len(keys), PIPELINE_CHUNK):
+        await redis.delete(*(f"once:{key}" for key in keys[start : start + PIPELINE_CHUNK]))
 
 
 async def release_once(redis: aioredis.Redis, key: str) -> None:

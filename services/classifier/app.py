@@ -13,7 +13,7 @@ from faststream.redis import RedisRouter
 from services.classifier.embedding import DIMS, MODEL_ID
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
-from shared.consumer import PUBLISH_CHUNK, bury_rejected, make_router, parse_batch, publish_all, subscriber
+from shared.consumer import PublishError, bury_rejected, make_router, parse_batch, publish_all, subscriber
 from shared.events import (
     FeedbackGiven,
     FetchRequested,
@@ -46,15 +46,13 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     )
 
     async def publish_matches(found: list[MatchFound]) -> None:
-        """Publish the matches, a pipelined chunk at a time; if a chunk fails, release the claims of it and of those
-        after it, so the retry sends them. Part of a failed chunk may have gone out: the notifier claims each
-        delivery once, so a match published twice is delivered once."""
-        for start in range(0, len(found), PUBLISH_CHUNK):
-            try:
-                await publish_all(redis, matches, found[start : start + PUBLISH_CHUNK])
-            except Exception:
-                await state.unclaim(found[start:])
-                raise
+        """Publish the matches; if that fails, release the claims of those that may not be out, so the retry sends
+        them. Some of them may be out already: the notifier claims each delivery once, so it is sent once."""
+        try:
+            await publish_all(redis, matches, found)
+        except PublishError as exc:
+            await state.unclaim(found[exc.unsent_from :])
+            raise
 
     @subscriber(
         router, Stream.EMBEDDED, service=SERVICE, settings=settings, batch=True, max_records=settings.batch_max_records

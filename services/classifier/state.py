@@ -31,7 +31,7 @@ from services.classifier.profiles import build_profile, inputs_digest
 from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
 from shared.events import FeedbackGiven, MatchFound, PaperEmbedded, Stream, UpvotesChanged, entry_body
 from shared.paper import Paper
-from shared.storage import PaperStore, SubscriptionStore, claim_many, release_once, reply_text
+from shared.storage import PIPELINE_CHUNK, PaperStore, SubscriptionStore, claim_many, release_many, reply_text
 from shared.subscription import Subscription
 
 TRENDING_TTL_S = int(timedelta(days=9).total_seconds())  # a week window back from any day still listed
@@ -195,9 +195,9 @@ class ClassifierState:
             async for key in self.redis.scan_iter(match=f"{prefix}*", count=1000):
                 names.add(reply_text(key).removeprefix(prefix).removesuffix(":inputs"))
         ordered = sorted(names)
-        for start in range(0, len(ordered), 1000):  # pipelined: one round trip per thousand subscriptions
+        for start in range(0, len(ordered), PIPELINE_CHUNK):  # pipelined
             pipe = self.redis.pipeline(transaction=False)
-            for subscription_id in ordered[start : start + 1000]:
+            for subscription_id in ordered[start : start + PIPELINE_CHUNK]:
                 keys = [f"subscription:{subscription_id}", *_owned_keys(subscription_id)]
                 pipe.eval(_DELETE_IF_GONE, len(keys), *keys)
             await pipe.execute()
@@ -249,9 +249,8 @@ class ClassifierState:
         await self.redis.hset(f"classifier:feedback:{event.subscription_id}", event.paper_id, event.label)
 
     async def unclaim(self, found: list[MatchFound]) -> None:
-        """Matches that were claimed but not published (the publish failed): a retry of the entry finds them again."""
-        for match in found:
-            await release_once(self.redis, _match_key(match.subscription_id, match.paper.id))
+        """Matches claimed whose publish failed (some may be out): a retry of the entry finds them again."""
+        await release_many(self.redis, [_match_key(match.subscription_id, match.paper.id) for match in found])
 
     async def score_events(self, events: list[PaperEmbedded]) -> list[MatchFound]:
         """Score embedded papers against every profile in one pass; only first-time matches come back.

@@ -16,7 +16,7 @@ from services.embedder.settings import EmbedderSettings
 from shared.consumer import bury_rejected, make_router, order_id, publish_all, subscriber
 from shared.events import Stream
 from shared.runtime import DEFAULT_REDIS_URL, create_service_app
-from shared.storage import PaperStore, paper_key, set_markers
+from shared.storage import PaperStore, paper_key, set_many
 
 SERVICE = "embedder"
 DONE_TTL_S = 7 * 24 * 3600
@@ -47,7 +47,7 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
             stale = [item for item, ok in zip(items, current, strict=True) if not ok]
             items = [item for item, ok in zip(items, current, strict=True) if ok]
         if stale:
-            await set_markers(redis, [done_key(item.event.event_id) for item in stale], DONE_TTL_S)
+            await set_many(redis, [done_key(item.event.event_id) for item in stale], DONE_TTL_S)
             log.info("stale_text_skipped", papers=[item.event.paper.id for item in stale])
         if not items:
             return
@@ -69,7 +69,7 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
         await publish_all(
             redis, embedded, list(embedded_events(kept, vectors[current], manifest, settings.vector_dtype))
         )
-        await set_markers(redis, [done_key(item.event.event_id) for item in items], DONE_TTL_S)
+        await set_many(redis, [done_key(item.event.event_id) for item in items], DONE_TTL_S)
         log.info(
             "batch_embedded",
             embedded=len(items),

@@ -116,7 +116,7 @@ def fail_publish_once(monkeypatch: pytest.MonkeyPatch, stream: str, nth: int = 1
 
     monkeypatch.setattr(StreamPublisher, "publish", flaky)
     # one event per round trip, so the publishes before the nth have gone out when it fails
-    monkeypatch.setattr(consumer, "PUBLISH_CHUNK", 1)
+    monkeypatch.setattr(consumer, "PIPELINE_CHUNK", 1)
     return failed
 
 

@@ -15,6 +15,7 @@ import structlog.testing
 from faststream import Context
 from faststream.redis import RedisBroker
 from pydantic import BaseModel
+from redis.asyncio.client import Pipeline
 
 from shared import consumer, storage
 from shared.consumer import dead_letter, ensure_group, make_router, publish_all, replay_dead, subscriber
@@ -346,7 +347,7 @@ async def test_batch_skips_only_the_entries_replayed_for_another_group(redis: ai
 async def test_publish_all_sends_every_event_in_order_across_chunks(redis: aioredis.Redis, clean_redis: str) -> None:
     """More events than one pipelined chunk: a FastStream subscriber receives every one, decoded, in order."""
     out = "test.out"
-    count = 2 * consumer.PUBLISH_CHUNK + 3
+    count = 2 * consumer.PIPELINE_CHUNK + 3
     router = make_router(GROUP, fast_settings())
     publisher = router.publisher(stream=out)
     received: list[int] = []
@@ -372,9 +373,33 @@ async def test_publish_all_sends_every_event_in_order_across_chunks(redis: aiore
 async def test_claim_many_claims_each_key_once_across_chunks(redis: aioredis.Redis) -> None:
     """What a redelivered batch relies on: a key claimed before (alone or in an earlier chunk) is not claimed again,
     and a key twice in one call is claimed by its first occurrence only."""
-    keys = [f"test-claim:{i}" for i in range(storage.CLAIM_CHUNK + 5)]
+    keys = [f"test-claim:{i}" for i in range(storage.PIPELINE_CHUNK + 5)]
     assert await claim_once(redis, keys[3])
     claimed = await claim_many(redis, [*keys, keys[0]])
     assert claimed == [i != 3 for i in range(len(keys))] + [False]
     assert await claim_many(redis, keys[-2:]) == [False, False]
     assert 0 < await redis.ttl(f"once:{keys[-1]}") <= 90 * 24 * 3600
+
+
+async def test_publish_all_says_from_where_events_may_be_unsent(
+    redis: aioredis.Redis, clean_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second chunk's round trip fails: the first chunk is out, and the error says where the doubt starts."""
+    monkeypatch.setattr(consumer, "PIPELINE_CHUNK", 4)
+    original, calls = Pipeline.execute, [0]
+
+    async def execute(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise ConnectionError("simulated: connection lost during the round trip")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", execute)
+    broker = RedisBroker(clean_redis)
+    publisher = broker.publisher(stream="test.out")
+    async with broker:
+        await broker.connect()
+        with pytest.raises(consumer.PublishError, match="test.out failed from event 4 on: ConnectionError") as caught:
+            await publish_all(redis, publisher, [Job(event_id=f"e{i}", n=i) for i in range(10)])
+    assert caught.value.unsent_from == 4
+    assert await redis.xlen("test.out") == 4
