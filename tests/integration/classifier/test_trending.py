@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from faststream import TestApp
 from faststream.redis import RedisBroker
+from redis.asyncio.client import Pipeline
 
 from services.classifier.app import SERVICE, build_router
 from services.classifier.embedding import DIMS, MODEL_ID, embed_cached
@@ -237,3 +238,41 @@ async def test_classifier_service_scores_papers_embedded_in_batches(redis, clean
     ((_, fields),) = dead
     assert fields[b"dead.error"].startswith(b"not a PaperEmbedded event") and fields[b"dead.attempts"] == b"1"
     assert pending["pending"] == 0
+
+
+async def test_matches_whose_publish_failed_are_published_on_redelivery(
+    redis, clean_redis: str, tmp_path, monkeypatch
+) -> None:
+    """The round trip that publishes a batch's matches fails once: the claims of every match it held are
+    released, so the redelivered batch publishes them (without the release the retry would find them claimed and
+    announce nothing)."""
+    sub = Subscription(id="hot", name="hot", trending={"window": "day", "top": 3})
+    _, _, vectors = await embedded_day(redis, tmp_path, sub)
+    papers = {p.id: (p, v) for p, v in zip(hf_papers(), vectors, strict=True)}
+    manifest = EmbeddingManifest(model_id=MODEL_ID, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")
+    original, failed = Pipeline.execute, []
+
+    async def execute(self: Pipeline, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if not failed and any(cmd[:2] == ("XADD", str(Stream.MATCHES)) for cmd, _ in self.command_stack):
+            failed.append(1)
+            raise ConnectionError("simulated: connection lost while publishing the matches")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", execute)
+    app = service_app(clean_redis, tmp_path, max_attempts=3)
+    publisher = RedisBroker(clean_redis)
+    await publisher.connect()
+    try:
+        for paper_id in ("2606.13681", "2606.13392"):
+            paper, vector = papers[paper_id]
+            event = PaperEmbedded(paper=paper, vector=PaperEmbedded.pack(vector), manifest=manifest)
+            await publisher.publish(event, stream=Stream.EMBEDDED)
+        async with TestApp(app):
+            await wait_for(redis, Stream.MATCHES, 2)
+            await asyncio.sleep(1.0)  # a duplicate would show up now
+    finally:
+        await publisher.stop()
+    assert failed == [1]
+    ranked = sorted((m.paper.id, m.trending_rank) for m in decode(await redis.xrange(Stream.MATCHES), MatchFound))
+    assert ranked == [("2606.13392", 2), ("2606.13681", 1)]
+    assert (await redis.xpending(Stream.EMBEDDED, SERVICE))["pending"] == 0
