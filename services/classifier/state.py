@@ -7,7 +7,8 @@ it was trained on, so a restart uses it again instead of fitting), ``classifier:
 paper id -> Hugging Face upvotes of that Daily Papers day) and ``classifier:trending:day:{paper}`` (the day a
 paper is listed on): the trending board, written only from papers.trending and read for every trending rank.
 ``classifier:awaiting:{paper}`` (set of subscriptions waiting for that seed or rated paper's vector).
-Matches are claimed once per subscription + paper, so a redelivered event never publishes a second MatchFound.
+Matches are claimed once per subscription + paper, so a redelivered event does not publish them again (after a
+failed publish or claim some may be published twice; the notifier delivers each once).
 
 Every replica keeps every profile, because each scores its share of papers.embedded against all subscriptions.
 So each replica reads the ``subscriptions`` and ``feedback`` streams itself (``sync``: plain XREAD from where it
@@ -336,7 +337,14 @@ class ClassifierState:
             subscriptions = {m.subscription_id: scorer.subscription(m.subscription_id) for m in matches}
         by_id = {p.id: p for p in papers}
         news = [m for m in matches if m.paper_id not in subscriptions[m.subscription_id].seed_papers]
-        claimed = await claim_many(self.redis, [_match_key(m.subscription_id, m.paper_id) for m in news])
+        keys = [_match_key(m.subscription_id, m.paper_id) for m in news]
+        try:
+            claimed = await claim_many(self.redis, keys)
+        except Exception:
+            # Some chunks may be claimed with nothing published: released, the retry claims and publishes them
+            # (a match an earlier delivery published goes out again; the notifier sends it once).
+            await release_many(self.redis, keys)
+            raise
         return [
             MatchFound(
                 subscription_id=match.subscription_id,

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pytest
 from faststream import TestApp
 from faststream.redis import RedisBroker
 from redis.asyncio.client import Pipeline
@@ -240,12 +241,17 @@ async def test_classifier_service_scores_papers_embedded_in_batches(redis, clean
     assert pending["pending"] == 0
 
 
-async def test_matches_whose_publish_failed_are_published_on_redelivery(
-    redis, clean_redis: str, tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    ("command", "target", "ran"),
+    [("XADD", str(Stream.MATCHES), False), ("SET", "once:classifier:match:", True)],
+    ids=["publish fails", "claim reply lost"],
+)
+async def test_matches_whose_publish_or_claim_failed_are_published_on_redelivery(
+    redis, clean_redis: str, tmp_path, monkeypatch, command: str, target: str, ran: bool
 ) -> None:
-    """The round trip that publishes a batch's matches fails once: the claims of every match it held are
-    released, so the redelivered batch publishes them (without the release the retry would find them claimed and
-    announce nothing)."""
+    """The round trip that publishes a batch's matches fails once, or the one that claims them runs but its reply
+    is lost (``ran``): the claims are released, so the redelivered batch publishes them (without the release the
+    retry would find them claimed and announce nothing)."""
     sub = Subscription(id="hot", name="hot", trending={"window": "day", "top": 3})
     _, _, vectors = await embedded_day(redis, tmp_path, sub)
     papers = {p.id: (p, v) for p, v in zip(hf_papers(), vectors, strict=True)}
@@ -253,9 +259,11 @@ async def test_matches_whose_publish_failed_are_published_on_redelivery(
     original, failed = Pipeline.execute, []
 
     async def execute(self: Pipeline, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        if not failed and any(cmd[:2] == ("XADD", str(Stream.MATCHES)) for cmd, _ in self.command_stack):
+        if not failed and any(cmd[0] == command and str(cmd[1]).startswith(target) for cmd, _ in self.command_stack):
             failed.append(1)
-            raise ConnectionError("simulated: connection lost while publishing the matches")
+            if ran:
+                await original(self, *args, **kwargs)
+            raise ConnectionError("simulated: connection lost during the round trip")
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(Pipeline, "execute", execute)
