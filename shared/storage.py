@@ -13,6 +13,7 @@ Key layout (all values JSON unless said otherwise):
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -264,8 +265,24 @@ async def set_many(redis: aioredis.Redis, keys: list[str], ttl_s: int, *, nx: bo
 
 
 async def claim_many(redis: aioredis.Redis, keys: list[str], ttl_s: int = 90 * 24 * 3600) -> list[bool]:
-    """:func:`claim_once` for many keys at once; a key twice in one call is claimed by its first occurrence."""
-    return await set_many(redis, [f"once:{key}" for key in keys], ttl_s, nx=True)
+    """:func:`claim_once` for many keys at once; a key twice in one call is claimed by its first occurrence.
+
+    Each claim holds a token of this call, read back in the same round trip: when redis-py re-sends a pipeline
+    whose reply was lost (its retry on a connection error), a key the first send claimed still counts as ours,
+    not as taken by someone else (which would drop the match for good)."""
+    token = uuid.uuid4().hex
+    mine, seen, claimed = {token, token.encode()}, set(), []
+    for start in range(0, len(keys), PIPELINE_CHUNK):
+        chunk = keys[start : start + PIPELINE_CHUNK]
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in chunk:
+                pipe.set(f"once:{key}", token, nx=True, ex=ttl_s)
+                pipe.get(f"once:{key}")
+            replies = await pipe.execute()
+        for key, value in zip(chunk, replies[1::2], strict=True):
+            claimed.append(key not in seen and value in mine)
+            seen.add(key)
+    return claimed
 
 
 async def release_many(redis: aioredis.Redis, keys: list[str]) -> None:

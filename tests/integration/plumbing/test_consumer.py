@@ -403,3 +403,21 @@ async def test_publish_all_says_from_where_events_may_be_unsent(
             await publish_all(redis, publisher, [Job(event_id=f"e{i}", n=i) for i in range(10)])
     assert caught.value.unsent_from == 4
     assert await redis.xlen("test.out") == 4
+
+
+async def test_claim_many_counts_its_own_claims_when_a_round_trip_is_sent_twice(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py re-sends a pipeline whose reply was lost: the first send claimed the keys, and the second must not
+    report them as taken by someone else (the match would be dropped for good)."""
+    original = Pipeline.execute
+
+    async def sent_twice(self: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        await original(self, *args, **kwargs)  # ran, but its reply never came back
+        self.command_stack = stack
+        return await original(self, *args, **kwargs)
+
+    assert await claim_once(redis, "test-claim:taken")
+    monkeypatch.setattr(Pipeline, "execute", sent_twice)
+    assert await claim_many(redis, ["test-claim:a", "test-claim:taken", "test-claim:b"]) == [True, False, True]
