@@ -246,26 +246,25 @@ class SubscriptionStore:
 
 async def claim_once(redis: aioredis.Redis, key: str, ttl_s: int = 90 * 24 * 3600) -> bool:
     """True the first time ``key`` is claimed: the idempotency guard for side effects (emails, webhooks)."""
-    return bool(await redis.set(f"once:{key}", "1", nx=True, ex=ttl_s))
+    return (await claim_many(redis, [key], ttl_s))[0]
 
 
 PIPELINE_CHUNK = 512  # commands per round trip when a batch writes many keys or events
 
 
-async def set_many(redis: aioredis.Redis, keys: list[str], ttl_s: int, *, nx: bool = False) -> list[bool]:
-    """``SET key 1 EX ttl_s`` (``NX``: only where absent) for many keys, pipelined; says which were set. A batch
-    of events marks or claims one key each: a round trip per key cost more than the work."""
-    written: list[bool] = []
+async def set_many(redis: aioredis.Redis, keys: list[str], ttl_s: int) -> None:
+    """``SET key 1 EX ttl_s`` for many keys, pipelined: a batch of events marks one key each, and a round trip per
+    key cost more than the work."""
     for start in range(0, len(keys), PIPELINE_CHUNK):
         async with redis.pipeline(transaction=False) as pipe:
             for key in keys[start : start + PIPELINE_CHUNK]:
-                pipe.set(key, "1", nx=nx, ex=ttl_s)
-            written += [bool(reply) for reply in await pipe.execute()]
-    return written
+                pipe.set(key, "1", ex=ttl_s)
+            await pipe.execute()
 
 
 async def claim_many(redis: aioredis.Redis, keys: list[str], ttl_s: int = 90 * 24 * 3600) -> list[bool]:
-    """:func:`claim_once` for many keys at once; a key twice in one call is claimed by its first occurrence.
+    """True where a key is claimed for the first time (the one claiming mechanism; :func:`claim_once` is one key);
+    a key twice in one call is claimed by its first occurrence.
 
     Each claim holds a token of this call, read back in the same round trip: when redis-py re-sends a pipeline
     whose reply was lost (its retry on a connection error), a key the first send claimed still counts as ours,
@@ -286,14 +285,14 @@ async def claim_many(redis: aioredis.Redis, keys: list[str], ttl_s: int = 90 * 2
 
 
 async def release_many(redis: aioredis.Redis, keys: list[str]) -> None:
-    """:func:`release_once` for many keys at once."""
+    """Undo claims whose side effects failed, so a retry may try again."""
     for start in range(0, len(keys), PIPELINE_CHUNK):
         await redis.delete(*(f"once:{key}" for key in keys[start : start + PIPELINE_CHUNK]))
 
 
 async def release_once(redis: aioredis.Redis, key: str) -> None:
     """Undo a claim whose side effect failed, so a retry may try again."""
-    await redis.delete(f"once:{key}")
+    await release_many(redis, [key])
 
 
 class DeliveryLog:

@@ -37,15 +37,16 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
         plan = plan_batch(bodies)
         await bury_rejected(redis, Stream.PARSED, SERVICE, message, [(r.index, r.reason) for r in plan.rejected])
         items = plan.items
-        if items:
-            done = await redis.mget([done_key(item.event.event_id) for item in items])
-            items = [item for item, flag in zip(items, done, strict=True) if not flag]
         stale = []
-        if items:
-            stored = await redis.mget([paper_key(item.event.paper.id) for item in items])
-            current = [is_current(item, raw) for item, raw in zip(items, stored, strict=True)]
-            stale = [item for item, ok in zip(items, current, strict=True) if not ok]
-            items = [item for item, ok in zip(items, current, strict=True) if ok]
+        if items:  # one round trip: which events were handled, and the papers as stored
+            keys = [done_key(item.event.event_id) for item in items] + [paper_key(i.event.paper.id) for i in items]
+            replies = await redis.mget(keys)
+            done, stored = replies[: len(items)], replies[len(items) :]
+            fresh = [
+                (item, is_current(item, raw)) for item, flag, raw in zip(items, done, stored, strict=True) if not flag
+            ]
+            stale = [item for item, current in fresh if not current]
+            items = [item for item, current in fresh if current]
         if stale:
             await set_many(redis, [done_key(item.event.event_id) for item in stale], DONE_TTL_S)
             log.info("stale_text_skipped", papers=[item.event.paper.id for item in stale])
