@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from shared.tasks import cancel_and_wait
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 Task = Callable[[Any], Awaitable[None]]
+_OPENED: ContextVar[list[aioredis.Redis] | None] = ContextVar("paperwire_service_clients", default=None)
 
 
 def make_broker(redis_url: str, **options: Any) -> RedisBroker:
@@ -30,6 +32,18 @@ def make_broker(redis_url: str, **options: Any) -> RedisBroker:
     "Received" / "Processed" lines are DEBUG (thousands a day; the services log what each batch did). Errors stay
     errors."""
     return RedisBroker(redis_url, logger=structlog.get_logger("faststream"), log_level=logging.DEBUG, **options)
+
+
+def service_redis(settings: ServiceSettings) -> aioredis.Redis:
+    """The Redis client a service's router keeps for its own reads and writes (the store, claims, dead letters).
+
+    Opened while an app builds its routers, it belongs to that app, which closes it once its broker has stopped
+    (in-flight handlers done); a router built outside an app (a test) owns its client itself."""
+    client = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+    opened = _OPENED.get()
+    if opened is not None:
+        opened.append(client)
+    return client
 
 
 @dataclass
@@ -71,6 +85,7 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
     broker = make_broker(redis_url)
     app = FastStream(broker, logger=structlog.get_logger("paperwire"))
     running: list[asyncio.Task[None]] = []
+    clients: list[aioredis.Redis] = []
 
     @app.on_startup
     async def _prepare() -> None:
@@ -81,9 +96,13 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
         any publisher, and a publisher has no producer until started, so an entry waiting at start-up would be
         handled by a handler whose publish fails."""
         configure_logging(level)
-        for definition in services:
-            settings = definition.with_redis(redis_url).settings
-            broker.include_router(definition.build_router(settings))
+        opening = _OPENED.set(clients)
+        try:
+            for definition in services:
+                settings = definition.with_redis(redis_url).settings
+                broker.include_router(definition.build_router(settings))
+        finally:
+            _OPENED.reset(opening)
         client = aioredis.Redis.from_url(redis_url)
         try:
             await ensure_groups(client)
@@ -107,5 +126,10 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
     @app.on_shutdown
     async def _stop_loops() -> None:
         await cancel_and_wait(*running)
+
+    @app.after_shutdown
+    async def _close_clients() -> None:
+        await asyncio.gather(*(client.aclose() for client in clients), return_exceptions=True)
+        clients.clear()
 
     return app

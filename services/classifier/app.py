@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from faststream import Context
 from faststream.redis import RedisRouter
@@ -23,7 +22,7 @@ from shared.events import (
     SubscriptionChanged,
     UpvotesChanged,
 )
-from shared.runtime import DEFAULT_REDIS_URL, create_service_app
+from shared.runtime import create_service_app, service_redis
 from shared.storage import SubscriptionStore
 
 SERVICE = "classifier"
@@ -35,7 +34,7 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     matches = router.publisher(stream=Stream.MATCHES)
     fetches = router.publisher(stream=Stream.FETCH_REQUESTS)
     changes = router.publisher(stream=Stream.SUBSCRIPTIONS)
-    redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+    redis = service_redis(settings)
     subscriptions = SubscriptionStore(redis)
     state = ClassifierState(
         redis,

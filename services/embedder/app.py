@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from faststream import Context
 from faststream.redis import RedisRouter
@@ -15,7 +14,7 @@ from services.embedder.model import LazyEmbedder, check_model
 from services.embedder.settings import EmbedderSettings
 from shared.consumer import bury_rejected, make_router, order_id, publish_all, subscriber
 from shared.events import Stream
-from shared.runtime import DEFAULT_REDIS_URL, create_service_app
+from shared.runtime import create_service_app, service_redis
 from shared.storage import PaperStore, paper_key, set_many
 
 SERVICE = "embedder"
@@ -29,7 +28,7 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
     max_records = settings.batch_max_records or (1024 if on_cuda else 64)
     router = make_router(SERVICE, settings)
     embedded = router.publisher(stream=Stream.EMBEDDED)
-    redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+    redis = service_redis(settings)
     model = LazyEmbedder(settings)
 
     @subscriber(router, Stream.PARSED, service=SERVICE, settings=settings, batch=True, max_records=max_records)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import time
 
-import redis.asyncio as aioredis
 import structlog
 from faststream.redis import RedisRouter
 
 from services.notifier.intake import Intake
 from services.notifier.queue import DeliveryQueue
-from services.notifier.runtime import delivery_loop, digest_loop, redis_url
+from services.notifier.runtime import delivery_loop, digest_loop
 from services.notifier.settings import NotifierSettings
 from shared.consumer import make_router, subscriber
 from shared.events import MatchFound, ReplayRequested, Stream, SubscriptionChanged
-from shared.runtime import create_service_app
+from shared.runtime import create_service_app, service_redis
 
 SERVICE = "notifier"
 log = structlog.get_logger("paperwire.notifier")
@@ -22,7 +21,7 @@ log = structlog.get_logger("paperwire.notifier")
 
 def build_router(settings: NotifierSettings) -> RedisRouter:
     router = make_router(SERVICE, settings)
-    redis = aioredis.Redis.from_url(redis_url(settings))
+    redis = service_redis(settings)
     intake = Intake(redis)
 
     @subscriber(router, Stream.MATCHES, service=SERVICE, settings=settings)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from faststream import Context
 from faststream.redis import RedisRouter
@@ -26,7 +25,7 @@ from services.parser.settings import ParserSettings
 from services.parser.tokens import open_tokenizer
 from shared.consumer import dead_letter, make_router, publish_all, subscriber
 from shared.events import RawPapers, Stream
-from shared.runtime import DEFAULT_REDIS_URL, create_service_app
+from shared.runtime import create_service_app, service_redis
 from shared.storage import PaperStore
 
 SERVICE = "parser"
@@ -37,7 +36,7 @@ def build_router(settings: ParserSettings) -> RedisRouter:
     router = make_router(SERVICE, settings)
     parsed = router.publisher(stream=Stream.PARSED)
     trending = router.publisher(stream=Stream.TRENDING)
-    redis = aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS_URL)
+    redis = service_redis(settings)
     store = PaperStore(redis)
     tokenizer = open_tokenizer(settings.tokenize, settings.resolved_model_dir(), settings.max_tokens)
     plan_ttl_s = max(int(settings.retention_hours * 3600), 1)  # as long as the raw event can be redelivered

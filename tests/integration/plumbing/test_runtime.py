@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from shared.consumer import ensure_group, make_router, parse_batch, subscriber
 from shared.logs import configure_logging
-from shared.runtime import ServiceDef, build_app, make_broker
+from shared.runtime import ServiceDef, build_app, make_broker, service_redis
 from shared.settings import ServiceSettings
 from tests.streams import decode, wait_for
 
@@ -115,3 +115,36 @@ async def test_per_message_lines_are_debug_and_go_through_our_logging(clean_redi
     events = [entry.get("event") for entry in logs]
     assert "handled" in events  # the handler's own INFO line is there
     assert "Received" not in events and "Processed" not in events
+
+
+async def test_clients_the_routers_open_are_closed_when_the_app_stops(redis: aioredis.Redis, clean_redis: str) -> None:
+    """A service's own Redis client (``service_redis``) lives as long as its app: once the broker has stopped, its
+    connections are gone from the server, not left for the garbage collector."""
+    await ensure_group(redis, INBOX, SERVICE)
+    connection_ids: list[str] = []
+
+    def build_router(settings: ServiceSettings) -> RedisRouter:
+        router = make_router(SERVICE, settings)
+        client = service_redis(settings)
+
+        @subscriber(router, INBOX, service=SERVICE, settings=settings)
+        async def on_job(job: Job) -> None:
+            connection_ids.append(str(await client.client_id()))
+
+        return router
+
+    settings = ServiceSettings(redis_url=clean_redis, read_block_ms=50, claim_poll_ms=50)
+    app = build_app([ServiceDef(SERVICE, build_router, settings)], clean_redis)
+    async with TestApp(app):
+        await redis.xadd(INBOX, {"n": 1})
+        for _ in range(100):
+            if connection_ids:
+                break
+            await asyncio.sleep(0.05)
+        assert connection_ids, "the handler never ran"
+        assert connection_ids[0] in {c["id"] for c in await redis.client_list()}
+    for _ in range(50):  # the server drops a connection just after the client closes it
+        if connection_ids[0] not in {c["id"] for c in await redis.client_list()}:
+            break
+        await asyncio.sleep(0.02)
+    assert connection_ids[0] not in {c["id"] for c in await redis.client_list()}
