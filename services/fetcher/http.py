@@ -112,7 +112,8 @@ class Fetcher:
             except ResponseTooLarge:
                 await self._count("too_large")
                 raise
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
+            except (httpx.RequestError, zlib.error) as exc:
+                # Timeouts, dropped connections, redirect loops, bodies that do not decode: retried, then FetchError.
                 kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "transport_error"
                 last_error = f"{kind}: {type(exc).__name__}: {exc}"
                 await self._count(kind)

@@ -151,9 +151,10 @@ async def poll_once(
             await plan.mark_started(key, now)
             try:
                 sources = await fetch()
-            except Exception as exc:
-                await plan.record(key, now, current(), False, f"{type(exc).__name__}: {exc}")
-                raise
+            except Exception as exc:  # a bug or an unforeseen error in one source must not starve the ones after it
+                error = f"{type(exc).__name__}: {exc}"
+                log.error("source_failed", source=key, error=error, exc_info=True)
+                sources = [SourceReport(source=key, target="", error=error)]
             ok = all(source.ok for source in sources)
             await plan.record(key, now, current(), ok, next((s.error for s in sources if s.error), None))
         report.sources.extend(sources)

@@ -129,6 +129,19 @@ async def test_truncated_body_is_retried_not_published(redis: aioredis.Redis, re
     assert len(replay.seen) == 2 and len(sink.events) == 1 and sink.events[0].body == CL.decode()
 
 
+async def test_a_body_that_does_not_decode_is_retried_then_a_fetch_error(
+    redis: aioredis.Redis, replay: ReplayServer
+) -> None:
+    """A proxy labels the real page gzip without compressing it: the request is retried, then fails as a
+    FetchError (which a source reports and skips), not as zlib's own exception."""
+    replay.routes["/api/query"] = lambda p, q, h: Reply(200, CL, {**XML, "Content-Encoding": "gzip"})
+    fetcher, limiter = make(redis)
+    with pytest.raises(FetchError, match="after 4 attempts: transport_error: error: Error -3 while decompressing"):
+        await fetcher.get(f"{replay.url}/api/query", limiter=limiter)
+    await fetcher.client.aclose()
+    assert len(replay.seen) == 4
+
+
 async def test_response_size_limit(redis: aioredis.Redis, replay: ReplayServer) -> None:
     replay.routes["/api/query"] = lambda p, q, h: Reply(200, PAGES[0], XML)
     fetcher, limiter = make(redis, max_bytes=4096)

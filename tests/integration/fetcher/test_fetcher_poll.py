@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 import typer
 from fetcher_replay import ReplayServer, Reply, replayed_settings, requests_to
@@ -272,6 +273,42 @@ async def test_each_source_keeps_its_own_schedule_and_last_poll_waits_for_all(
     assert set(fourth.polled) == {"arxiv-api:cat:cs.CL", "arxiv-rss"}
     assert {s.path for s in replay.seen} == {"/api/query", "/rss/cs.CL"}
     assert await redis.get(LAST_POLL_KEY) == later.isoformat().encode()
+
+
+class FailingFor(Sink):
+    """Publishing fails for one source's events, in a way no source expects (a bug, or a broken event)."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    async def __call__(self, event: RawPapers) -> None:
+        if event.source == self.source:
+            raise RuntimeError("unforeseen")
+        await super().__call__(event)
+
+
+@pytest.mark.parametrize("failure", ["gzip label on a plain body", "unforeseen exception"])
+async def test_a_source_failing_in_any_way_does_not_stop_the_sources_after_it(
+    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer, failure: str
+) -> None:
+    """The RSS feed fails (polled before Hugging Face): Hugging Face is still polled and published, the feed is
+    recorded as failed with its reason (so it is retried soon), and the cycle itself does not raise."""
+    hf = HuggingFace()
+    hf.up = True
+    settings = one_failing_source(replay, hf, clean_redis, max_retries=0)
+    sink: Sink = Sink()
+    if failure.startswith("gzip"):
+        rss = (FIXTURES / "arxiv_rss/distill_rss2_cs.CL_2026-04.xml").read_bytes()
+        replay.routes["/rss/cs.CL"] = lambda p, q, h: Reply(200, rss, {"Content-Encoding": "gzip"})
+    else:
+        sink = FailingFor("arxiv-rss")
+    report = await poll_once(settings, redis, sink, now=datetime(2026, 5, 11, 12, 0, tzinfo=UTC))
+    assert report.polled == {"arxiv-api:cat:cs.CL": True, "arxiv-rss": False, "hf-daily": True}
+    error = next(s.error for s in report.sources if s.error)
+    assert ("decompressing" if failure.startswith("gzip") else "RuntimeError: unforeseen") in error
+    assert {event.source for event in sink.events} == {"arxiv-api", "hf-daily"}
+    assert requests_to(replay, "/api/daily_papers") >= 1
 
 
 def test_the_daily_oai_window_reaches_back_to_the_last_complete_harvest() -> None:
