@@ -48,6 +48,8 @@ async def poll_forever(settings: FetcherSettings) -> None:
     When a source is due is read from Redis each time (``plan.py``), so a restart does not poll a source that ran
     recently, and replicas share one schedule: a source another replica is polling is waited for, not polled.
     """
+    if (problem := settings.contact_problem()) is not None:
+        log.warning("user_agent_placeholder", problem=problem)
     url = settings.redis_url or DEFAULT_REDIS_URL
     broker = make_broker(url)
     await broker.connect()

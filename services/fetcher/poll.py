@@ -22,6 +22,8 @@ from shared.consumer import consumer_name
 log = structlog.get_logger("paperwire.fetcher.poll")
 LAST_POLL_KEY = "fetcher:last_poll"
 OAI_COVERED_KEY = "fetcher:oai:covered_until"  # the last day a complete daily OAI harvest reached
+OAI_HARVESTED_KEY = "fetcher:oai:harvested_at"  # when the last complete daily OAI harvest started
+OAI_SETTLE = timedelta(hours=2)  # after an announcement, time for arXiv's OAI-PMH listing to hold it
 
 
 @dataclass
@@ -78,6 +80,34 @@ def oai_window_start(today: date, covered_until: date | None, max_days: int) -> 
     yesterday = today - timedelta(days=1)
     start = covered_until - timedelta(days=1) if covered_until else yesterday
     return max(today - timedelta(days=max_days), min(start, yesterday))
+
+
+def oai_harvest_skip(now: datetime, harvested_at: datetime | None, holidays: frozenset[date]) -> str | None:
+    """Why the daily OAI harvest need not run now, or None when it should.
+
+    OAI records change when arXiv announces, so the harvest runs once per announcement, ``OAI_SETTLE`` after it
+    (the first one at once): harvesting the same two-day window at every poll would load arXiv's server for no
+    new record. A window it missed is still covered: the next window starts the day before the last one ended.
+    """
+    ready = schedule.last_announcement(now - OAI_SETTLE, holidays) + OAI_SETTLE
+    if harvested_at is None or harvested_at < ready:
+        return None
+    upcoming = schedule.next_announcement(now, holidays) + OAI_SETTLE
+    return (
+        f"harvested at {harvested_at:%Y-%m-%d %H:%M %Z}, after the latest announcement; "
+        f"next after {upcoming:%Y-%m-%d %H:%M %Z}"
+    )
+
+
+def oai_catchup_note(covered_until: date | None, start: date) -> str | None:
+    """The days an outage longer than ``oai_catchup_days`` left out of the daily window, and how to fetch them."""
+    last = start - timedelta(days=1)
+    if covered_until is None or last < covered_until:
+        return None
+    return (
+        f"days {covered_until} to {last} are beyond the catch-up limit and were not harvested: "
+        f"paperwire backfill --from {covered_until} --until {last}"
+    )
 
 
 def hf_days(newest: date, days: int) -> list[date]:
@@ -189,16 +219,24 @@ async def poll_once(
         async def harvest() -> list[SourceReport]:
             # The daily harvest, resumable like a backfill: from where the last complete one ended, so an outage
             # of a few days leaves no gap.
-            covered = await redis.get(OAI_COVERED_KEY)
-            start = oai_window_start(
-                now.date(), date.fromisoformat(covered.decode()) if covered else None, settings.oai_catchup_days
-            )
+            raw_covered, raw_harvested = await redis.mget(OAI_COVERED_KEY, OAI_HARVESTED_KEY)
+            covered = date.fromisoformat(raw_covered.decode()) if raw_covered else None
+            start = oai_window_start(now.date(), covered, settings.oai_catchup_days)
             job = oai.Harvest(start, now.date(), settings.oai_set, settings.oai_metadata_prefix)
-            if await redis.hget(job.key, "done") == b"1":
-                await redis.delete(job.key)  # a new poll of the same window: records may have been added since
+            done = await redis.hget(job.key, "done")
+            if done is None or done == b"1":  # nothing to resume: a new harvest, once per announcement
+                harvested_at = datetime.fromisoformat(raw_harvested.decode()) if raw_harvested else None
+                skip = oai_harvest_skip(now, harvested_at, frozenset(settings.holidays))
+                if skip is not None:
+                    return [SourceReport("arxiv-oai", job.key, note=skip)]
+                await redis.delete(job.key)  # the same window again after an announcement: records were added
             harvested = await oai.harvest(fetcher, limiter, redis, settings.oai_url, job, publish)
             if harvested.error is None and await redis.hget(job.key, "done") == b"1":
-                await redis.set(OAI_COVERED_KEY, now.date().isoformat())
+                await redis.mset({OAI_COVERED_KEY: now.date().isoformat(), OAI_HARVESTED_KEY: now.isoformat()})
+            gap = oai_catchup_note(covered, start)
+            if gap is not None:
+                log.warning("oai_days_skipped", note=gap)
+                harvested.note = f"{harvested.note}; {gap}" if harvested.note else gap
             return [harvested]
 
         async def daily() -> list[SourceReport]:

@@ -9,6 +9,8 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
 
+PLACEHOLDER_CONTACT = "mailto:ops@example.org"
+
 
 class FetcherSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="FETCHER_", extra="ignore")
@@ -57,7 +59,7 @@ class FetcherSettings(ServiceSettings):
 
     arxiv_min_interval_s: float = Field(default=3.0, ge=0, description="shared by every fetcher process")
     arxiv_lock_ttl_s: float = Field(default=300.0, gt=0, description="frees the arXiv slot when its holder died")
-    user_agent: str = "paperwire/0.1 (+https://github.com/paperwire; mailto:ops@example.org)"
+    user_agent: str = f"paperwire/0.1 (+https://github.com/paperwire; {PLACEHOLDER_CONTACT})"
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
     max_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -65,3 +67,12 @@ class FetcherSettings(ServiceSettings):
     backoff_base_s: float = Field(default=2.0, ge=0)
     backoff_max_s: float = Field(default=300.0, ge=0)
     holidays: list[date] = Field(default_factory=list, description="dates with no arXiv announcement")
+
+    def contact_problem(self) -> str | None:
+        """What is wrong with the User-Agent's contact, if anything: arXiv asks every client for a real one."""
+        if "@example." in self.user_agent:  # the default, or an address copied from the docs
+            return (
+                f"the User-Agent {self.user_agent!r} names a placeholder contact: set FETCHER_USER_AGENT to your "
+                "service and a real e-mail address, as arXiv's API terms ask"
+            )
+        return None

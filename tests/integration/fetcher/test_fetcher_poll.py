@@ -319,13 +319,11 @@ def test_the_daily_oai_window_reaches_back_to_the_last_complete_harvest() -> Non
     assert oai_window_start(today, date(2026, 10, 1), 7) == date(2026, 11, 19)  # capped
 
 
-async def test_the_daily_oai_harvest_starts_where_the_last_complete_one_ended(
-    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
-) -> None:
-    # The window is what is checked; arXiv's answer for a window without records completes the harvest at once.
+def oai_only(replay: ReplayServer, clean_redis: str) -> FetcherSettings:
+    """The daily OAI harvest alone, against arXiv's recorded answer for a window without records."""
     no_records = (FIXTURES / "arxiv_oai/saelim_ErrorResponseNoRecordsMatch.xml").read_bytes()
     replay.routes["/oai"] = lambda p, q, h: Reply(200, no_records)
-    settings = FetcherSettings(
+    return FetcherSettings(
         redis_url=clean_redis,
         arxiv_queries=[],
         rss_categories=[],
@@ -334,6 +332,13 @@ async def test_the_daily_oai_harvest_starts_where_the_last_complete_one_ended(
         oai_url=f"{replay.url}/oai",
         arxiv_min_interval_s=0,
     )
+
+
+async def test_the_daily_oai_harvest_starts_where_the_last_complete_one_ended(
+    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
+) -> None:
+    # The window is what is checked; arXiv's answer for a window without records completes the harvest at once.
+    settings = oai_only(replay, clean_redis)
     now = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
     await redis.set(OAI_COVERED_KEY, "2026-11-22")  # the fetcher was down for four days
     report = await poll_once(settings, redis, Sink(), now=now)
@@ -342,6 +347,40 @@ async def test_the_daily_oai_harvest_starts_where_the_last_complete_one_ended(
     assert await redis.get(OAI_COVERED_KEY) == b"2026-11-26"
     await poll_once(settings, redis, Sink(), now=now + timedelta(days=1))
     assert replay.seen[1].query["from"] == "2026-11-25"
+
+
+async def test_the_daily_oai_harvest_runs_once_per_announcement(
+    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
+) -> None:
+    """OAI records change when arXiv announces: the hourly poll harvests the window once after each announcement
+    (and its settling time), not at every poll."""
+    settings = oai_only(replay, clean_redis)
+    morning = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)  # Tuesday, after Monday's 20:00 US Eastern announcement
+    assert (await poll_once(settings, redis, Sink(), now=morning)).ok
+    assert len(replay.seen) == 1
+    for hours in (1, 2, 12, 19):  # the same day, up to the next announcement (Tuesday 20:00 EST = 01:00 UTC)
+        report = await poll_once(settings, redis, Sink(), now=morning + timedelta(hours=hours), force=True)
+        assert report.ok and "after the latest announcement" in report.sources[0].note
+    assert len(replay.seen) == 1
+    settled = datetime(2026, 11, 25, 1, 0, tzinfo=UTC) + timedelta(hours=2, minutes=1)
+    await poll_once(settings, redis, Sink(), now=settled, force=True)
+    assert len(replay.seen) == 2
+    assert replay.seen[1].query["from"] == "2026-11-23" and replay.seen[1].query["until"] == "2026-11-25"
+
+
+async def test_days_beyond_the_catch_up_limit_are_named_with_the_command_that_fetches_them(
+    redis: aioredis.Redis, clean_redis: str, replay: ReplayServer
+) -> None:
+    settings = oai_only(replay, clean_redis)
+    await redis.set(OAI_COVERED_KEY, "2026-10-01")  # down for eight weeks; the daily window reaches back 7 days
+    report = await poll_once(settings, redis, Sink(), now=datetime(2026, 11, 26, 6, 0, tzinfo=UTC))
+    assert report.ok and replay.seen[0].query["from"] == "2026-11-19"
+    assert "paperwire backfill --from 2026-10-01 --until 2026-11-18" in report.sources[0].note
+
+
+def test_the_default_user_agent_is_flagged_until_it_names_a_real_contact() -> None:
+    assert "FETCHER_USER_AGENT" in (FetcherSettings().contact_problem() or "")
+    assert FetcherSettings(user_agent="labwire/1.0 (mailto:alerts@lab.uni-x.de)").contact_problem() is None
 
 
 async def test_a_resumption_token_that_answers_with_itself_stops_the_harvest(
