@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 
 import defusedxml
 import defusedxml.ElementTree as DET
+import structlog
 
 from services.parser.errors import DocumentTooLarge, ParseError, UnsafeDocument
 
@@ -34,6 +35,10 @@ _SNIFF = (
 )
 _DECL_RE = re.compile(r"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)["'][^>]*\?>""")
 _DECL_STRIP_RE = re.compile(r"^\s*<\?xml[^>]*\?>")
+# Characters XML 1.0 does not allow anywhere: one of them (a form feed pasted into an abstract) would make expat
+# refuse the whole document, hundreds of good records with it.
+_ILLEGAL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+log = structlog.get_logger("paperwire.parser.xml")
 
 
 def decode_xml(body: bytes | str) -> str:
@@ -73,6 +78,9 @@ def parse_xml(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ET.El
         raise ParseError("empty document")
     # The text is already Unicode: drop the declaration so expat does not re-apply its encoding.
     text = _DECL_STRIP_RE.sub("", text, count=1)
+    text, replaced = _ILLEGAL_RE.subn(" ", text)
+    if replaced:
+        log.warning("xml_illegal_characters_replaced", count=replaced, note="each became a space")
     try:
         return DET.fromstring(text, forbid_dtd=False, forbid_entities=True, forbid_external=True)
     except defusedxml.EntitiesForbidden as exc:

@@ -105,6 +105,18 @@ def test_bad_item_is_skipped_and_the_rest_goes_on(fixtures_dir: Path) -> None:
     assert len(result.errors) == 1 and result.errors[0].index == 0 and "not-an-id" in result.errors[0].reason
 
 
+@pytest.mark.parametrize("character", ["\x0c", "\x00", "\x1b"], ids=["form feed", "NUL", "escape"])
+def test_a_character_xml_forbids_costs_a_space_not_the_page(fixtures_dir: Path, character: str) -> None:
+    """One control character pasted into one abstract (XML 1.0 allows none) must not lose a 387-record page."""
+    body = (fixtures_dir / "arxiv_oai/litpuvn_ListRecords_arXivRaw_from2016-10-20.xml").read_text()
+    recorded = parse_document("arxiv-oai", body)
+    variant = body.replace("graph-based modeling approach", f"graph-based{character}modeling approach", 1)
+    assert variant != body  # built at run time from the recording
+    result = parse_document("arxiv-oai", variant)
+    assert len(recorded.papers) == 387 and not result.errors
+    assert result.papers == recorded.papers  # the space it became is folded like any other whitespace
+
+
 def test_size_limit_rejects_before_parsing(fixtures_dir: Path) -> None:
     body = (fixtures_dir / "arxiv_oai/litpuvn_ListRecords_arXivRaw_from2016-10-20.xml").read_bytes()
     with pytest.raises(ParseError, match="above the 100000-byte limit"):
