@@ -47,6 +47,18 @@ def normalize_arxiv_id(raw: str) -> str:
     return split_arxiv_id(raw)[0]
 
 
+_WITHDRAWN_RE = re.compile(
+    r"\b(?:paper|article|submission|manuscript|preprint|work|version)\s+(?:has\s+been|is|was)\s+withdrawn\b"
+    r"|\bwithdrawn\s+by\s+the\s+authors?\b",
+    re.IGNORECASE,
+)
+
+
+def says_withdrawn(comment: str | None) -> bool:
+    """Whether an arXiv comment is a withdrawal notice ("This paper has been withdrawn by the author ...")."""
+    return bool(comment and _WITHDRAWN_RE.search(comment))
+
+
 def clean_text(text: str) -> str:
     """Collapse whitespace and LaTeX line breaks (``\\\\``, ``\\newline``) into single spaces."""
     text = re.sub(r"\\\\|\\newline\b", " ", text)
@@ -104,6 +116,9 @@ class Paper(BaseModel):
     comment: str | None = None
     links: dict[str, str] = Field(default_factory=dict)
     announce_type: AnnounceType | None = None
+    withdrawn: bool = False
+    """The authors withdrew this version (arXiv keeps the record, often with an empty last version): stored and
+    shown, never sent as an alert."""
     hf: HuggingFaceInfo | None = None
     sources: list[SourceName] = Field(default_factory=list)
 
@@ -146,7 +161,9 @@ def merge_change(known: Paper | None, new: Paper) -> tuple[Paper, PaperChange | 
     merged = merge_papers(known, new)
     if merged == known:
         return known, None
-    return merged, "updated" if (merged.version or 0) > (known.version or 0) else "merged"
+    # A paper known only from Hugging Face has no version yet: count it as v1, so arXiv's listing of that v1
+    # adds facts ("merged") and a v2 is "updated".
+    return merged, "updated" if (merged.version or 0) > (known.version or 1) else "merged"
 
 
 def merge_papers(known: Paper, new: Paper) -> Paper:

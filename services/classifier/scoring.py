@@ -617,4 +617,7 @@ class Scorer:
             reasons.append("categories not known yet (listed on Hugging Face), so not filtered by category")
         if paper.hf and paper.hf.upvotes:
             reasons.append(f"{paper.hf.upvotes} upvotes on Hugging Face Daily Papers")
+        if paper.version and paper.version > 1:  # arXiv lists replacements with the day's new papers
+            since = f", first submitted {paper.submitted:%Y-%m-%d}" if paper.submitted else ""
+            reasons.append(f"a new version (v{paper.version}) of an earlier paper{since}")
         return reasons

@@ -256,7 +256,8 @@ class ClassifierState:
     async def score_events(self, events: list[PaperEmbedded]) -> list[MatchFound]:
         """Score embedded papers against every profile in one pass; only first-time matches come back.
 
-        Papers from another vector space are skipped; a paper in the batch twice (a redelivery) is scored once.
+        Papers from another vector space are skipped; a paper in the batch twice (a redelivery) is scored once. A
+        paper its authors withdrew joins the background (it is still a paper of the field) but matches no one.
         """
         events = list({e.paper.id: e for e in events if e.manifest.space == self.space}.values())
         if not events:
@@ -264,7 +265,10 @@ class ClassifierState:
         await self.sync()
         vectors = np.stack([event.array() for event in events])
         await self.add_background(*vectors)
-        return await self.score_papers([event.paper for event in events], vectors)
+        alive = [i for i, event in enumerate(events) if not event.paper.withdrawn]
+        if not alive:
+            return []
+        return await self.score_papers([events[i].paper for i in alive], vectors[alive])
 
     async def record_upvotes(self, event: UpvotesChanged) -> None:
         """Put a paper's count on its day's board; GT keeps a late-redelivered older count from lowering it."""

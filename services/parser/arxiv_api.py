@@ -13,7 +13,7 @@ from services.parser.errors import ArxivApiError, ParseError
 from services.parser.result import ItemError, ParseResult
 from services.parser.text import parse_iso
 from services.parser.xmlsafe import DEFAULT_MAX_BYTES, local, parse_xml, text_of
-from shared.paper import Author, Paper, clean_text, split_arxiv_id
+from shared.paper import Author, Paper, clean_text, says_withdrawn, split_arxiv_id
 
 
 def parse(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParseResult:
@@ -82,6 +82,7 @@ def parse_entry(entry: ET.Element) -> Paper:
         doi=clean_text(fields["doi"]) or None if "doi" in fields else None,
         journal_ref=clean_text(fields["journal_ref"]) or None if "journal_ref" in fields else None,
         comment=clean_text(fields["comment"]) or None if "comment" in fields else None,
+        withdrawn=says_withdrawn(fields.get("comment")),
         links=links,
         sources=["arxiv-api"],
     )

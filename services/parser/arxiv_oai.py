@@ -14,7 +14,7 @@ from services.parser.errors import OaiError, ParseError
 from services.parser.result import ItemError, ParseResult
 from services.parser.text import parse_rfc822, split_authors
 from services.parser.xmlsafe import DEFAULT_MAX_BYTES, local, parse_xml, text_of
-from shared.paper import Author, Paper, clean_text, split_arxiv_id
+from shared.paper import Author, Paper, clean_text, says_withdrawn, split_arxiv_id
 
 EMPTY_CODES = ("noRecordsMatch",)
 
@@ -74,14 +74,14 @@ def _record(record: ET.Element, index: int, result: ParseResult) -> None:
 def parse_arxiv_raw(element: ET.Element) -> Paper:
     """arXivRaw: every version with its date, authors as one line, categories space-separated."""
     paper_id, _ = split_arxiv_id(_required(element, "id"))
-    versions: list[tuple[int, datetime | None]] = []
+    versions: list[tuple[int, datetime | None, str]] = []
     for child in element:
         if local(child.tag) == "version":
             number = _int((child.get("version") or "").lstrip("v"))
             if number is not None:
-                versions.append((number, parse_rfc822(_text(child, "date"))))
+                versions.append((number, parse_rfc822(_text(child, "date")), (_text(child, "size") or "").strip()))
     versions.sort(key=lambda item: item[0])
-    dates = [d for _, d in versions if d is not None]
+    dates = [d for _, d, _ in versions if d is not None]
     return _paper(
         element,
         paper_id,
@@ -89,6 +89,8 @@ def parse_arxiv_raw(element: ET.Element) -> Paper:
         authors=split_authors(_text(element, "authors") or ""),
         submitted=dates[0] if dates else None,
         updated=dates[-1] if dates else None,
+        # A withdrawal is a new version without files; its comment does not always say so.
+        emptied=bool(versions) and versions[-1][2] == "0kb",
     )
 
 
@@ -122,8 +124,10 @@ def _paper(
     authors: list[Author],
     submitted: datetime | None,
     updated: datetime | None,
+    emptied: bool = False,
 ) -> Paper:
     title = clean_text(_text(element, "title") or "")
+    comment = clean_text(_text(element, "comments") or "") or None
     if not title:
         raise ValueError(f"{paper_id}: record has no title")
     categories = (_text(element, "categories") or "").split()
@@ -139,7 +143,8 @@ def _paper(
         updated=updated,
         doi=doi[0] if doi else None,
         journal_ref=clean_text(_text(element, "journal-ref") or "") or None,
-        comment=clean_text(_text(element, "comments") or "") or None,
+        comment=comment,
+        withdrawn=emptied or says_withdrawn(comment),
         links={"abs": f"https://arxiv.org/abs/{paper_id}", "pdf": f"https://arxiv.org/pdf/{paper_id}"},
         sources=["arxiv-oai"],
     )

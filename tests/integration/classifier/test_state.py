@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,31 @@ async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_pat
     await redis.delete("classifier:model:cl:inputs")
     await fresh.load_all()
     assert json.dumps(fresh.profiles["cl"].model.to_dict()) != stored["cl"].decode()
+
+
+async def test_a_withdrawn_paper_matches_no_one_and_a_replacement_says_it_is_one(redis, tmp_path) -> None:
+    """The same real paper, first as its authors' withdrawal notice, then as a live v3: only the second matches,
+    and its reasons say it is a new version of an earlier paper (arXiv lists replacements with new papers)."""
+    papers, vectors, state = await stored_papers(redis, tmp_path / "c.sqlite", 50)
+    seeds = [p.id for p in papers[:40] if p.primary == "cs.CL"][:5]
+    await SubscriptionStore(redis).put(Subscription(id="cl", name="cl", seed_papers=seeds, threshold=0.0))
+    await state.load_all()
+    manifest = EmbeddingManifest(model_id=MODEL_ID, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")
+    p, v = papers[45], vectors[45]
+    paper = Paper(
+        id=p.id,
+        version=3,
+        title=p.title,
+        abstract=p.abstract,
+        categories=list(p.categories),
+        submitted=datetime(2025, 3, 20, tzinfo=UTC),
+        comment="This paper has been withdrawn by the authors",
+        withdrawn=True,
+    )
+    background = len(await state.background())
+    withdrawn = PaperEmbedded(paper=paper, vector=PaperEmbedded.pack(v), manifest=manifest)
+    assert await state.score_events([withdrawn]) == []
+    assert len(await state.background()) == background + 1  # still a paper of the field
+    live = withdrawn.model_copy(update={"paper": paper.model_copy(update={"withdrawn": False, "comment": None})})
+    [match] = await state.score_events([live])
+    assert "a new version (v3) of an earlier paper, first submitted 2025-03-20" in match.reasons

@@ -10,6 +10,7 @@ import pytest
 
 from services.parser.errors import OaiError
 from services.parser.parse import parse_document
+from shared.paper import says_withdrawn
 
 OAI = Path(__file__).parents[2] / "fixtures" / "arxiv_oai"
 
@@ -81,3 +82,28 @@ def test_get_record_litpuvn() -> None:
     assert paper.title == "Object Re-Use & Exchange: A Resource-Centric Approach"
     assert len(paper.authors) == 6 and paper.authors[-1].name == "Pete Johnston"
     assert paper.categories == ["cs.DL", "cs.NI"]
+
+
+def test_withdrawn_papers_are_marked_whether_or_not_their_comment_says_so() -> None:
+    """arXiv withdraws a paper by adding a version without files (0kb); four of the page's six say nothing like
+    "withdrawn" in their comment. Every other record stays live."""
+    result = parse("litpuvn_ListRecords_arXivRaw_from2016-10-20.xml")
+    withdrawn = {p.id: p for p in result.papers if p.withdrawn}
+    assert sorted(withdrawn) == ["0803.4354", "0808.3386", "1502.02762", "1505.00300", "1603.06854", "1605.00928"]
+    assert withdrawn["0808.3386"].version == 8
+    assert sum("withdrawn" in (p.comment or "").lower() for p in withdrawn.values()) == 2
+
+
+@pytest.mark.parametrize(
+    ("comment", "says"),
+    [
+        ("This paper has been withdrawn by the author because it was merged with 1603.06855", True),
+        ("This paper has been withdrawn. Theorem 38 and Corollary 39 are incorrect", True),
+        ("withdrawn by the authors due to an error in Lemma 2", True),
+        ("12 pages, 4 figures; v2: a withdrawn claim about Lemma 3 is corrected", False),
+        ("Accepted at ACL 2026", False),
+        (None, False),
+    ],
+)
+def test_withdrawal_notices_in_comments(comment: str | None, says: bool) -> None:
+    assert says_withdrawn(comment) is says

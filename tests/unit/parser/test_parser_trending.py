@@ -89,6 +89,16 @@ def test_document_without_hf_data_moves_no_count() -> None:
     assert moved.events == [] and moved.unchanged == 1
 
 
+def test_arxivs_first_listing_of_a_daily_papers_paper_is_merged_not_a_new_version() -> None:
+    """Hugging Face gives no version: the arXiv listing of v1 adds facts ("merged"), its v2 is "updated"."""
+    known = first_paper()
+    assert known.version is None
+    for version, change in ((1, "merged"), (2, "updated")):
+        listed = known.model_copy(update={"version": version, "hf": None, "sources": ["arxiv-api"], "doi": "10.1/x"})
+        report = plan([listed], {known.id: known}, date(2026, 5, 11))
+        assert [e.change for e in report.events] == [change]
+
+
 def test_event_ids_are_stable_per_raw_event() -> None:
     """A redelivered raw event re-emits its events under the same ids (the embedder's once-key), and
     another raw event (a later poll) under new ones."""
