@@ -290,6 +290,17 @@ async def release_many(redis: aioredis.Redis, keys: list[str]) -> None:
         await redis.delete(*(f"once:{key}" for key in keys[start : start + PIPELINE_CHUNK]))
 
 
+_RELEASE_HELD = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
+"""
+
+
+async def release_held(redis: aioredis.Redis, key: str, token: str) -> None:
+    """Delete a lock ``key`` only while it still holds our ``token``: one that expired and was taken by someone
+    else stays theirs."""
+    await redis.eval(_RELEASE_HELD, 1, key, token)
+
+
 async def release_once(redis: aioredis.Redis, key: str) -> None:
     """Undo a claim whose side effect failed, so a retry may try again."""
     await release_many(redis, [key])

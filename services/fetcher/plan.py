@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 import redis.asyncio as aioredis
 import structlog
 
-from shared.storage import reply_text
+from shared.storage import release_held, reply_text
 from shared.tasks import lease_kept
 
 log = structlog.get_logger("paperwire.fetcher.plan")
@@ -35,9 +35,6 @@ log = structlog.get_logger("paperwire.fetcher.plan")
 STATE_KEY = "fetcher:schedule:{source}"
 CLAIM_KEY = "fetcher:poll:{source}"
 
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
-"""
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end
 """
@@ -271,7 +268,7 @@ class SourceSchedule:
         """Delete the claim only if it is still ours (an expired one may already be someone else's)."""
         token = self._tokens.pop(key, None)
         if token is not None:
-            await self.redis.eval(_RELEASE, 1, CLAIM_KEY.format(source=key), token)
+            await release_held(self.redis, CLAIM_KEY.format(source=key), token)
 
     @contextlib.asynccontextmanager
     async def claimed(self, key: str) -> AsyncIterator[bool]:

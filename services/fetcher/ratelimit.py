@@ -16,11 +16,10 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 import structlog
 
+from shared.storage import release_held
+
 log = structlog.get_logger("paperwire.fetcher.ratelimit")
 
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
-"""
 # Set next-allowed to max(current, now + interval) atomically.
 _PUSH = """
 local t = redis.call('time')
@@ -76,7 +75,7 @@ class SharedRateLimiter:
             if await self._delay_s() <= 0:
                 break
             # Pushed forward (the last holder's spacing, or a Retry-After) between the check and the lock.
-            await self.redis.eval(_RELEASE, 1, self.lock_key, token)
+            await release_held(self.redis, self.lock_key, token)
         if waited > 1:
             log.debug("rate_limited", waited_s=round(waited, 2))
         try:
@@ -84,7 +83,7 @@ class SharedRateLimiter:
         finally:
             # Spacing counts from the end of this request, so starts are never closer than the interval.
             await self.redis.eval(_PUSH, 1, self.next_key, self.min_interval_ms)
-            await self.redis.eval(_RELEASE, 1, self.lock_key, token)
+            await release_held(self.redis, self.lock_key, token)
 
     async def _delay_s(self) -> float:
         """Seconds until ``next allowed`` (0 or less: now)."""
