@@ -95,7 +95,9 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
         The publishers are started here too: ``broker.start()`` starts every subscriber, each reading at once, before
         any publisher, and a publisher has no producer until started, so an entry waiting at start-up would be
         handled by a handler whose publish fails."""
-        configure_logging(level)
+        cli_level = broker.config.logger.log_level  # `faststream run -l X` sets it, before this hook runs
+        configure_logging(logging.getLevelName(cli_level) if cli_level != logging.DEBUG else level)
+        broker.config.logger.set_level(logging.DEBUG)  # per-message lines stay DEBUG, whatever -l says
         opening = _OPENED.set(clients)
         try:
             for definition in services:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ import redis.asyncio as aioredis
 import structlog
 import structlog.testing
 from faststream import TestApp
+from faststream._internal.cli.utils.logs import set_log_level
 from faststream.redis import RedisBroker, RedisRouter, StreamSub
 from pydantic import BaseModel
 
@@ -148,3 +151,26 @@ async def test_clients_the_routers_open_are_closed_when_the_app_stops(redis: aio
             break
         await asyncio.sleep(0.02)
     assert connection_ids[0] not in {c["id"] for c in await redis.client_list()}
+
+
+async def test_faststream_runs_log_level_sets_ours_and_keeps_per_message_lines_debug(
+    redis: aioredis.Redis, clean_redis: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``faststream run ... -l info`` (what an operator types) sets FastStream's per-message level to INFO too:
+    thousands of "Received" lines a day. The app takes the CLI's level for its own lines and keeps those DEBUG."""
+    await ensure_group(redis, INBOX, SERVICE)
+    handled: list[int] = []
+    settings = ServiceSettings(redis_url=clean_redis, read_block_ms=50, claim_poll_ms=50, log_level="DEBUG")
+    app = build_app([ServiceDef(SERVICE, relay_router(handled, batch=False), settings)], clean_redis)
+    set_log_level(logging.INFO, app)  # what `faststream run -l info` does before starting the app
+    async with TestApp(app):
+        await redis.xadd(INBOX, {"__data__": Job(n=7).model_dump_json()})
+        await wait_for(redis, OUTBOX, 1, limit_s=5.0)
+        structlog.get_logger("test").debug("a debug line of ours")
+        structlog.get_logger("test").info("an info line of ours")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    events = [line["event"] for line in lines]
+    assert handled == [7]
+    assert "an info line of ours" in events
+    assert "Received" not in events and "Processed" not in events
+    assert "a debug line of ours" not in events  # our own lines follow the CLI's INFO, not the settings' DEBUG
