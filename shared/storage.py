@@ -19,11 +19,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 import redis.asyncio as aioredis
+import structlog
+from pydantic import ValidationError
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from shared.paper import Paper, PaperChange, merge_change
 from shared.subscription import Subscription
+
+log = structlog.get_logger("paperwire.storage")
 
 UPSERT_TRIES = 50
 DELETED_TTL_S = 7 * 24 * 3600
@@ -238,7 +242,17 @@ class SubscriptionStore:
         if not ids:
             return []
         raws = await self.redis.mget([f"subscription:{i}" for i in ids])
-        return [Subscription.model_validate_json(raw) for raw in raws if raw]
+        subscriptions = []
+        for subscription_id, raw in zip(ids, raws, strict=True):
+            if not raw:
+                continue
+            try:
+                subscriptions.append(Subscription.model_validate_json(raw))
+            except ValidationError as exc:
+                # Stored under older, looser rules (an address or a time zone refused today): skipped with its
+                # reason, so one record does not stop scoring and digests for every other subscription.
+                log.error("subscription_unreadable", subscription_id=subscription_id, error=str(exc))
+        return subscriptions
 
     async def active(self) -> list[Subscription]:
         return [s for s in await self.list() if s.active]

@@ -14,8 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, mod
 from shared.paper import InvalidArxivId, normalize_arxiv_id
 from shared.query import QueryError, parse_query
 from shared.taxonomy import is_known_category
+from shared.webhook_signing import secret_bytes
 
-_EMAIL_RE = re.compile(r"[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+")
+# An addr-spec of dot-atoms only (RFC 5322 atext, non-ASCII letters as RFC 6531 allows), domain labels of
+# letters, digits and inner hyphens: no comments "(", groups ":", quotes, brackets or backslashes, which a mail
+# library re-parsing the To header (aiosmtplib too, for the envelope) reads as another address than the one shown.
+_ATOM = r"[\w!#$%&'*+/=?^`{|}~-]+"
+_LABEL = r"[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?"
+_EMAIL_RE = re.compile(rf"(?=[^@]{{1,64}}@)(?=.{{3,254}}\Z){_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+")
 _SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -44,6 +50,14 @@ class WebhookEndpoint(BaseModel):
     previous_secret: str | None = Field(default=None, description="still signed during a rotation")
     enabled: bool = True
     disabled_reason: str | None = None
+
+    @field_validator("secret", "previous_secret")
+    @classmethod
+    def _signs(cls, value: str | None) -> str | None:
+        """A secret that the signer cannot use would fail every delivery (and the api's test event) later."""
+        if value is not None:
+            secret_bytes(value)  # BadSecret is a ValueError: a validation error naming the field
+        return value
 
     @model_validator(mode="after")
     def _has_id(self) -> WebhookEndpoint:
@@ -88,10 +102,11 @@ class Schedule(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
+        """OSError too: a tzdata folder ("America") or an over-long name fails as a file, and would be a 500."""
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone: {value!r}") from exc
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError(f"unknown time zone: {value[:100]!r}") from exc
         return value
 
 

@@ -25,7 +25,8 @@ def _words(text: str) -> list[str]:
 
 
 def form_to_changes(form: dict[str, str]) -> dict[str, Any]:
-    """Only the fields the form carries; the rest of the subscription stays as it is."""
+    """Only the fields the form carries; the rest of the subscription stays as it is (``SubscriptionOps.patch``
+    merges ``schedule`` and ``channels`` one level down, so the form may send only some of their fields)."""
     changes: dict[str, Any] = {}
     if "name" in form:
         changes["name"] = form["name"].strip()
@@ -50,13 +51,6 @@ def form_to_changes(form: dict[str, str]) -> dict[str, Any]:
         changes["channels"] = channels
     if "form" in form:  # a checkbox is absent when unticked: the hidden "form" field says the form was sent
         changes["active"] = form.get("active") == "on"
-    return changes
-
-
-def merge_changes(subscription: Subscription, changes: dict[str, Any]) -> dict[str, Any]:
-    """Nested merge for ``schedule`` (the form sends only some of its fields)."""
-    if "schedule" in changes:
-        changes = {**changes, "schedule": {**subscription.schedule.model_dump(mode="json"), **changes["schedule"]}}
     return changes
 
 

@@ -248,9 +248,14 @@ async def test_webhook(owner: Owner, ctx: Ctx, subscription_id: SubscriptionId, 
 async def enable_webhook(
     owner: Owner, ctx: Ctx, subscription_id: SubscriptionId, endpoint_id: EndpointId
 ) -> WebhookView:
-    """Re-enable an endpoint the notifier disabled (410, too many failures)."""
+    """Re-enable an endpoint the notifier disabled (410, too many failures).
+
+    Its DeliveryLog state is reset with the field names the notifier writes (``worker._endpoint_state``,
+    ``worker._disable_endpoint``), so the listing no longer shows it disabled with its old failure count."""
     endpoint = await ctx.ops.update_webhook(owner, subscription_id, endpoint_id, enabled=True, disabled_reason=None)
-    await DeliveryLog(ctx.redis).set_state(endpoint_id, enabled="true", disabled_reason="", failures="0")
+    await DeliveryLog(ctx.redis).set_state(
+        endpoint_id, state="active", disabled_reason="", disabled_at="", consecutive_failures="0"
+    )
     return webhook_view(endpoint)
 
 

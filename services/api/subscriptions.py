@@ -17,6 +17,7 @@ from shared.storage import SubscriptionStore
 from shared.subscription import Subscription, SubscriptionSpec, WebhookEndpoint, new_id
 
 Publish = Callable[[Stream, Event], Awaitable[Any]]
+MERGED_FIELDS = ("channels", "schedule", "trending")  # PATCH merges these one level down instead of replacing
 
 
 class NotFound(LookupError):
@@ -97,15 +98,16 @@ class SubscriptionOps:
         return updated
 
     async def patch(self, owner: str | None, subscription_id: str, changes: dict[str, Any]) -> Subscription:
-        """Merge ``changes`` (top-level fields of the spec; ``channels`` merged one level down) into the stored
-        spec and revalidate."""
+        """Merge ``changes`` (top-level fields of the spec; ``channels``, ``schedule`` and ``trending`` merged one
+        level down, so ``{"schedule": {"at": "09:00"}}`` keeps a weekly digest weekly) into the stored spec and
+        revalidate. The web form's edits come here too; merged inside the transaction, on the fresh record."""
 
         def change(current: Subscription) -> Subscription:
             data = current.model_dump(include=set(SubscriptionSpec.model_fields))
             data["channels"].pop("webhooks", None)
             for key, value in changes.items():
-                if key == "channels" and isinstance(value, dict):
-                    data["channels"] = {**data["channels"], **value}
+                if key in MERGED_FIELDS and isinstance(value, dict) and isinstance(data.get(key), dict):
+                    data[key] = {**data[key], **value}
                 else:
                     data[key] = value
             spec = SubscriptionSpec.model_validate(data)

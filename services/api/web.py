@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from services.api.atom import build_feed
 from services.api.deps import ApiContext, context, error_responses
-from services.api.forms import error_messages, form_to_changes, form_values, merge_changes, parse_form
+from services.api.forms import error_messages, form_to_changes, form_values, parse_form
 from services.api.seeds import REQUEST_BODY, SeedUploadError, read_export, upload_from_request
 from services.api.store import DeliveryHistory, FeedSecrets
 from services.api.streams import recent_matches
@@ -150,7 +150,7 @@ async def web_save(request: Request, ctx: Ctx, token: Token) -> Response:
     subscription = await _subscription_for_view(ctx, token)
     form = parse_form(await request.body())
     try:
-        await ctx.ops.patch(None, subscription.id, merge_changes(subscription, form_to_changes(form)))
+        await ctx.ops.patch(None, subscription.id, form_to_changes(form))
     except ValidationError as exc:
         return await _render(request, ctx, token, subscription, errors=error_messages(exc), values=form)
     return RedirectResponse(f"/web/{token}?saved=1", status_code=303)

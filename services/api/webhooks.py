@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import secrets
 import time
@@ -15,18 +13,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.ssrf import PinnedURL, UnsafeURL, resolve_safe
+from shared.webhook_signing import PREFIX, sign
 
 
 def new_secret() -> str:
     """``whsec_`` + base64 of 24 random bytes: what Standard Webhooks libraries expect."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: str) -> str:
-    """The ``webhook-signature`` value: ``v1,`` + base64 HMAC-SHA256 of ``id.timestamp.body``."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+    return PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
 def mask(secret: str) -> str:
@@ -72,7 +64,7 @@ async def send_signed(
             "content-type": "application/json",
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, msg_id, timestamp, body),
+            "webhook-signature": sign(secret, msg_id, timestamp, body.encode()),
             "user-agent": "paperwire-webhooks",
         }
         extensions = {}

@@ -46,9 +46,12 @@ class Links:
     secret: str
     unsubscribe_ttl_s: int = UNSUBSCRIBE_TTL_S
 
-    def make(self, action: str, subscription_id: str, paper_id: str | None = None) -> str:
+    def make(self, action: str, subscription_id: str, paper_id: str | None = None, *, via: str | None = None) -> str:
+        """``via``: the channel the link is shown in, when it is not e-mail (the api records feedback as
+        ``via=email`` unless the URL says ``?via=slack``); outside the signed token, it only labels the rating."""
         ttl = {"ttl_s": self.unsubscribe_ttl_s} if action == "unsubscribe" else {}
-        return link_url(self.public_url, sign_link(self.secret, action, subscription_id, paper_id, **ttl))  # type: ignore[arg-type]
+        url = link_url(self.public_url, sign_link(self.secret, action, subscription_id, paper_id, **ttl))  # type: ignore[arg-type]
+        return f"{url}?via={via}" if via else url
 
 
 def authors_line(item: MatchItem) -> str:

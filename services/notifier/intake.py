@@ -10,11 +10,11 @@ from datetime import datetime
 import redis.asyncio as aioredis
 import structlog
 
-from services.notifier.jobs import MatchItem, alert_jobs, digest_jobs
+from services.notifier.jobs import MatchItem, alert_jobs, digest_jobs, targets
 from services.notifier.queue import DeliveryQueue
 from services.notifier.schedule import digest_due
 from shared.events import MatchFound, SubscriptionChanged
-from shared.storage import SubscriptionStore
+from shared.storage import SubscriptionStore, claim_once, release_once
 from shared.subscription import Subscription
 
 log = structlog.get_logger("paperwire.notifier")
@@ -84,7 +84,15 @@ class Intake:
         self, subscription: Subscription, items: list[MatchItem], slot: datetime, due: float, *, heartbeat: bool
     ) -> int:
         """Queue the slot's jobs; the buffered matches are removed only when a job carrying them was queued
-        (a job with the same id already waiting does not carry matches buffered since)."""
+        (a job with the same id already waiting does not carry matches buffered since).
+
+        With nowhere to deliver (feed only, every webhook disabled) the slot's matches are dropped: kept, they
+        would pile up for months and flood the first digest after a channel is added."""
+        if not targets(subscription):
+            if items:
+                await self.redis.hdel(_buffer(subscription.id), *[i.paper.id for i in items])
+                log.info("digest_dropped", subscription_id=subscription.id, papers=len(items), reason="no channel")
+            return 0
         queued = 0
         for job in digest_jobs(subscription, items, slot, heartbeat=heartbeat):
             queued += await self.queue.enqueue(job, due)
@@ -101,15 +109,26 @@ class Intake:
         return datetime.fromisoformat(raw.decode()) if raw else subscription.created_at
 
     async def digest_tick(self, now: datetime) -> int:
-        """Queue every digest whose slot has passed; returns how many jobs were queued."""
+        """Queue every digest whose slot has passed; returns how many jobs were queued.
+
+        Every replica ticks: each (subscription, slot) is claimed before its buffer is read, so one replica
+        builds it. Otherwise a second one reads the buffer the first just emptied and queues a "no new papers"
+        heartbeat for the same slot. A claim whose digest was not queued (an error) is given back."""
         queued = 0
         for subscription in await self.subscriptions.active():
             slot = digest_due(subscription.schedule, await self.last_sent(subscription), now)
             if slot is None:
                 continue
-            items = await self.buffered(subscription.id)
-            heartbeat = subscription.schedule.heartbeat
-            queued += await self._queue_digest(subscription, items, slot, now.timestamp(), heartbeat=heartbeat)
+            claim = f"digest:{subscription.id}:{slot.isoformat()}"
+            if not await claim_once(self.redis, claim):
+                continue
+            try:
+                items = await self.buffered(subscription.id)
+                heartbeat = subscription.schedule.heartbeat
+                queued += await self._queue_digest(subscription, items, slot, now.timestamp(), heartbeat=heartbeat)
+            except BaseException:
+                await release_once(self.redis, claim)
+                raise
             await self.redis.hset(LAST_DIGEST, subscription.id, slot.isoformat())
             log.info("digest_queued", subscription_id=subscription.id, slot=slot.isoformat(), papers=len(items))
         return queued

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import socket
 import ssl
@@ -37,7 +38,8 @@ OutcomeKind = Literal["delivered", "retry", "gone", "refused"]
 
 @dataclass
 class Outcome:
-    """``retry``: try again later; ``gone``: the receiver said 410; ``refused``: never deliverable (SSRF)."""
+    """``retry``: try again later; ``gone``: the receiver said 410; ``refused``: never deliverable (SSRF, an SMTP
+    5xx refusal of the recipient or message)."""
 
     kind: OutcomeKind
     status_code: int | None = None
@@ -48,14 +50,17 @@ class Outcome:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date. ``inf`` and ``nan`` (which
+    ``float`` accepts) are no delay at all: None, the retry schedule decides. The worker caps what is left."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -93,6 +98,7 @@ class EmailSender:
         try:
             await aiosmtplib.send(
                 msg,
+                recipients=[job.target],  # the validated address itself, not a re-parse of the To header
                 hostname=s.smtp_host,
                 port=s.smtp_port,
                 username=s.smtp_username,
@@ -102,9 +108,26 @@ class EmailSender:
                 timeout=s.smtp_timeout_s,
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            code = getattr(exc, "code", None)
-            return Outcome("retry", code if isinstance(code, int) else None, f"{type(exc).__name__}: {exc}")
+            return smtp_outcome(exc)
         return Outcome("delivered")
+
+
+def smtp_outcome(exc: Exception) -> Outcome:
+    """A failed SMTP send. A 5xx answer to the recipient (550 5.1.1 user unknown) or to the message is final
+    (RFC 5321): ``refused``, not ~18 h of retries. 4xx answers and connection trouble are retried, and so are
+    5xx answers to the session itself (greeting, HELO, AUTH, MAIL FROM): those are the deployment's settings,
+    which an operator can fix before the retries run out."""
+    error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refusal.code for refusal in exc.recipients]
+    elif isinstance(exc, (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError)):
+        codes = [exc.code]
+    else:
+        code = getattr(exc, "code", None)
+        return Outcome("retry", code if isinstance(code, int) else None, error)
+    if codes and all(500 <= code < 600 for code in codes):
+        return Outcome("refused", codes[0], error)
+    return Outcome("retry", codes[0] if codes else None, error)
 
 
 def write_eml(outbox: Path, name: str, msg: EmailMessage) -> Path:

@@ -42,7 +42,7 @@ class NotifierSettings(ServiceSettings):
         description="lease of a shared endpoint slot, renewed every third of it; a crashed holder's frees after it",
     )
     webhook_tls_clients: int = Field(default=256, ge=1, description="HTTPS host names with their own pooled client")
-    email_concurrency: int = Field(default=4, ge=1, description="SMTP sessions at once")
+    email_concurrency: int = Field(default=4, ge=1, description="SMTP sessions at once per process, all recipients")
     delivery_concurrency: int = Field(default=64, ge=1, description="deliveries in flight per process")
 
     slack_min_interval_s: float = Field(default=1.0, ge=0, description="Slack allows about 1 message/s per webhook")

@@ -1,20 +1,9 @@
-"""Standard Webhooks signatures: ``v1,<base64 HMAC-SHA256 of id.timestamp.body>``, secrets ``whsec_<base64>``."""
+"""Standard Webhooks headers of a delivery; the signature itself is :mod:`shared.webhook_signing` (the api's test
+event uses the same)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-
-
-def secret_bytes(secret: str) -> bytes:
-    raw = secret.removeprefix("whsec_")
-    return base64.b64decode(raw + "=" * (-len(raw) % 4))
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret_bytes(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+from shared.webhook_signing import sign
 
 
 def signature_header(secrets: list[str], msg_id: str, timestamp: int, body: bytes) -> str:

@@ -56,13 +56,13 @@ def paper_blocks(item: MatchItem, subscription_id: str, links: Links) -> list[Bl
                 ButtonElement(text=PlainTextObject(text="PDF"), url=paper.pdf_url, action_id=f"pdf-{paper.id}"),
                 ButtonElement(
                     text=PlainTextObject(text="👍 More like this"),
-                    url=links.make("like", subscription_id, paper.id),
+                    url=links.make("like", subscription_id, paper.id, via="slack"),
                     action_id=f"like-{paper.id}",
                     style="primary",
                 ),
                 ButtonElement(
                     text=PlainTextObject(text="👎 Less like this"),
-                    url=links.make("dislike", subscription_id, paper.id),
+                    url=links.make("dislike", subscription_id, paper.id, via="slack"),
                     action_id=f"dislike-{paper.id}",
                 ),
             ]

@@ -78,6 +78,12 @@ class DeliveryWorker:
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
 
+    def pool(self, target_key: str) -> str:
+        """The key a target's sends are counted under in ``in_flight``: all e-mail shares one (the limit is on
+        the process's SMTP sessions, whoever they are for); a webhook or Slack target has its own."""
+        channel = target_key.split(":", 1)[0]
+        return channel if channel == "email" else target_key
+
     def limit(self, target_key: str) -> int:
         channel = target_key.split(":", 1)[0]
         if channel == "webhook":
@@ -99,7 +105,7 @@ class DeliveryWorker:
             if free_global <= 0:
                 break
             # every local webhook send holds a shared slot, so a full count here needs no question to Redis
-            free = min(self.limit(target_key) - self.in_flight[target_key], free_global)
+            free = min(self.limit(target_key) - self.in_flight[self.pool(target_key)], free_global)
             tokens: list[str] | None = None
             if free > 0 and shares_slots(target_key):
                 tokens = await self.slots.acquire(target_key, self.limit(target_key), free)
@@ -114,7 +120,7 @@ class DeliveryWorker:
                 if tokens is not None and len(tokens) > len(jobs):  # fewer jobs due than slots taken
                     await self.slots.give_back(target_key, *tokens[len(jobs) :])
             for index, job in enumerate(jobs):
-                self.in_flight[target_key] += 1
+                self.in_flight[self.pool(target_key)] += 1
                 token = tokens[index] if tokens is not None else None
                 task = asyncio.create_task(self._run(job, token), name=f"deliver:{job.id}")
                 self.tasks.add(task)
@@ -155,7 +161,7 @@ class DeliveryWorker:
         except Exception as exc:  # a bug or Redis hiccup: the job was put back (or its lease expires)
             log.exception("delivery_crashed", delivery_id=job.id, error=str(exc))
         finally:
-            self.in_flight[job.target_key] -= 1
+            self.in_flight[self.pool(job.target_key)] -= 1
             self.wake.set()
 
     async def deliver(self, job: DeliveryJob) -> DeliveryStatus:
@@ -239,13 +245,20 @@ class DeliveryWorker:
         for paper_id in job.paper_ids or [None]:
             await release_once(self.redis, once_key(job, paper_id))
 
+    def retry_after(self, outcome: Outcome) -> float | None:
+        """The receiver's Retry-After, capped at the longest step of the retry schedule: a receiver asking for a
+        year (or a date far ahead) would otherwise park the delivery, and throttle its endpoint, for that long."""
+        if outcome.retry_after is None:
+            return None
+        return min(outcome.retry_after, max(self.settings.webhook_retry_schedule_s, default=0.0))
+
     async def _retry(self, job: DeliveryJob, outcome: Outcome, now: float) -> DeliveryStatus:
         job.last_error, job.last_status = outcome.error, outcome.status_code
-        delay = retry_delay(self.settings.webhook_retry_schedule_s, job.attempts, self.settings.retry_jitter)
+        schedule = self.settings.webhook_retry_schedule_s
+        delay = retry_delay(schedule, job.attempts, self.settings.retry_jitter)
+        retry_after = self.retry_after(outcome)
         if outcome.throttle:
-            pause = (
-                outcome.retry_after if outcome.retry_after is not None else self.settings.webhook_retry_schedule_s[0]
-            )
+            pause = retry_after if retry_after is not None else schedule[0]
             await self.queue.throttle(job.target_key, now + pause)
         if job.channel == "webhook":
             state = "dead" if delay is None else "failing"
@@ -254,8 +267,8 @@ class DeliveryWorker:
             await self.queue.bury(job)
             status = await self._finish(job, "dead", outcome, done=False)
             return status
-        if outcome.retry_after is not None:
-            delay = max(delay, outcome.retry_after)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
         await self.queue.reschedule(job, now + delay)
         log.info(
             "delivery_retry",

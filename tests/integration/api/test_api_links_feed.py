@@ -10,8 +10,12 @@ import httpx
 import redis.asyncio as aioredis
 from faststream.redis import RedisBroker
 
+from services.notifier.email_render import Links
+from services.notifier.jobs import DeliveryJob, MatchItem
+from services.notifier.slack_blocks import build_messages
 from shared.events import DeliveryResult, FeedbackGiven, MatchFound, SubscriptionChanged
 from shared.links import sign_link
+from shared.paper import Paper
 from tests.integration.api.api_helpers import SPEC, fixture_papers, owner_token, stream_events
 
 SECRET = "test-link-secret"
@@ -62,6 +66,24 @@ async def test_feedback_link_confirms_on_get_and_records_on_post(api: httpx.Asyn
     unsubscribe_as_feedback = sign_link(SECRET, "unsubscribe", sid)
     assert (await api.post(f"/v1/feedback/{unsubscribe_as_feedback}")).status_code == 403
     assert await redis.xlen("feedback") == 2
+
+
+async def test_slack_buttons_record_feedback_as_slack(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    """The notifier's Slack buttons open the same kind of link as the e-mail's; the rating must say it came from
+    Slack. The confirmation page's form posts back to its own URL, query string included."""
+    alice, sid = await _subscription(api, redis)
+    sub = await api._transport.app.state.ctx.ops.get("alice", sid)  # type: ignore[attr-defined]
+    item = MatchItem(paper=Paper(id="1201.4869", title="t", abstract="a"), score=0.9)
+    job = DeliveryJob(id="j", subscription_id=sid, channel="slack", target="slack-x", items=[item])
+    [message] = build_messages(job, sub, Links("http://testserver", SECRET))
+    buttons = {e["action_id"]: e["url"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"]}
+    for action in ("dislike", "like"):
+        path = buttons[f"{action}-1201.4869"].removeprefix("http://testserver")
+        assert (await api.get(path)).status_code == 200
+        assert (await api.post(path)).status_code == 200
+    events = [FeedbackGiven.model_validate(b) for b in await stream_events(redis, "feedback")]
+    assert [(e.label, e.via) for e in events] == [("dislike", "slack"), ("like", "slack")]
+    assert (await api.get(f"/v1/subscriptions/{sid}", headers=alice)).json()["liked"] == ["1201.4869"]
 
 
 async def test_one_click_unsubscribe(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:

@@ -147,3 +147,58 @@ async def test_email_with_a_trailing_newline_is_refused(api: httpx.AsyncClient, 
         assert refused.status_code == 422 and "channels.email" in refused.text, refused.text
     accepted = await api.patch(f"/v1/subscriptions/{sid}", json={"channels": {"email": "a@b.co"}}, headers=alice)
     assert accepted.status_code == 200 and accepted.json()["spec"]["channels"]["email"] == "a@b.co"
+
+
+async def test_time_zone_folders_and_overlong_names_are_refused(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    """``ZoneInfo("America")`` fails as a directory and a 300-character name as a file name: both are OSError,
+    which the validator must turn into the usual 422, in the JSON API and on the web page."""
+    alice = await owner_token(redis, "alice")
+    for zone in ("America", "a" * 300):
+        created = await api.post(
+            "/v1/subscriptions", json={**SPEC, "schedule": {"mode": "daily", "timezone": zone}}, headers=alice
+        )
+        assert created.status_code == 422 and "schedule.timezone" in created.text, created.text
+    sid = (await api.post("/v1/subscriptions", json=SPEC, headers=alice)).json()["id"]
+    patched = await api.patch(f"/v1/subscriptions/{sid}", json={"schedule": {"timezone": "Europe"}}, headers=alice)
+    assert patched.status_code == 422 and "schedule.timezone" in patched.text, patched.text
+    page = (await api.get(f"/v1/subscriptions/{sid}/links", headers=alice)).json()["page_url"]
+    form = await api.post(page.removeprefix("http://testserver"), data={"form": "1", "schedule_timezone": "America"})
+    assert form.status_code == 422 and "schedule.timezone" in form.text
+    stored = (await api.get(f"/v1/subscriptions/{sid}", headers=alice)).json()
+    assert stored["spec"]["schedule"]["timezone"] == "Europe/Berlin"
+
+
+async def test_patch_merges_schedule_and_trending_fields(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    """Changing the digest time must not turn a weekly digest into instant alerts (the other fields' defaults)."""
+    alice = await owner_token(redis, "alice")
+    weekly = {"mode": "weekly", "weekday": 4, "at": "08:00", "timezone": "Europe/Paris", "heartbeat": True}
+    spec = {**SPEC, "schedule": weekly, "trending": {"window": "week", "top": 5}}
+    sid = (await api.post("/v1/subscriptions", json=spec, headers=alice)).json()["id"]
+    patched = await api.patch(
+        f"/v1/subscriptions/{sid}", json={"schedule": {"at": "09:30"}, "trending": {"narrow": True}}, headers=alice
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["spec"]["schedule"] == {**weekly, "at": "09:30:00"}
+    assert patched.json()["spec"]["trending"] == {"window": "week", "top": 5, "narrow": True}
+    dropped = await api.patch(f"/v1/subscriptions/{sid}", json={"trending": None}, headers=alice)
+    assert dropped.json()["spec"]["trending"] is None
+    added = await api.patch(f"/v1/subscriptions/{sid}", json={"trending": {"top": 3}}, headers=alice)
+    assert added.json()["spec"]["trending"] == {"window": "day", "top": 3, "narrow": False}
+    page = (await api.get(f"/v1/subscriptions/{sid}/links", headers=alice)).json()["page_url"]
+    form = await api.post(page.removeprefix("http://testserver"), data={"form": "1", "schedule_at": "07:15"})
+    assert form.status_code == 303
+    stored = (await api.get(f"/v1/subscriptions/{sid}", headers=alice)).json()["spec"]["schedule"]
+    assert stored == {**weekly, "at": "07:15:00"}
+
+
+async def test_email_with_address_specials_is_refused(api: httpx.AsyncClient, redis: aioredis.Redis) -> None:
+    """A comment, group or quoted part makes the notifier's To header (and the SMTP envelope) name someone else:
+    ``x:victim@example.org`` is a group sending to victim@example.org, ``a(b@example.org`` a mail to ``a``."""
+    alice = await owner_token(redis, "alice")
+    sid = (await api.post("/v1/subscriptions", json=SPEC, headers=alice)).json()["id"]
+    for email in ("a(b@example.org", "x:victim@example.org", "a\\b@example.org", "[a]@example.org", '"a b"@x.org'):
+        refused = await api.patch(f"/v1/subscriptions/{sid}", json={"channels": {"email": email}}, headers=alice)
+        assert refused.status_code == 422 and "channels.email" in refused.text, (email, refused.text)
+    for email in ("o'brien+papers@mail.example.co.uk", "jörg@bücher.de"):
+        accepted = await api.patch(f"/v1/subscriptions/{sid}", json={"channels": {"email": email}}, headers=alice)
+        assert accepted.status_code == 200 and accepted.json()["spec"]["channels"]["email"] == email

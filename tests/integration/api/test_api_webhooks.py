@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from services.api import webhooks
 from shared.consumer import dead_letter
 from shared.events import DeliveryResult, MatchFound, entry_body
 from shared.paper import Paper
-from shared.storage import DeliveryLog
+from shared.storage import DeliveryLog, SubscriptionStore
+from shared.subscription import Channels, Subscription, WebhookEndpoint
 from tests.integration.api.api_helpers import SPEC, fixture_papers, owner_token
 
 
@@ -79,11 +81,17 @@ async def test_register_test_event_attempts_and_reenable(
     assert [a["status_code"] for a in attempts] == [204, None]
 
     ops = api._transport.app.state.ctx.ops  # type: ignore[attr-defined]
+    # what the notifier writes when an endpoint answers 410 after failures (worker._disable_endpoint)
     await ops.update_webhook("alice", sid, endpoint["id"], enabled=False, disabled_reason="410 Gone")
+    await DeliveryLog(redis).set_state(
+        endpoint["id"], state="disabled", disabled_reason="410 Gone", consecutive_failures="7"
+    )
     listed = (await api.get(f"/v1/subscriptions/{sid}/webhooks", headers=alice)).json()
     assert listed[0]["endpoint"]["enabled"] is False and listed[0]["endpoint"]["disabled_reason"] == "410 Gone"
     enabled = await api.post(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}/enable", headers=alice)
     assert enabled.json()["enabled"] is True
+    state = (await api.get(f"/v1/subscriptions/{sid}/webhooks", headers=alice)).json()[0]["state"]
+    assert (state["state"], state["disabled_reason"], state["consecutive_failures"]) == ("active", "", "0")
     stored = await ops.get("alice", sid)
     assert stored.channels.webhooks[0].enabled is True and stored.channels.webhooks[0].secret == secret
 
@@ -204,3 +212,21 @@ async def test_test_event_goes_to_the_address_that_was_checked(monkeypatch: pyte
     assert request.url.host == "93.184.216.34"
     assert request.headers["host"] == "rebind.example"
     assert request.extensions["sni_hostname"] == "rebind.example"
+
+
+async def test_test_event_signs_with_an_unpadded_secret(
+    api: httpx.AsyncClient, redis: aioredis.Redis, receiver: Receiver
+) -> None:
+    """A subscriptions file may give a secret without base64 padding (the model and the notifier take it): the
+    api's test event must sign with it too, not answer 500."""
+    alice = await owner_token(redis, "alice")
+    secret = ("whsec_" + base64.b64encode(bytes(range(22))).decode()).rstrip("=")
+    endpoint = WebhookEndpoint(id="ep1", url=receiver.url, secret=secret)
+    await SubscriptionStore(redis).put(
+        Subscription(id="s1", owner="alice", name="n", interests=["x"], channels=Channels(webhooks=[endpoint]))
+    )
+    api._transport.app.state.ctx.settings.webhook_allow_hosts.append("127.0.0.1")  # type: ignore[attr-defined]
+    sent = await api.post("/v1/subscriptions/s1/webhooks/ep1/test", headers=alice)
+    assert sent.status_code == 200 and sent.json()["status_code"] == 204, sent.text
+    [(headers, body)] = receiver.requests
+    assert Webhook(secret).verify(body, headers)["type"] == "paperwire.test"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import socket
 import time
+from collections.abc import Iterator
 from email import policy
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from services.notifier.jobs import alert_jobs
 from services.notifier.queue import DeliveryQueue
 from shared.links import verify_link
 from shared.storage import SubscriptionStore
+from shared.subscription import Channels
 from tests.integration.notifier.conftest import running, stream_results, wait_for
 from tests.unit.notifier.notifier_papers import hf_papers, items, subscription
 
@@ -30,18 +33,25 @@ class Inbox:
         return "250 Message accepted for delivery"
 
 
-@pytest.fixture
-def smtp_server():
-    inbox = Inbox()
+@contextlib.contextmanager
+def smtp(inbox: Inbox) -> Iterator[int]:
+    """A real SMTP server (aiosmtpd) on a free local port, answering with ``inbox``'s hooks."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        yield inbox, controller.port
+        yield controller.port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server():
+    inbox = Inbox()
+    with smtp(inbox) as port:
+        yield inbox, port
 
 
 async def test_smtp_mail_parses_escapes_and_unsubscribes(
@@ -104,3 +114,81 @@ async def test_without_smtp_mail_goes_to_the_outbox(
     subjects = sorted(email.message_from_bytes(f.read_bytes(), policy=policy.default)["Subject"] for f in files)
     title = "Beyond Semantic Similarity: Rethinking Retrieval for Agentic Search via Direct Corpus Interaction"
     assert subjects[0] == f"[paperwire] {title}"
+
+
+class Refusing(Inbox):
+    """``nobody@`` is unknown for good (550 5.1.1), ``later@`` is greylisted (451): RFC 5321's two kinds."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address.startswith("nobody@"):
+            return "550 5.1.1 user unknown"
+        if address.startswith("later@"):
+            return "451 4.7.1 greylisted, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_permanent_smtp_refusal_fails_at_once_and_temporary_is_retried(
+    redis: aioredis.Redis, settings_for, fixtures_dir: Path
+) -> None:
+    inbox = Refusing()
+    with smtp(inbox) as port:
+        queue = DeliveryQueue(redis)
+        jobs = {}
+        for name in ("nobody", "later"):
+            sub = subscription(id=name, channels=Channels(email=f"{name}@example.org"))
+            await SubscriptionStore(redis).put(sub)
+            (jobs[name],) = alert_jobs(sub, items(hf_papers(fixtures_dir)[:1])[0])
+            await queue.enqueue(jobs[name], time.time())
+        settings = settings_for(
+            smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False, webhook_retry_schedule_s=[0.1, 0.1]
+        )
+        async with running(settings) as worker:
+
+            async def both_settled() -> bool:
+                return await redis.xlen("deliveries.dead") == 1 and await queue.pending() == 0
+
+            await wait_for(both_settled)
+            await worker.drain()
+    results = await stream_results(redis)
+    nobody = [(r["status"], r["status_code"], r["attempts"]) for r in results if r["subscription_id"] == "nobody"]
+    assert nobody == [("failed", 550, 1)]  # one attempt, not the retry schedule
+    later = [(r["status"], r["status_code"]) for r in results if r["subscription_id"] == "later"]
+    assert later == [("failed", 451), ("failed", 451), ("dead", 451)]
+    assert [j.id for j in await queue.dead_jobs()] == [jobs["later"].id]
+    assert inbox.messages == []
+
+
+class SlowInbox(Inbox):
+    """Holds every message a moment, counting the SMTP sessions in DATA at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = self.most = 0
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.now += 1
+        self.most = max(self.most, self.now)
+        await asyncio.sleep(0.2)
+        self.now -= 1
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_email_concurrency_bounds_the_process_not_each_recipient(
+    redis: aioredis.Redis, settings_for, fixtures_dir: Path
+) -> None:
+    """``NOTIFIER_EMAIL_CONCURRENCY`` is SMTP sessions at once: 6 recipients with a limit of 2 get 2 at a time."""
+    inbox = SlowInbox()
+    with smtp(inbox) as port:
+        queue = DeliveryQueue(redis)
+        for index in range(6):
+            sub = subscription(id=f"reader{index}", channels=Channels(email=f"reader{index}@example.org"))
+            await SubscriptionStore(redis).put(sub)
+            (job,) = alert_jobs(sub, items(hf_papers(fixtures_dir)[:1])[0])
+            await queue.enqueue(job, time.time())
+        settings = settings_for(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False, email_concurrency=2)
+        async with running(settings) as worker:
+            await wait_for(lambda: len(inbox.messages) == 6)
+            await worker.drain()
+    assert inbox.most <= 2
+    assert sorted(rcpt for _sender, [rcpt], _raw in inbox.messages) == [f"reader{i}@example.org" for i in range(6)]

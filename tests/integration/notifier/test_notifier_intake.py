@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time
 
 import redis.asyncio as aioredis
@@ -12,7 +14,7 @@ from services.notifier.queue import JOBS, DeliveryQueue
 from shared.events import MatchFound, SubscriptionChanged
 from shared.paper import Paper
 from shared.storage import SubscriptionStore
-from shared.subscription import Schedule, Subscription
+from shared.subscription import Channels, Schedule, Subscription
 from tests.unit.notifier.notifier_papers import subscription
 
 
@@ -106,3 +108,66 @@ async def test_pause_drops_and_delete_forgets_the_digest(redis: aioredis.Redis) 
     await SubscriptionStore(redis).delete(sub.id)
     await intake.on_subscription(SubscriptionChanged(subscription_id=sub.id, action="deleted"))
     assert not await redis.hexists(LAST_DIGEST, sub.id)
+
+
+async def test_a_slot_with_no_channel_drops_what_was_buffered(redis: aioredis.Redis) -> None:
+    """Feed only (or every webhook disabled): nothing to send at the slot, and nothing kept for months either."""
+    intake = Intake(redis)
+    sub = await daily(redis)
+    feed_only = sub.model_copy(update={"channels": Channels()})
+    await SubscriptionStore(redis).put(feed_only)
+    for day, paper_id in ((2, "2401.00001"), (3, "2401.00002")):
+        await intake.on_match(match(sub, paper_id))
+        assert await intake.digest_tick(datetime(2024, 5, day, 8, 0, 30, tzinfo=UTC)) == 0
+        assert await intake.buffered(sub.id) == []
+    await SubscriptionStore(redis).put(sub)  # an e-mail address again
+    await intake.on_match(match(sub, "2401.00003"))
+    assert await intake.digest_tick(datetime(2024, 5, 4, 8, 0, 30, tzinfo=UTC)) == 1
+    (job,) = await queued_jobs(redis)
+    assert job.paper_ids == ["2401.00003"] and job.more == 0
+
+
+class LateReplica(Intake):
+    """A replica that finds the slot due and then loses the race: ``first`` (another replica) runs its whole tick
+    before this one reads the buffer, deterministically inside the window between the two."""
+
+    def __init__(self, redis: aioredis.Redis, first: Callable[[], Awaitable[int]]) -> None:
+        super().__init__(redis)
+        self.first = first
+        self.first_queued: int | None = None
+
+    async def last_sent(self, subscription: Subscription) -> datetime:
+        seen = await super().last_sent(subscription)
+        if self.first_queued is None:
+            self.first_queued = await self.first()
+        return seen
+
+
+async def test_replicas_ticking_together_build_one_message_per_slot(redis: aioredis.Redis) -> None:
+    """Each replica runs the digest loop: the one that reads the buffer second must not see it empty and queue
+    a "no new papers" heartbeat for the slot the other just queued the digest of."""
+    sub = subscription(
+        schedule=Schedule(mode="daily", at=time(8, 0), heartbeat=True), created_at=datetime(2024, 1, 1, tzinfo=UTC)
+    )
+    await SubscriptionStore(redis).put(sub)
+    await Intake(redis).on_match(match(sub, "2401.00001"))
+    slot_time = datetime(2024, 5, 2, 8, 0, 30, tzinfo=UTC)
+    late = LateReplica(redis, lambda: Intake(redis).digest_tick(slot_time))
+    assert await late.digest_tick(slot_time) == 0
+    assert late.first_queued == 1
+    (job,) = await queued_jobs(redis)
+    assert job.kind == "digest" and job.paper_ids == ["2401.00001"]
+
+
+async def test_a_stored_subscription_that_no_longer_validates_does_not_stop_the_others(redis: aioredis.Redis) -> None:
+    """A record stored under older, looser rules (an address with a comment, refused today) is skipped with its
+    reason: the other subscriptions' digests still go out."""
+    sub = await daily(redis)
+    old = subscription(id="old-rules", created_at=datetime(2024, 1, 1, tzinfo=UTC)).model_dump(mode="json")
+    old["channels"]["email"] = "a(b@example.org"
+    await redis.set("subscription:old-rules", json.dumps(old))
+    await redis.sadd("subscriptions:ids", "old-rules")
+    intake = Intake(redis)
+    await intake.on_match(match(sub, "2401.00001"))
+    assert [s.id for s in await SubscriptionStore(redis).active()] == [sub.id]
+    assert await intake.digest_tick(datetime(2024, 3, 2, 9, 0, tzinfo=UTC)) == 1

@@ -173,3 +173,25 @@ async def test_replay_request_requeues_only_that_subscriptions_dead_jobs(
     requeued = await queue.replay(None, time.time(), subscription_id="mine")
     assert [j.id for j in requeued] == [mine_job.id]
     assert [j.id for j in await queue.dead_jobs()] == [theirs_job.id]
+
+
+async def test_unbounded_retry_after_does_not_park_the_delivery(
+    redis: aioredis.Redis, settings_for, fixtures_dir: Path
+) -> None:
+    """``Retry-After: inf`` (``float`` takes it) or a year: the delivery still runs its retry schedule, each wait
+    at most the schedule's longest step, and goes dead where ``deliveries replay`` finds it."""
+    busy_forever = always(503, b"busy", {"retry-after": "inf"})
+    busy_for_a_year = always(503, b"busy", {"retry-after": "31536000"})
+    async with serve(Receiver(busy_forever)) as forever, serve(Receiver(busy_for_a_year)) as year:
+        hooks = [endpoint(forever.url + "/hook"), endpoint(year.url + "/hook")]
+        sub = subscription(channels=Channels(email=None, webhooks=hooks))
+        jobs = await queue_alerts(redis, sub, hf_papers(fixtures_dir)[:1])
+        async with running(settings_for(webhook_retry_schedule_s=[0.1, 0.2, 0.3])) as worker:
+
+            async def all_dead() -> bool:
+                return await redis.xlen("deliveries.dead") == len(jobs)
+
+            await wait_for(all_dead, limit_s=8.0)
+            await worker.drain()
+        assert len(forever.requests) == len(year.requests) == 4  # first try + 3 retries
+        assert sorted(j.id for j in await DeliveryQueue(redis).dead_jobs()) == sorted(j.id for j in jobs)

@@ -17,9 +17,10 @@ from services.api.access_log import RedactSecrets, redact_path
 from services.api.atom import ATOM_NS, build_feed
 from services.api.forms import form_to_changes, parse_form
 from services.api.store import split_token
-from services.api.webhooks import new_secret, sign
+from services.api.webhooks import new_secret
 from shared.events import MatchFound, entry_body
 from shared.subscription import Subscription
+from shared.webhook_signing import sign
 from tests.integration.api.api_helpers import fixture_papers
 
 
@@ -38,8 +39,8 @@ def test_signature_matches_standardwebhooks() -> None:
     secret = new_secret()
     body = '{"type":"paperwire.test"}'
     when = datetime.fromtimestamp(1700000000, tz=UTC)
-    assert sign(secret, "msg_1", 1700000000, body) == Webhook(secret).sign("msg_1", when, body)
-    assert sign(secret, "msg_1", 1700000001, body) != Webhook(secret).sign("msg_1", when, body)
+    assert sign(secret, "msg_1", 1700000000, body.encode()) == Webhook(secret).sign("msg_1", when, body)
+    assert sign(secret, "msg_1", 1700000001, body.encode()) != Webhook(secret).sign("msg_1", when, body)
 
 
 def test_entry_body_reads_faststream_binary_envelope() -> None:

@@ -53,7 +53,7 @@ def test_good_spec_normalises_ids_and_keeps_queries() -> None:
 
 
 def _configured(subscription_id: str, *urls: str) -> dict[str, object]:
-    hooks = [{"url": url, "secret": "whsec_" + "A" * 20} for url in urls]
+    hooks = [{"url": url, "secret": "whsec_" + "A" * 24} for url in urls]
     return {"id": subscription_id, "name": "s", "keywords": ["x"], "channels": {"webhooks": hooks}}
 
 

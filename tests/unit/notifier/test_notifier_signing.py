@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.notifier.signing import webhook_headers
 from shared.ssrf import UnsafeURL, check_address, parse_networks, resolve_safe
+from shared.subscription import WebhookEndpoint
 from tests.unit.notifier.notifier_papers import OLD_SECRET, SECRET
 
 BODY = b'{"type":"paper.matched","version":1}'
@@ -32,6 +35,23 @@ def test_rotation_signs_with_both_secrets() -> None:
     assert len(headers["webhook-signature"].split(" ")) == 2
     Webhook(SECRET).verify(BODY, headers)
     Webhook(OLD_SECRET).verify(BODY, headers)
+
+
+def test_unpadded_secrets_sign_like_the_reference_library_and_weak_ones_are_refused() -> None:
+    """The model, the notifier and the api's test event share one reading of ``whsec_`` secrets: base64 with or
+    without padding, at least 16 bytes; anything else is refused when the endpoint is configured, not at send."""
+    padded = "whsec_" + base64.b64encode(bytes(range(22))).decode()
+    unpadded = padded.rstrip("=")
+    assert padded.endswith("==") and WebhookEndpoint(url="https://example.org/h", secret=unpadded)
+    now = int(datetime.now(UTC).timestamp())
+    headers = webhook_headers(unpadded, None, "msg_unpadded", now, BODY)
+    Webhook(unpadded).verify(BODY, headers)
+    Webhook(padded).verify(BODY, headers)
+    for weak in ("whsec_" + "A" * 17, "whsec_" + "A" * 20, "whsec_" + "A" * 19 + "=", "whsec_" + "A" * 21 + "!"):
+        with pytest.raises(ValidationError, match="secret"):
+            WebhookEndpoint(url="https://example.org/h", secret=SECRET, previous_secret=weak)
+        with pytest.raises(ValidationError, match="secret"):
+            WebhookEndpoint(url="https://example.org/h", secret=weak)
 
 
 @pytest.mark.parametrize(
