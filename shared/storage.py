@@ -276,24 +276,32 @@ async def set_many(redis: aioredis.Redis, keys: list[str], ttl_s: int) -> None:
             await pipe.execute()
 
 
-async def claim_many(redis: aioredis.Redis, keys: list[str], ttl_s: int = 90 * 24 * 3600) -> list[bool]:
-    """True where a key is claimed for the first time (the one claiming mechanism; :func:`claim_once` is one key);
-    a key twice in one call is claimed by its first occurrence.
+async def claim_many(
+    redis: aioredis.Redis, keys: list[str], ttl_s: int = 90 * 24 * 3600, owners: list[str] | None = None
+) -> list[bool]:
+    """True where a key is claimed for the first time, or was claimed before by the same owner (the one claiming
+    mechanism; :func:`claim_once` is one key); a key twice in one call is claimed by its first occurrence.
 
-    Each claim holds a token of this call, read back in the same round trip: when redis-py re-sends a pipeline
-    whose reply was lost (its retry on a connection error), a key the first send claimed still counts as ours,
-    not as taken by someone else (which would drop the match for good)."""
-    token = uuid.uuid4().hex
-    mine, seen, claimed = {token, token.encode()}, set(), []
+    Each claim holds its owner's token, read back in the same round trip. ``owners`` (one per key) names what
+    claims it: a claim owned by an event counts as that event's own when the event comes again, so a redelivery
+    after a crash between claiming and publishing publishes again instead of finding its work "done" by itself.
+    Without owners, the token is this call's: when redis-py re-sends a pipeline whose reply was lost (its retry on
+    a connection error), a key the first send claimed still counts as ours, not as taken by someone else."""
+    call = uuid.uuid4().hex
+    tokens = owners if owners is not None else [call] * len(keys)
+    if len(tokens) != len(keys):
+        raise ValueError(f"{len(keys)} keys but {len(tokens)} owners")
+    seen: set[str] = set()
+    claimed: list[bool] = []
     for start in range(0, len(keys), PIPELINE_CHUNK):
         chunk = keys[start : start + PIPELINE_CHUNK]
         async with redis.pipeline(transaction=False) as pipe:
-            for key in chunk:
+            for key, token in zip(chunk, tokens[start : start + PIPELINE_CHUNK], strict=True):
                 pipe.set(f"once:{key}", token, nx=True, ex=ttl_s)
                 pipe.get(f"once:{key}")
             replies = await pipe.execute()
-        for key, value in zip(chunk, replies[1::2], strict=True):
-            claimed.append(key not in seen and value in mine)
+        for key, token, value in zip(chunk, tokens[start : start + PIPELINE_CHUNK], replies[1::2], strict=True):
+            claimed.append(key not in seen and reply_text(value) == token)
             seen.add(key)
     return claimed
 

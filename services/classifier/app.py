@@ -12,7 +12,7 @@ from faststream.redis import RedisRouter
 from services.classifier.embedding import DIMS, MODEL_ID
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
-from shared.consumer import PublishError, bury_rejected, make_router, parse_batch, publish_all, subscriber
+from shared.consumer import bury_rejected, make_router, parse_batch, publish_all, subscriber
 from shared.events import (
     FeedbackGiven,
     FetchRequested,
@@ -45,13 +45,9 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     )
 
     async def publish_matches(found: list[MatchFound]) -> None:
-        """Publish the matches; if that fails, release the claims of those that may not be out, so the retry sends
-        them. Some of them may be out already: the notifier claims each delivery once, so it is sent once."""
-        try:
-            await publish_all(redis, matches, found)
-        except PublishError as exc:
-            await state.unclaim(found[exc.unsent_from :])
-            raise
+        """Publish the matches. If that fails the entry is retried, and its event's own claims let it publish them
+        again (some may be out already: the notifier claims each delivery once, so it is sent once)."""
+        await publish_all(redis, matches, found)
 
     @subscriber(
         router, Stream.EMBEDDED, service=SERVICE, settings=settings, batch=True, max_records=settings.batch_max_records
@@ -61,8 +57,6 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
         and the rest go on."""
         events, rejected = parse_batch(bodies, PaperEmbedded)
         await bury_rejected(redis, Stream.EMBEDDED, SERVICE, message, rejected)
-        if events and state.space != events[0].manifest.space and not state.profiles:
-            state.space = events[0].manifest.space  # follow the embedder's vector space
         found = await state.score_events(events)
         await publish_matches(found)
         arrived = [event.paper.id for event in events]
@@ -100,7 +94,11 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     async def fetch_missing(subscription_id: str, paper_ids: list[str], what: str) -> None:
         missing = await state.await_papers(subscription_id, await state.missing_papers(paper_ids))
         if missing:  # not asked for already
-            await fetches.publish(FetchRequested(arxiv_ids=missing, reason=f"{what} of {subscription_id}"))
+            try:
+                await fetches.publish(FetchRequested(arxiv_ids=missing, reason=f"{what} of {subscription_id}"))
+            except BaseException:
+                await state.stop_awaiting(subscription_id, missing)  # else the retry would find them "asked for"
+                raise
 
     # The groups below do what happens once per change; every replica's profiles follow the streams in state.sync.
     @subscriber(router, Stream.SUBSCRIPTIONS, service=SERVICE, settings=settings)

@@ -7,8 +7,9 @@ it was trained on, so a restart uses it again instead of fitting), ``classifier:
 paper id -> Hugging Face upvotes of that Daily Papers day) and ``classifier:trending:day:{paper}`` (the day a
 paper is listed on): the trending board, written only from papers.trending and read for every trending rank.
 ``classifier:awaiting:{paper}`` (set of subscriptions waiting for that seed or rated paper's vector).
-Matches are claimed once per subscription + paper, so a redelivered event does not publish them again (after a
-failed publish or claim some may be published twice; the notifier delivers each once).
+Matches are claimed once per subscription + paper by the event that brought the paper, so another event about it
+does not announce it again, while the same event redelivered (after a crash or a failed publish) publishes its
+matches again; the notifier delivers each once.
 
 Every replica keeps every profile, because each scores its share of papers.embedded against all subscriptions.
 So each replica reads the ``subscriptions`` and ``feedback`` streams itself (``sync``: plain XREAD from where it
@@ -25,6 +26,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import redis.asyncio as aioredis
+import structlog
 
 from services.classifier.embedding import embed_cached
 from services.classifier.learner import model_from_dict
@@ -32,14 +34,24 @@ from services.classifier.profiles import build_profile, inputs_digest
 from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
 from shared.events import FeedbackGiven, MatchFound, PaperEmbedded, Stream, UpvotesChanged, entry_body
 from shared.paper import Paper
-from shared.storage import PIPELINE_CHUNK, PaperStore, SubscriptionStore, claim_many, release_many, reply_text
+from shared.storage import PIPELINE_CHUNK, PaperStore, SubscriptionStore, claim_many, reply_text
 from shared.subscription import Subscription
+
+log = structlog.get_logger("paperwire.classifier")
 
 TRENDING_TTL_S = int(timedelta(days=9).total_seconds())  # a week window back from any day still listed
 TRENDING_WINDOW_DAYS = {"day": 1, "week": 7}
 AWAITING_TTL_S = int(timedelta(days=14).total_seconds())  # a paper the fetcher never finds stops being waited for
 SYNCED = (str(Stream.SUBSCRIPTIONS), str(Stream.FEEDBACK))
 # KEYS[1] the subscription, the rest what the classifier keeps for it: deleted only while the subscription is.
+# KEYS[1] a paper's awaiting set, ARGV[1] the subscription, ARGV[2] the TTL: set only when the set is new, so a
+# paper the fetcher never found is asked for again after the TTL however often the subscription is edited.
+_AWAIT = """
+local new = redis.call('EXISTS', KEYS[1]) == 0
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+if new then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return added
+"""
 _DELETE_IF_GONE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local n = 0
@@ -69,6 +81,9 @@ class ClassifierState:
         # The scorer scores in a worker thread (a batch at 100,000 subscriptions takes seconds, which must not
         # stall the event loop: stream reads, the consumer's heartbeat) and is patched on the loop: one at a time.
         self._scoring = asyncio.Lock()
+        # Every handler syncs first. Two syncs at once could apply changes out of order (an older rebuild, a fit
+        # of a second, landing after a newer pause): one at a time, in stream order.
+        self._syncing = asyncio.Lock()
         self.loaded = False
         self._seen: dict[str, str] = {}  # stream -> the last entry this replica applied
         self._synced_at = 0.0
@@ -78,10 +93,16 @@ class ClassifierState:
         vectors: seeds or rated papers to ask the fetcher for. Returns those it was not waiting for already."""
         pipe = self.redis.pipeline(transaction=False)
         for paper_id in paper_ids:
-            pipe.sadd(_awaiting_key(paper_id), subscription_id)
-            pipe.expire(_awaiting_key(paper_id), AWAITING_TTL_S)
-        added = (await pipe.execute())[::2]
+            pipe.eval(_AWAIT, 1, _awaiting_key(paper_id), subscription_id, AWAITING_TTL_S)
+        added = await pipe.execute()
         return [paper_id for paper_id, new in zip(paper_ids, added, strict=True) if new]
+
+    async def stop_awaiting(self, subscription_id: str, paper_ids: list[str]) -> None:
+        """Undo :meth:`await_papers` when asking the fetcher failed, so the retry asks again."""
+        pipe = self.redis.pipeline(transaction=False)
+        for paper_id in paper_ids:
+            pipe.srem(_awaiting_key(paper_id), subscription_id)
+        await pipe.execute()
 
     async def waiting_for(self, paper_ids: list[str]) -> list[str]:
         """The subscriptions waiting for one of these papers (``done_waiting`` once they were told)."""
@@ -124,15 +145,24 @@ class ClassifierState:
         if not subscription.active:
             await self.remove(subscription.id)
             return None
+        profile = await self._build(subscription, reuse)
+        async with self._scoring:
+            self.profiles[subscription.id] = profile
+            if self._scorer is not None:
+                self._scorer.put(profile)
+        return profile
+
+    async def _build(self, subscription: Subscription, reuse: bool) -> Profile:
+        """The profile of an active subscription, its model fitted (or reused) and stored; not put in place."""
         store = PaperStore(self.redis)
+        # The record holds the api's ratings in the order they were given; the hash adds those known only from
+        # feedback events, and a late retry of an older event cannot overturn the record.
         stored_ratings = await self.redis.hgetall(f"classifier:feedback:{subscription.id}")
-        ratings = {reply_text(k): reply_text(v) for k, v in stored_ratings.items()}
-        liked_ids = list(dict.fromkeys([*subscription.liked, *(p for p, lab in ratings.items() if lab == "like")]))
-        disliked_ids = [
-            p
-            for p in dict.fromkeys([*subscription.disliked, *(p for p, lab in ratings.items() if lab == "dislike")])
-            if p not in liked_ids
-        ]
+        labels = {reply_text(k): reply_text(v) for k, v in stored_ratings.items()}
+        labels.update(dict.fromkeys(subscription.liked, "like"))
+        labels.update(dict.fromkeys(subscription.disliked, "dislike"))
+        liked_ids = [p for p, label in labels.items() if label == "like"]
+        disliked_ids = [p for p, label in labels.items() if label == "dislike"]
         ids = [*subscription.seed_papers, *liked_ids, *disliked_ids]
         vectors = await store.get_vectors(self.space, ids)
         papers = await store.get_many([s for s in subscription.seed_papers if s in vectors])
@@ -166,24 +196,31 @@ class ClassifierState:
                 pipe.set(model_key, json.dumps(profile.model.to_dict()))
                 pipe.set(f"{model_key}:inputs", inputs)
                 await pipe.execute()
-        async with self._scoring:
-            self.profiles[subscription.id] = profile
-            if self._scorer is not None:
-                self._scorer.put(profile)
         return profile
 
     async def load_all(self) -> None:
+        async with self._syncing:
+            await self._load_all()
+
+    async def _load_all(self) -> None:
         """Every active subscription from the store; the streams are read from here on (their position is taken
-        first, so a change made while loading is applied again by ``sync`` rather than missed)."""
+        first, so a change made while loading is applied again by ``sync`` rather than missed).
+
+        The new profiles are built on the side and put in place at once: papers scored meanwhile (a periodic
+        reload takes minutes at 100,000 subscriptions) meet every subscription, not the part loaded so far. A
+        subscription that fails to build is logged and left out, not allowed to stop the others."""
         for stream in SYNCED:
             last = await self.redis.xrevrange(stream, "+", "-", count=1)
             self._seen[stream] = reply_text(last[0][0]) if last else "0-0"
         self._synced_at = time.monotonic()
+        profiles: dict[str, Profile] = {}
+        for subscription in await SubscriptionStore(self.redis).active():
+            try:
+                profiles[subscription.id] = await self._build(subscription, reuse=True)
+            except Exception:
+                log.exception("subscription_not_loaded", subscription_id=subscription.id)
         async with self._scoring:
-            self.profiles, self._scorer = {}, None
-        store = SubscriptionStore(self.redis)
-        for subscription in await store.active():
-            await self.refresh(subscription, reuse=True)
+            self.profiles, self._scorer = profiles, None
         await self._forget_deleted()
         self.loaded = True
 
@@ -206,8 +243,12 @@ class ClassifierState:
     async def sync(self) -> list[str]:
         """Apply the subscription changes and ratings published since this replica last looked (by any api,
         CLI or replica); returns the ids of the subscriptions rebuilt."""
+        async with self._syncing:
+            return await self._sync()
+
+    async def _sync(self) -> list[str]:
         if not self.loaded or time.monotonic() - self._synced_at > self.resync_after_s:
-            await self.load_all()
+            await self._load_all()
             return sorted(self.profiles)
         changed: set[str] = set()
         while reply := await self.redis.xread(dict(self._seen), count=500):
@@ -227,12 +268,18 @@ class ClassifierState:
         self._synced_at = time.monotonic()
         store = SubscriptionStore(self.redis)
         for subscription_id in sorted(changed):
-            subscription = await store.get(subscription_id)
-            if subscription is None:
+            try:
+                subscription = await store.get(subscription_id)
+                if subscription is None:
+                    await self.remove(subscription_id)
+                    await self.redis.delete(*_owned_keys(subscription_id))
+                else:
+                    await self.refresh(subscription)
+            except Exception:
+                # An unreadable record (stored under older rules) or a failed fit: this one is logged and no longer
+                # scored with a profile its record may not match; the other changes read in this pass still apply.
+                log.exception("subscription_not_applied", subscription_id=subscription_id)
                 await self.remove(subscription_id)
-                await self.redis.delete(*_owned_keys(subscription_id))
-            else:
-                await self.refresh(subscription)
         return sorted(changed)
 
     async def remove(self, subscription_id: str) -> None:
@@ -249,16 +296,15 @@ class ClassifierState:
     async def record_feedback(self, event: FeedbackGiven) -> None:
         await self.redis.hset(f"classifier:feedback:{event.subscription_id}", event.paper_id, event.label)
 
-    async def unclaim(self, found: list[MatchFound]) -> None:
-        """Matches claimed whose publish failed (some may be out): a retry of the entry finds them again."""
-        await release_many(self.redis, [_match_key(match.subscription_id, match.paper.id) for match in found])
-
     async def score_events(self, events: list[PaperEmbedded]) -> list[MatchFound]:
         """Score embedded papers against every profile in one pass; only first-time matches come back.
 
         Papers from another vector space are skipped; a paper in the batch twice (a redelivery) is scored once. A
         paper its authors withdrew joins the background (it is still a paper of the field) but matches no one.
         """
+        other = [e for e in events if e.manifest.space != self.space]
+        if other:  # an old model's events, replayed or left over: never compared with this space's vectors
+            log.warning("other_vector_space", papers=len(other), space=other[0].manifest.space, ours=self.space)
         events = list({e.paper.id: e for e in events if e.manifest.space == self.space}.values())
         if not events:
             return []
@@ -268,7 +314,9 @@ class ClassifierState:
         alive = [i for i, event in enumerate(events) if not event.paper.withdrawn]
         if not alive:
             return []
-        return await self.score_papers([events[i].paper for i in alive], vectors[alive])
+        return await self.score_papers(
+            [events[i].paper for i in alive], vectors[alive], owners=[events[i].event_id for i in alive]
+        )
 
     async def record_upvotes(self, event: UpvotesChanged) -> None:
         """Put a paper's count on its day's board; GT keeps a late-redelivered older count from lowering it."""
@@ -322,14 +370,21 @@ class ClassifierState:
         vectors = await store.get_vectors(self.space, [event.paper_id])
         if paper is None or event.paper_id not in vectors:
             return []
-        return await self.score_papers([paper], vectors[event.paper_id][None, :], trending)
+        return await self.score_papers([paper], vectors[event.paper_id][None, :], trending, owners=[event.event_id])
 
     async def score_papers(
-        self, papers: list[Paper], vectors: np.ndarray, profiles: list[Profile] | None = None
+        self,
+        papers: list[Paper],
+        vectors: np.ndarray,
+        profiles: list[Profile] | None = None,
+        owners: list[str] | None = None,
     ) -> list[MatchFound]:
         """Matches of ``papers`` against ``profiles`` (default: all), each claimed once per subscription + paper.
 
-        A subscription's own seed paper is never news to it, so it is not matched.
+        ``owners``: the id of the event that brought each paper. A match claimed by that same event counts as new
+        again, so the event's redelivery (after a crash or a failed publish) publishes it, and the notifier sends
+        it once; another event about the paper (a new version, an upvote) finds it claimed. A subscription's own
+        seed paper is never news to it, so it is not matched.
         """
         async with self._scoring:
             scorer = self.scorer() if profiles is None else Scorer(profiles)
@@ -340,15 +395,12 @@ class ClassifierState:
             matches: list[Match] = await asyncio.to_thread(scorer.score, papers, vectors, trending=trending)
             subscriptions = {m.subscription_id: scorer.subscription(m.subscription_id) for m in matches}
         by_id = {p.id: p for p in papers}
+        owner_of = dict(zip((p.id for p in papers), owners, strict=True)) if owners is not None else None
         news = [m for m in matches if m.paper_id not in subscriptions[m.subscription_id].seed_papers]
         keys = [_match_key(m.subscription_id, m.paper_id) for m in news]
-        try:
-            claimed = await claim_many(self.redis, keys)
-        except Exception:
-            # Some chunks may be claimed with nothing published: released, the retry claims and publishes them
-            # (a match an earlier delivery published goes out again; the notifier sends it once).
-            await release_many(self.redis, keys)
-            raise
+        claimed = await claim_many(
+            self.redis, keys, owners=[owner_of[m.paper_id] for m in news] if owner_of is not None else None
+        )
         return [
             MatchFound(
                 subscription_id=match.subscription_id,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+import services.classifier.state as state_module
 from services.classifier.dataset import load_dataset
 from services.classifier.embedding import DIMS, MODEL_ID, embed_cached
 from services.classifier.state import ClassifierState
-from shared.events import EmbeddingManifest, FeedbackGiven, PaperEmbedded
+from shared.events import EmbeddingManifest, FeedbackGiven, PaperEmbedded, Stream, SubscriptionChanged
 from shared.paper import Paper
 from shared.storage import PaperStore, SubscriptionStore
 from shared.subscription import Subscription
@@ -53,11 +56,15 @@ async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> Non
             manifest=manifest,
         )
         events[p.id] = event
-        found += await state.score_events([event])
-        assert await state.score_events([event]) == []  # redelivery: no second match
+        first = await state.score_events([event])
+        # The same event again (a redelivery after a crash or a failed publish) publishes its matches again
+        # (the notifier sends each once); another event about the paper does not announce it again.
+        assert [(m.subscription_id, m.paper.id) for m in await state.score_events([event])] == [
+            (m.subscription_id, m.paper.id) for m in first
+        ]
+        assert await state.score_events([event.model_copy(update={"event_id": "another"})]) == []
+        found += first
     assert found and all(m.subscription_id == "cl" and m.reasons for m in found)
-    await state.unclaim(found[:1])  # its publish failed: the retry of the entry must find it again
-    assert [m.paper.id for m in await state.score_events([events[found[0].paper.id]])] == [found[0].paper.id]
     assert {m.paper.categories[0] for m in found} <= {"cs.CL", "cs.CV"}
     await state.record_feedback(FeedbackGiven(subscription_id="cl", paper_id=papers[41].id, label="dislike"))
     await state.refresh(sub)
@@ -72,13 +79,12 @@ async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> Non
     # A new subscription joins the compiled scorer; a paused one leaves it.
     twin = Subscription(id="cl2", name="cl2", seed_papers=seeds)
     await state.refresh(twin)
-    matched = [events[m.paper.id] for m in found]
-    again = await state.score_events(matched)
+    later = [events[m.paper.id].model_copy(update={"event_id": f"later-{m.paper.id}"}) for m in found]
+    again = await state.score_events(later)
     assert again and {m.subscription_id for m in again} == {"cl2"}
     await state.refresh(twin.model_copy(update={"active": False}))
     assert state.scorer().ids == ["cl"]
-    await state.unclaim(again)  # were "cl2" still scored, these would match again
-    assert await state.score_events(matched) == []
+    assert await state.score_events(later) == []  # were "cl2" still scored, its own events would match again
 
 
 async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_path) -> None:
@@ -147,3 +153,123 @@ async def test_a_withdrawn_paper_matches_no_one_and_a_replacement_says_it_is_one
     live = withdrawn.model_copy(update={"paper": paper.model_copy(update={"withdrawn": False, "comment": None})})
     [match] = await state.score_events([live])
     assert "a new version (v3) of an earlier paper, first submitted 2025-03-20" in match.reasons
+
+
+def _vector(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(DIMS).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _embedded(paper_id: str, model_id: str = MODEL_ID) -> PaperEmbedded:
+    manifest = EmbeddingManifest(model_id=model_id, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")
+    paper = Paper(id=paper_id, title="A transformer for parsing", abstract="We study transformers.")
+    return PaperEmbedded(paper=paper, vector=PaperEmbedded.pack(_vector(1)), manifest=manifest)
+
+
+async def _changed(redis, subscription_id: str, action: str = "updated") -> None:  # noqa: ANN001
+    event = SubscriptionChanged(subscription_id=subscription_id, action=action)  # type: ignore[arg-type]
+    await redis.xadd(Stream.SUBSCRIPTIONS, {"__data__": event.model_dump_json()})
+
+
+def _slow_builds(monkeypatch, seconds: float) -> None:  # noqa: ANN001
+    """Profile builds take as long as a model fit (about a second), so handlers' syncs overlap."""
+    real = state_module.build_profile
+
+    def slow(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(state_module, "build_profile", slow)
+
+
+async def test_a_slow_rebuild_of_an_older_change_does_not_undo_a_pause(redis, monkeypatch) -> None:
+    """Every handler syncs first, concurrently: the older change's rebuild must not land after the newer pause."""
+    store = SubscriptionStore(redis)
+    await store.put(Subscription(id="s", name="s", keywords=["transformer"]))
+    state = ClassifierState(redis, SPACE)
+    await state.sync()
+    _slow_builds(monkeypatch, 0.5)
+    await store.update("s", lambda s: s.model_copy(update={"keywords": ["diffusion"]}))
+    await _changed(redis, "s")
+    older = asyncio.create_task(state.sync())  # on_subscription, say
+    await asyncio.sleep(0.1)
+    await store.update("s", lambda s: s.model_copy(update={"active": False}))
+    await _changed(redis, "s", "paused")
+    await state.sync()  # on_embedded's, say
+    await older
+    assert state.profiles == {} and state.scorer().ids == []
+
+
+async def test_papers_scored_during_a_full_reload_meet_every_subscription(redis, monkeypatch) -> None:
+    """The periodic reload builds the new profiles on the side: a batch scored meanwhile is not scored against
+    the part loaded so far (its matches would be lost: the entry is acked)."""
+    store = SubscriptionStore(redis)
+    for subscription_id in ("a", "b"):
+        await store.put(Subscription(id=subscription_id, name=subscription_id, keywords=["transformer"]))
+    state = ClassifierState(redis, SPACE, resync_after_s=0.2)
+    await state.sync()
+    await asyncio.sleep(0.3)  # the reload is due
+    _slow_builds(monkeypatch, 0.3)
+    reload = asyncio.create_task(state.sync())
+    await asyncio.sleep(0.1)
+    found = await state.score_events([_embedded("2401.00002")])
+    await reload
+    assert sorted(m.subscription_id for m in found) == ["a", "b"]
+
+
+async def test_one_unreadable_subscription_does_not_stop_the_changes_read_with_it(redis) -> None:
+    """A record stored under older, looser rules is logged and left out; the pause read in the same pass still
+    applies, and a restarted replica loads the others."""
+    store = SubscriptionStore(redis)
+    await store.put(Subscription(id="b", name="b", keywords=["transformer"]))
+    state = ClassifierState(redis, SPACE)
+    await state.sync()
+    old = json.loads(Subscription(id="a", name="a", keywords=["x"]).model_dump_json())
+    old["channels"]["email"] = "ann(lab)@x.org"  # accepted by the rules before this release, refused now
+    await redis.set("subscription:a", json.dumps(old))
+    await redis.sadd("subscriptions:ids", "a")
+    await store.update("b", lambda s: s.model_copy(update={"active": False}))
+    await _changed(redis, "a")
+    await _changed(redis, "b", "paused")
+    assert await state.sync() == ["a", "b"]
+    assert state.profiles == {}
+    await store.update("b", lambda s: s.model_copy(update={"active": True}))
+    restarted = ClassifierState(redis, SPACE)
+    await restarted.sync()
+    assert sorted(restarted.profiles) == ["b"]
+
+
+async def test_the_records_ratings_win_over_a_late_retried_feedback_event(redis, tmp_path) -> None:
+    """Like, then dislike: the api keeps the record in order; the like's event retried after the dislike's must
+    not turn the rating back."""
+    papers, _vectors, state = await stored_papers(redis, tmp_path / "c.sqlite", 50)
+    seeds = [p.id for p in papers[:40] if p.primary == "cs.CL"][:5]
+    rated = papers[45].id
+    store = SubscriptionStore(redis)
+    await store.put(Subscription(id="s", name="s", seed_papers=seeds, disliked=[rated]))
+    await state.record_feedback(FeedbackGiven(subscription_id="s", paper_id=rated, label="dislike"))
+    await state.record_feedback(FeedbackGiven(subscription_id="s", paper_id=rated, label="like"))  # the late retry
+    await state.sync()
+    model = state.profiles["s"].model
+    assert model is not None and model.n_neg == 1
+    assert "liked paper" not in state.profiles["s"].labels
+
+
+async def test_a_paper_asked_for_in_vain_is_asked_for_again(redis) -> None:
+    """When asking the fetcher fails, the marker is taken back so the retry asks again; and a paper the fetcher
+    never found is asked for again once its marker expires, however often the subscription is edited."""
+    state = ClassifierState(redis, SPACE)
+    assert await state.await_papers("s", ["2401.00001"]) == ["2401.00001"]
+    await state.stop_awaiting("s", ["2401.00001"])
+    assert await state.await_papers("s", ["2401.00001"]) == ["2401.00001"]
+    await redis.expire("classifier:awaiting:2401.00001", 60)
+    assert await state.await_papers("s", ["2401.00001"]) == []  # an edit: still asked for, expiry not renewed
+    assert await redis.ttl("classifier:awaiting:2401.00001") <= 60
+
+
+async def test_events_of_another_vector_space_are_skipped_not_followed(redis) -> None:
+    """A leftover event of an old model (replayed, or from before a model change) must not decide the space."""
+    await SubscriptionStore(redis).put(Subscription(id="s", name="s", keywords=["transformer"]))
+    state = ClassifierState(redis, SPACE)
+    assert await state.score_events([_embedded("2301.00001", model_id="old-model")]) == []
+    assert [m.paper.id for m in await state.score_events([_embedded("2401.00002")])] == ["2401.00002"]
