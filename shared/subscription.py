@@ -130,6 +130,7 @@ class SubscriptionSpec(BaseModel):
     exclude_categories: list[str] = Field(default_factory=list, max_length=50)
     include_cross_lists: bool = True
     authors: list[str] = Field(default_factory=list, max_length=100)
+    """Followed authors: their papers always match, whatever the threshold and the category filters say."""
     seed_papers: list[str] = Field(default_factory=list, max_length=500)
     threshold: float = Field(default=0.45, ge=-1.0, le=1.0)
     top_k: int = Field(default=10, ge=1, le=200)
