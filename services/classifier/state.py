@@ -132,9 +132,6 @@ class ClassifierState:
         await self.redis.lpush(key, *(np.asarray(v, dtype="<f2").tobytes() for v in vectors))
         await self.redis.ltrim(key, 0, self.background_size - 1)
 
-    async def missing_seeds(self, subscription: Subscription) -> list[str]:
-        return await self.missing_papers(subscription.seed_papers)
-
     async def refresh(self, subscription: Subscription, reuse: bool = False) -> Profile | None:
         """Rebuild one subscription's profile (interests embedded, seeds and ratings from stored vectors).
 

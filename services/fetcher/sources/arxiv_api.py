@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from services.fetcher.http import Fetcher, FetchResult
 from services.fetcher.ratelimit import SharedRateLimiter
 from services.fetcher.sources.common import Publish, SourceReport, fetch_counted, peek_api_page, peek_items_per_page
@@ -12,12 +10,6 @@ from shared.events import RawPapers
 MAX_PAGE = 2_000
 MAX_PER_QUERY = 30_000
 ID_LIST_CHUNK = 100
-
-
-def submitted_window(query: str, start: datetime, end: datetime) -> str:
-    """Restrict ``query`` to papers submitted in [start, end] (arXiv wants YYYYMMDDHHMM, GMT)."""
-    fmt = "%Y%m%d%H%M"
-    return f"({query}) AND submittedDate:[{start:{fmt}} TO {end:{fmt}}]"
 
 
 def query_params(

@@ -44,7 +44,7 @@ async def test_seed_subscription_matches_once_and_learns(redis, tmp_path) -> Non
     sub = Subscription(id="cl", name="cl", seed_papers=[*seeds, "2401.99999"])
     await SubscriptionStore(redis).put(sub)
     await state.load_all()
-    assert await state.missing_seeds(sub) == ["2401.99999"]
+    assert await state.missing_papers(sub.seed_papers) == ["2401.99999"]
     profile = state.profiles["cl"]
     assert len(profile.vectors) == 5 and profile.model is not None
     manifest = EmbeddingManifest(model_id=MODEL_ID, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.fetcher.http import backoff_s, retry_after_s
-from services.fetcher.sources.arxiv_api import page_is_short, query_params, submitted_window
+from services.fetcher.sources.arxiv_api import page_is_short, query_params
 from services.fetcher.sources.arxiv_rss import feed_url
 from services.fetcher.sources.common import peek_api_page, peek_items_per_page, peek_oai_page
 
@@ -65,8 +65,6 @@ def test_peek_oai_pages_match_the_files() -> None:
 def test_url_builders() -> None:
     assert feed_url("https://rss.arxiv.org/", ["cs.CL", "cs.LG"]) == "https://rss.arxiv.org/rss/cs.CL+cs.LG"
     assert feed_url("https://rss.arxiv.org", ["cs.AI"], "atom") == "https://rss.arxiv.org/atom/cs.AI"
-    window = submitted_window("cat:cs.CL", datetime(2026, 5, 10, 20, 0), datetime(2026, 5, 11, 20, 0))
-    assert window == "(cat:cs.CL) AND submittedDate:[202605102000 TO 202605112000]"
     assert query_params(search_query="cat:cs.CL", start=200, max_results=5000) == {
         "start": 200,
         "max_results": 2000,
