@@ -27,11 +27,14 @@ Task = Callable[[Any], Awaitable[None]]
 _OPENED: ContextVar[list[aioredis.Redis] | None] = ContextVar("paperwire_service_clients", default=None)
 
 
-def make_broker(redis_url: str, **options: Any) -> RedisBroker:
+_NOT_SET_BY_CLI = logging.DEBUG - 1  # a level `faststream run -l` cannot give: tells whether it gave one
+
+
+def make_broker(redis_url: str, per_message_level: int = logging.DEBUG, **options: Any) -> RedisBroker:
     """Every paperwire broker: FastStream's own lines go through our JSON logging, and its per-message
     "Received" / "Processed" lines are DEBUG (thousands a day; the services log what each batch did). Errors stay
     errors."""
-    return RedisBroker(redis_url, logger=structlog.get_logger("faststream"), log_level=logging.DEBUG, **options)
+    return RedisBroker(redis_url, logger=structlog.get_logger("faststream"), log_level=per_message_level, **options)
 
 
 def service_redis(settings: ServiceSettings) -> aioredis.Redis:
@@ -82,7 +85,7 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
     """One broker carrying the routers of ``services``; groups ensured and publishers ready before any subscriber
     reads, loops started after."""
     level = log_level or services[0].settings.log_level
-    broker = make_broker(redis_url)
+    broker = make_broker(redis_url, per_message_level=_NOT_SET_BY_CLI)
     app = FastStream(broker, logger=structlog.get_logger("paperwire"))
     running: list[asyncio.Task[None]] = []
     clients: list[aioredis.Redis] = []
@@ -96,7 +99,7 @@ def build_app(services: Sequence[ServiceDef], redis_url: str, log_level: str | N
         any publisher, and a publisher has no producer until started, so an entry waiting at start-up would be
         handled by a handler whose publish fails."""
         cli_level = broker.config.logger.log_level  # `faststream run -l X` sets it, before this hook runs
-        configure_logging(logging.getLevelName(cli_level) if cli_level != logging.DEBUG else level)
+        configure_logging(logging.getLevelName(cli_level) if cli_level != _NOT_SET_BY_CLI else level)
         broker.config.logger.set_level(logging.DEBUG)  # per-message lines stay DEBUG, whatever -l says
         opening = _OPENED.set(clients)
         try:

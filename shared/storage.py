@@ -25,7 +25,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from shared.paper import Paper, PaperChange, merge_change
-from shared.subscription import Subscription
+from shared.subscription import STORED, Subscription
 
 log = structlog.get_logger("paperwire.storage")
 
@@ -160,7 +160,7 @@ class SubscriptionStore:
 
     async def get(self, subscription_id: str) -> Subscription | None:
         raw = await self.redis.get(f"subscription:{subscription_id}")
-        return Subscription.model_validate_json(raw) if raw else None
+        return Subscription.model_validate_json(raw, context=STORED) if raw else None
 
     async def put(self, subscription: Subscription, *, only_new: bool = False) -> bool:
         """Write it whole (loading configuration, creating); ``only_new``: only if the id is free, else False.
@@ -173,7 +173,7 @@ class SubscriptionStore:
                 raw = await pipe.get(key)
                 if only_new and raw:
                     return False
-                previous_owner = Subscription.model_validate_json(raw).owner if raw else None
+                previous_owner = Subscription.model_validate_json(raw, context=STORED).owner if raw else None
                 pipe.multi()
                 if previous_owner is not None and previous_owner != subscription.owner:
                     pipe.srem(f"owner:{previous_owner}:subscriptions", subscription.id)  # it is not theirs any more
@@ -202,7 +202,7 @@ class SubscriptionStore:
         async def step(pipe: Pipeline, raw: bytes | None) -> tuple[Subscription, Subscription] | None:
             if not raw:
                 return None
-            current = Subscription.model_validate_json(raw)
+            current = Subscription.model_validate_json(raw, context=STORED)
             updated = change(current)
             if updated is None:
                 return current, current
@@ -221,7 +221,7 @@ class SubscriptionStore:
         async def step(pipe: Pipeline, raw: bytes | None) -> Subscription | None:
             if not raw:
                 return None
-            subscription = Subscription.model_validate_json(raw)
+            subscription = Subscription.model_validate_json(raw, context=STORED)
             pipe.multi()
             pipe.delete(key)
             pipe.srem("subscriptions:ids", subscription_id)
@@ -247,10 +247,10 @@ class SubscriptionStore:
             if not raw:
                 continue
             try:
-                subscriptions.append(Subscription.model_validate_json(raw))
+                subscriptions.append(Subscription.model_validate_json(raw, context=STORED))
             except ValidationError as exc:
-                # Stored under older, looser rules (an address or a time zone refused today): skipped with its
-                # reason, so one record does not stop scoring and digests for every other subscription.
+                # Unreadable (a time zone tzdata dropped, a hand-edited record): skipped with its reason, so one
+                # record does not stop scoring and digests for every other subscription.
                 log.error("subscription_unreadable", subscription_id=subscription_id, error=str(exc))
         return subscriptions
 
@@ -277,31 +277,34 @@ async def set_many(redis: aioredis.Redis, keys: list[str], ttl_s: int) -> None:
 
 
 async def claim_many(
-    redis: aioredis.Redis, keys: list[str], ttl_s: int = 90 * 24 * 3600, owners: list[str] | None = None
+    redis: aioredis.Redis,
+    keys: list[str],
+    ttl_s: int = 90 * 24 * 3600,
+    owners: list[tuple[str, ...]] | None = None,
 ) -> list[bool]:
-    """True where a key is claimed for the first time, or was claimed before by the same owner (the one claiming
+    """True where a key is claimed for the first time, or was claimed before by one of its owners (the one claiming
     mechanism; :func:`claim_once` is one key); a key twice in one call is claimed by its first occurrence.
 
-    Each claim holds its owner's token, read back in the same round trip. ``owners`` (one per key) names what
-    claims it: a claim owned by an event counts as that event's own when the event comes again, so a redelivery
-    after a crash between claiming and publishing publishes again instead of finding its work "done" by itself.
-    Without owners, the token is this call's: when redis-py re-sends a pipeline whose reply was lost (its retry on
-    a connection error), a key the first send claimed still counts as ours, not as taken by someone else."""
-    call = uuid.uuid4().hex
-    tokens = owners if owners is not None else [call] * len(keys)
-    if len(tokens) != len(keys):
-        raise ValueError(f"{len(keys)} keys but {len(tokens)} owners")
+    Each claim holds a token, read back in the same round trip. ``owners`` (per key: the ids that may hold it, the
+    first written) names what claims it: a claim held by an event counts as that event's own when the event comes
+    again, so a redelivery after a crash between claiming and publishing publishes again instead of finding its
+    work "done" by itself. Without owners, the token is this call's: when redis-py re-sends a pipeline whose reply
+    was lost (its retry on a connection error), a key the first send claimed still counts as ours."""
+    call = (uuid.uuid4().hex,)
+    mine = owners if owners is not None else [call] * len(keys)
+    if len(mine) != len(keys):
+        raise ValueError(f"{len(keys)} keys but {len(mine)} owners")
     seen: set[str] = set()
     claimed: list[bool] = []
     for start in range(0, len(keys), PIPELINE_CHUNK):
-        chunk = keys[start : start + PIPELINE_CHUNK]
+        chunk, tokens = keys[start : start + PIPELINE_CHUNK], mine[start : start + PIPELINE_CHUNK]
         async with redis.pipeline(transaction=False) as pipe:
-            for key, token in zip(chunk, tokens[start : start + PIPELINE_CHUNK], strict=True):
-                pipe.set(f"once:{key}", token, nx=True, ex=ttl_s)
+            for key, ids in zip(chunk, tokens, strict=True):
+                pipe.set(f"once:{key}", ids[0], nx=True, ex=ttl_s)
                 pipe.get(f"once:{key}")
             replies = await pipe.execute()
-        for key, token, value in zip(chunk, tokens[start : start + PIPELINE_CHUNK], replies[1::2], strict=True):
-            claimed.append(key not in seen and reply_text(value) == token)
+        for key, ids, value in zip(chunk, tokens, replies[1::2], strict=True):
+            claimed.append(key not in seen and value is not None and reply_text(value) in ids)
             seen.add(key)
     return claimed
 

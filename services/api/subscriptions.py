@@ -14,7 +14,7 @@ from services.api.store import FeedSecrets
 from services.api.webhooks import new_secret
 from shared.events import Event, FeedbackGiven, Stream, SubscriptionChanged
 from shared.storage import SubscriptionStore
-from shared.subscription import Subscription, SubscriptionSpec, WebhookEndpoint, new_id
+from shared.subscription import STORED, Subscription, SubscriptionSpec, WebhookEndpoint, new_id
 
 Publish = Callable[[Stream, Event], Awaitable[Any]]
 MERGED_FIELDS = ("channels", "schedule", "trending")  # PATCH merges these one level down instead of replacing
@@ -233,7 +233,8 @@ def _with_spec(current: Subscription, spec: SubscriptionSpec) -> Subscription:
     data = spec.model_dump()
     data["channels"]["webhooks"] = [w.model_dump() for w in current.channels.webhooks]
     keep = current.model_dump(include={"id", "owner", "liked", "disliked", "created_at"})
-    return Subscription.model_validate({**data, **keep, "updated_at": _now()})
+    # The spec was validated as input; the kept endpoints as stored (they may predate today's secret rule).
+    return Subscription.model_validate({**data, **keep, "updated_at": _now()}, context=STORED)
 
 
 def _with_webhooks(current: Subscription, webhooks: list[WebhookEndpoint]) -> Subscription:
@@ -281,7 +282,7 @@ def subscription_view(subscription: Subscription) -> SubscriptionView:
     return SubscriptionView(
         id=subscription.id,
         owner=subscription.owner,
-        spec=SubscriptionSpec.model_validate(spec),
+        spec=SubscriptionSpec.model_validate(spec, context=STORED),  # shown as stored, so its owner can fix it
         webhooks=[webhook_view(w) for w in subscription.channels.webhooks],
         liked=subscription.liked,
         disliked=subscription.disliked,

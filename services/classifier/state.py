@@ -27,6 +27,7 @@ from datetime import date, timedelta
 import numpy as np
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import RedisError
 
 from services.classifier.embedding import embed_cached
 from services.classifier.learner import model_from_dict
@@ -84,6 +85,7 @@ class ClassifierState:
         # Every handler syncs first. Two syncs at once could apply changes out of order (an older rebuild, a fit
         # of a second, landing after a newer pause): one at a time, in stream order.
         self._syncing = asyncio.Lock()
+        self._reloading = False
         self.loaded = False
         self._seen: dict[str, str] = {}  # stream -> the last entry this replica applied
         self._synced_at = 0.0
@@ -203,23 +205,31 @@ class ClassifierState:
         """Every active subscription from the store; the streams are read from here on (their position is taken
         first, so a change made while loading is applied again by ``sync`` rather than missed).
 
-        The new profiles are built on the side and put in place at once: papers scored meanwhile (a periodic
-        reload takes minutes at 100,000 subscriptions) meet every subscription, not the part loaded so far. A
-        subscription that fails to build is logged and left out, not allowed to stop the others."""
-        for stream in SYNCED:
-            last = await self.redis.xrevrange(stream, "+", "-", count=1)
-            self._seen[stream] = reply_text(last[0][0]) if last else "0-0"
-        self._synced_at = time.monotonic()
-        profiles: dict[str, Profile] = {}
-        for subscription in await SubscriptionStore(self.redis).active():
-            try:
-                profiles[subscription.id] = await self._build(subscription, reuse=True)
-            except Exception:
-                log.exception("subscription_not_loaded", subscription_id=subscription.id)
-        async with self._scoring:
-            self.profiles, self._scorer = profiles, None
-        await self._forget_deleted()
-        self.loaded = True
+        The new profiles are built on the side and put in place at once; while a periodic reload runs (minutes at
+        100,000 subscriptions) papers go on being scored against the complete set it replaces (``sync`` does not
+        wait for it), not against the part loaded so far. A subscription that fails to build is logged and left
+        out; a Redis error stops the reload (it runs again at the next sync)."""
+        self._reloading = True
+        try:
+            seen = {}
+            for stream in SYNCED:
+                last = await self.redis.xrevrange(stream, "+", "-", count=1)
+                seen[stream] = reply_text(last[0][0]) if last else "0-0"
+            profiles: dict[str, Profile] = {}
+            for subscription in await SubscriptionStore(self.redis).active():
+                try:
+                    profiles[subscription.id] = await self._build(subscription, reuse=True)
+                except RedisError:
+                    raise
+                except Exception:
+                    log.exception("subscription_not_loaded", subscription_id=subscription.id)
+            async with self._scoring:
+                self.profiles, self._scorer = profiles, None
+            self._seen, self._synced_at = seen, time.monotonic()
+            await self._forget_deleted()
+            self.loaded = True
+        finally:
+            self._reloading = False
 
     async def _forget_deleted(self) -> None:
         """Drop stored models and ratings of subscriptions deleted while no replica was running (``sync`` drops
@@ -240,6 +250,8 @@ class ClassifierState:
     async def sync(self) -> list[str]:
         """Apply the subscription changes and ratings published since this replica last looked (by any api,
         CLI or replica); returns the ids of the subscriptions rebuilt."""
+        if self._reloading and self.loaded:  # score with the complete set the running reload will replace
+            return []
         async with self._syncing:
             return await self._sync()
 
@@ -247,6 +259,19 @@ class ClassifierState:
         if not self.loaded or time.monotonic() - self._synced_at > self.resync_after_s:
             await self._load_all()
             return sorted(self.profiles)
+        before = dict(self._seen)
+        try:
+            changed = await self._read_changes()
+            self._synced_at = time.monotonic()
+            for subscription_id in sorted(changed):
+                await self._apply(subscription_id)
+        except RedisError:
+            self._seen = before  # read these changes again at the next sync: applying them twice is harmless
+            raise
+        return sorted(changed)
+
+    async def _read_changes(self) -> set[str]:
+        """The subscriptions changed or rated since ``_seen`` (moved past them); ratings recorded on the way."""
         changed: set[str] = set()
         while reply := await self.redis.xread(dict(self._seen), count=500):
             for stream, entries in reply:
@@ -262,22 +287,23 @@ class ClassifierState:
                             await self.record_feedback(FeedbackGiven.model_validate(body))
                         except ValueError:
                             continue
-        self._synced_at = time.monotonic()
-        store = SubscriptionStore(self.redis)
-        for subscription_id in sorted(changed):
-            try:
-                subscription = await store.get(subscription_id)
-                if subscription is None:
-                    await self.remove(subscription_id)
-                    await self.redis.delete(*_owned_keys(subscription_id))
-                else:
-                    await self.refresh(subscription)
-            except Exception:
-                # An unreadable record (stored under older rules) or a failed fit: this one is logged and no longer
-                # scored with a profile its record may not match; the other changes read in this pass still apply.
-                log.exception("subscription_not_applied", subscription_id=subscription_id)
+        return changed
+
+    async def _apply(self, subscription_id: str) -> None:
+        """One subscription as stored now: rebuilt, removed, or (unreadable, unfittable) logged and left out, so
+        it is not scored with a profile its record may not match and the other changes still apply."""
+        try:
+            subscription = await SubscriptionStore(self.redis).get(subscription_id)
+            if subscription is None:
                 await self.remove(subscription_id)
-        return sorted(changed)
+                await self.redis.delete(*_owned_keys(subscription_id))
+            else:
+                await self.refresh(subscription)
+        except RedisError:
+            raise
+        except Exception:
+            log.exception("subscription_not_applied", subscription_id=subscription_id)
+            await self.remove(subscription_id)
 
     async def remove(self, subscription_id: str) -> None:
         async with self._scoring:
@@ -302,7 +328,11 @@ class ClassifierState:
         other = [e for e in events if e.manifest.space != self.space]
         if other:  # an old model's events, replayed or left over: never compared with this space's vectors
             log.warning("other_vector_space", papers=len(other), space=other[0].manifest.space, ours=self.space)
-        events = list({e.paper.id: e for e in events if e.manifest.space == self.space}.values())
+        ours = [e for e in events if e.manifest.space == self.space]
+        ids: dict[str, list[str]] = {}  # every event of a paper in the batch: a redelivered one's claims are its own
+        for event in reversed(ours):
+            ids.setdefault(event.paper.id, []).append(event.event_id)
+        events = list({e.paper.id: e for e in ours}.values())
         if not events:
             return []
         await self.sync()
@@ -312,7 +342,7 @@ class ClassifierState:
         if not alive:
             return []
         return await self.score_papers(
-            [events[i].paper for i in alive], vectors[alive], owners=[events[i].event_id for i in alive]
+            [events[i].paper for i in alive], vectors[alive], owners=[tuple(ids[events[i].paper.id]) for i in alive]
         )
 
     async def record_upvotes(self, event: UpvotesChanged) -> None:
@@ -367,21 +397,21 @@ class ClassifierState:
         vectors = await store.get_vectors(self.space, [event.paper_id])
         if paper is None or event.paper_id not in vectors:
             return []
-        return await self.score_papers([paper], vectors[event.paper_id][None, :], trending, owners=[event.event_id])
+        return await self.score_papers([paper], vectors[event.paper_id][None, :], trending, owners=[(event.event_id,)])
 
     async def score_papers(
         self,
         papers: list[Paper],
         vectors: np.ndarray,
         profiles: list[Profile] | None = None,
-        owners: list[str] | None = None,
+        owners: list[tuple[str, ...]] | None = None,
     ) -> list[MatchFound]:
         """Matches of ``papers`` against ``profiles`` (default: all), each claimed once per subscription + paper.
 
-        ``owners``: the id of the event that brought each paper. A match claimed by that same event counts as new
-        again, so the event's redelivery (after a crash or a failed publish) publishes it, and the notifier sends
-        it once; another event about the paper (a new version, an upvote) finds it claimed. A subscription's own
-        seed paper is never news to it, so it is not matched.
+        ``owners``: the ids of the events that brought each paper (the last first). A match claimed by one of them
+        counts as new again, so an event's redelivery (after a crash or a failed publish) publishes it, and the
+        notifier sends it once; another event about the paper (a new version, an upvote) finds it claimed. A
+        subscription's own seed paper is never news to it, so it is not matched.
         """
         async with self._scoring:
             scorer = self.scorer() if profiles is None else Scorer(profiles)

@@ -18,6 +18,9 @@ from shared.storage import SubscriptionStore, claim_once, release_once
 from shared.subscription import Subscription
 
 log = structlog.get_logger("paperwire.notifier")
+# A slot's claim outlives the tick that builds it (seconds) but not by much: once the digest is queued, LAST_DIGEST
+# has moved past the slot; a replica killed in between leaves the slot to another one a few minutes later.
+DIGEST_CLAIM_TTL_S = 300
 LAST_DIGEST = "notifier:digest:last"
 
 
@@ -113,14 +116,15 @@ class Intake:
 
         Every replica ticks: each (subscription, slot) is claimed before its buffer is read, so one replica
         builds it. Otherwise a second one reads the buffer the first just emptied and queues a "no new papers"
-        heartbeat for the same slot. A claim whose digest was not queued (an error) is given back."""
+        heartbeat for the same slot. A claim whose digest was not queued (an error) is given back, and one whose
+        replica died expires (``DIGEST_CLAIM_TTL_S``)."""
         queued = 0
         for subscription in await self.subscriptions.active():
             slot = digest_due(subscription.schedule, await self.last_sent(subscription), now)
             if slot is None:
                 continue
             claim = f"digest:{subscription.id}:{slot.isoformat()}"
-            if not await claim_once(self.redis, claim):
+            if not await claim_once(self.redis, claim, DIGEST_CLAIM_TTL_S):
                 continue
             try:
                 items = await self.buffered(subscription.id)

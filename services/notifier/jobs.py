@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from shared.events import MatchFound
 from shared.paper import Paper
-from shared.subscription import Subscription
+from shared.subscription import Subscription, is_email
 
 Channel = Literal["email", "slack", "webhook"]
 JobKind = Literal["alert", "digest", "heartbeat"]
@@ -83,7 +83,7 @@ def targets(subscription: Subscription) -> list[tuple[Channel, str]]:
     """Every (channel, target) a subscription delivers to now; disabled webhook endpoints are left out."""
     out: list[tuple[Channel, str]] = []
     channels = subscription.channels
-    if channels.email:
+    if channels.email and is_email(channels.email):  # one stored under older rules waits for its owner to fix it
         out.append(("email", channels.email))
     if channels.slack_webhook_url:
         out.append(("slack", slack_target(str(channels.slack_webhook_url))))

@@ -32,6 +32,7 @@ from services.notifier.signing import webhook_headers
 from services.notifier.slack_blocks import build_messages
 from shared.ssrf import UnsafeURL, parse_networks, resolve_safe
 from shared.subscription import Subscription, WebhookEndpoint
+from shared.webhook_signing import BadSecret
 
 OutcomeKind = Literal["delivered", "retry", "gone", "refused"]
 
@@ -327,7 +328,10 @@ class WebhookSender:
             return Outcome("refused", error="endpoint no longer in the subscription")
         body = webhook_payload.encode(webhook_payload.build_payload(job, subscription))
         now = int(datetime.now(UTC).timestamp())
-        headers = webhook_headers(endpoint.secret, endpoint.previous_secret, job.id, now, body)
+        try:
+            headers = webhook_headers(endpoint.secret, endpoint.previous_secret, job.id, now, body)
+        except BadSecret as exc:  # stored under older rules: no retry will make it sign
+            return Outcome("refused", error=f"the endpoint's secret cannot sign: {exc}")
         response = await self.poster.post(str(endpoint.url), content=body, headers=headers)
         return response if isinstance(response, Outcome) else http_outcome(response)
 

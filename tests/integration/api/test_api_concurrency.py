@@ -30,8 +30,8 @@ class Interleave:
         self.events: list[tuple[str, Any]] = []
         self.error: BaseException | None = None
 
-    def model_validate_json(self, raw: bytes | str) -> Subscription:
-        subscription = Subscription.model_validate_json(raw)
+    def model_validate_json(self, raw: bytes | str, **options: Any) -> Subscription:
+        subscription = Subscription.model_validate_json(raw, **options)
         if not self.fired:
             self.fired = True
             thread = threading.Thread(target=lambda: asyncio.run(self._run()))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import redis.asyncio as aioredis
 
@@ -202,3 +204,24 @@ async def test_email_with_address_specials_is_refused(api: httpx.AsyncClient, re
     for email in ("o'brien+papers@mail.example.co.uk", "jörg@bücher.de"):
         accepted = await api.patch(f"/v1/subscriptions/{sid}", json={"channels": {"email": email}}, headers=alice)
         assert accepted.status_code == 200 and accepted.json()["spec"]["channels"]["email"] == email
+
+
+async def test_a_record_stored_under_older_rules_can_still_be_fixed_and_deleted(
+    api: httpx.AsyncClient, redis: aioredis.Redis
+) -> None:
+    """An address an older release accepted and today's rules refuse: the owner reads the record, a PATCH that
+    changes something else names the address to fix, one that fixes it works, and DELETE works."""
+    alice = await owner_token(redis, "alice")
+    created = await api.post("/v1/subscriptions", json=SPEC, headers=alice)
+    subscription_id = created.json()["id"]
+    stored = json.loads(await redis.get(f"subscription:{subscription_id}"))
+    stored["channels"]["email"] = "alice@my_host.example.org"  # what the older rule let through
+    await redis.set(f"subscription:{subscription_id}", json.dumps(stored))
+    url = f"/v1/subscriptions/{subscription_id}"
+    assert (await api.get(url, headers=alice)).status_code == 200
+    other = await api.patch(url, json={"name": "renamed"}, headers=alice)
+    assert other.status_code == 422 and "alice@my_host.example.org" in other.text
+    fixed = await api.patch(url, json={"channels": {"email": "alice@example.org"}}, headers=alice)
+    assert fixed.status_code == 200 and fixed.json()["spec"]["channels"]["email"] == "alice@example.org"
+    await redis.set(f"subscription:{subscription_id}", json.dumps(stored))
+    assert (await api.delete(url, headers=alice)).status_code == 204

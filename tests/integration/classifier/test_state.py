@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 import services.classifier.state as state_module
 from services.classifier.dataset import load_dataset
@@ -218,14 +220,14 @@ async def test_papers_scored_during_a_full_reload_meet_every_subscription(redis,
 
 
 async def test_one_unreadable_subscription_does_not_stop_the_changes_read_with_it(redis) -> None:
-    """A record stored under older, looser rules is logged and left out; the pause read in the same pass still
-    applies, and a restarted replica loads the others."""
+    """A record no release can read (a time zone tzdata dropped, a hand edit) is logged and left out; the pause
+    read in the same pass still applies, and a restarted replica loads the others."""
     store = SubscriptionStore(redis)
     await store.put(Subscription(id="b", name="b", keywords=["transformer"]))
     state = ClassifierState(redis, SPACE)
     await state.sync()
     old = json.loads(Subscription(id="a", name="a", keywords=["x"]).model_dump_json())
-    old["channels"]["email"] = "ann(lab)@x.org"  # accepted by the rules before this release, refused now
+    old["schedule"]["timezone"] = "Mars/Olympus"
     await redis.set("subscription:a", json.dumps(old))
     await redis.sadd("subscriptions:ids", "a")
     await store.update("b", lambda s: s.model_copy(update={"active": False}))
@@ -273,3 +275,39 @@ async def test_events_of_another_vector_space_are_skipped_not_followed(redis) ->
     state = ClassifierState(redis, SPACE)
     assert await state.score_events([_embedded("2301.00001", model_id="old-model")]) == []
     assert [m.paper.id for m in await state.score_events([_embedded("2401.00002")])] == ["2401.00002"]
+
+
+async def test_a_batch_holding_a_redelivered_event_and_a_newer_one_for_the_paper_publishes_it(redis) -> None:
+    """Event A claimed the match and its publish failed; A's redelivery arrives in one batch with B, a later event
+    for the same paper: the claim is A's, so the batch publishes the match (else A is acked with it and it is
+    lost)."""
+    await SubscriptionStore(redis).put(Subscription(id="s", name="s", keywords=["transformer"]))
+    state = ClassifierState(redis, SPACE)
+    first = _embedded("2401.00002")
+    assert [m.subscription_id for m in await state.score_events([first])] == ["s"]  # claimed, publish then fails
+    later = first.model_copy(update={"event_id": "later"})
+    assert [m.subscription_id for m in await state.score_events([first, later])] == ["s"]
+    assert await state.score_events([later]) == []  # alone, the later event is another event about the paper
+
+
+async def test_a_redis_error_while_applying_a_change_keeps_the_profile_and_reads_the_change_again(
+    redis, monkeypatch
+) -> None:
+    store = SubscriptionStore(redis)
+    await store.put(Subscription(id="s", name="s", keywords=["transformer"]))
+    state = ClassifierState(redis, SPACE)
+    await state.sync()
+    await store.update("s", lambda s: s.model_copy(update={"keywords": ["diffusion"]}))
+    await _changed(redis, "s")
+    real_get = SubscriptionStore.get
+
+    async def blip(self, subscription_id: str):  # noqa: ANN001, ANN202
+        monkeypatch.setattr(SubscriptionStore, "get", real_get)
+        raise RedisConnectionError("connection reset")
+
+    monkeypatch.setattr(SubscriptionStore, "get", blip)
+    with pytest.raises(RedisConnectionError):
+        await state.sync()
+    assert state.profiles["s"].subscription.keywords == ["transformer"]  # still scored as it was
+    assert await state.sync() == ["s"]  # the change is read again, and applied
+    assert state.profiles["s"].subscription.keywords == ["diffusion"]

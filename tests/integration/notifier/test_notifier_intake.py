@@ -8,12 +8,12 @@ from datetime import UTC, datetime, time
 
 import redis.asyncio as aioredis
 
-from services.notifier.intake import LAST_DIGEST, Intake
+from services.notifier.intake import DIGEST_CLAIM_TTL_S, LAST_DIGEST, Intake
 from services.notifier.jobs import DeliveryJob
 from services.notifier.queue import JOBS, DeliveryQueue
 from shared.events import MatchFound, SubscriptionChanged
 from shared.paper import Paper
-from shared.storage import SubscriptionStore
+from shared.storage import SubscriptionStore, claim_once
 from shared.subscription import Channels, Schedule, Subscription
 from tests.unit.notifier.notifier_papers import subscription
 
@@ -159,15 +159,38 @@ async def test_replicas_ticking_together_build_one_message_per_slot(redis: aiore
     assert job.kind == "digest" and job.paper_ids == ["2401.00001"]
 
 
-async def test_a_stored_subscription_that_no_longer_validates_does_not_stop_the_others(redis: aioredis.Redis) -> None:
-    """A record stored under older, looser rules (an address with a comment, refused today) is skipped with its
-    reason: the other subscriptions' digests still go out."""
+async def test_records_stored_under_older_rules_or_unreadable_do_not_stop_the_others(redis: aioredis.Redis) -> None:
+    """An address today's rules refuse (a comment in it), stored by an older release, is still readable (its owner
+    can fix it) but gets no mail; a record no release can read (a time zone tzdata dropped) is skipped with its
+    reason; the other subscriptions' digests go out."""
     sub = await daily(redis)
-    old = subscription(id="old-rules", created_at=datetime(2024, 1, 1, tzinfo=UTC)).model_dump(mode="json")
-    old["channels"]["email"] = "a(b@example.org"
-    await redis.set("subscription:old-rules", json.dumps(old))
-    await redis.sadd("subscriptions:ids", "old-rules")
+    for subscription_id, field, value in (("old-rules", "email", "a(b@example.org"), ("unreadable", "tz", "Mars/X")):
+        old = subscription(id=subscription_id, schedule=Schedule(mode="daily", at=time(8, 0))).model_dump(mode="json")
+        old["created_at"] = "2024-01-01T00:00:00+00:00"
+        if field == "email":
+            old["channels"]["email"] = value
+        else:
+            old["schedule"]["timezone"] = value
+        await redis.set(f"subscription:{subscription_id}", json.dumps(old))
+        await redis.sadd("subscriptions:ids", subscription_id)
+    intake = Intake(redis)
+    for subscription_id in (sub.id, "old-rules"):
+        await intake.on_match(match(sub.model_copy(update={"id": subscription_id}), "2401.00001"))
+    assert sorted(s.id for s in await SubscriptionStore(redis).active()) == sorted([sub.id, "old-rules"])
+    assert await intake.digest_tick(datetime(2024, 3, 2, 9, 0, tzinfo=UTC)) == 1
+    assert {job.subscription_id for job in await queued_jobs(redis)} == {sub.id}
+
+
+async def test_a_slot_whose_replica_died_after_claiming_it_is_built_once_the_claim_expires(
+    redis: aioredis.Redis,
+) -> None:
+    sub = await daily(redis)
     intake = Intake(redis)
     await intake.on_match(match(sub, "2401.00001"))
-    assert [s.id for s in await SubscriptionStore(redis).active()] == [sub.id]
-    assert await intake.digest_tick(datetime(2024, 3, 2, 9, 0, tzinfo=UTC)) == 1
+    now = datetime(2024, 3, 2, 9, 0, tzinfo=UTC)
+    slot = datetime(2024, 3, 2, 8, 0, tzinfo=UTC)
+    await claim_once(redis, f"digest:{sub.id}:{slot.isoformat()}", DIGEST_CLAIM_TTL_S)  # then it was killed
+    assert await intake.digest_tick(now) == 0
+    assert 0 < await redis.ttl(f"once:digest:{sub.id}:{slot.isoformat()}") <= DIGEST_CLAIM_TTL_S
+    await redis.delete(f"once:digest:{sub.id}:{slot.isoformat()}")  # expired
+    assert await intake.digest_tick(now) == 1

@@ -153,16 +153,18 @@ async def test_clients_the_routers_open_are_closed_when_the_app_stops(redis: aio
     assert connection_ids[0] not in {c["id"] for c in await redis.client_list()}
 
 
+@pytest.mark.parametrize(("cli", "settings_level"), [(logging.INFO, "DEBUG"), (logging.DEBUG, "INFO")])
 async def test_faststream_runs_log_level_sets_ours_and_keeps_per_message_lines_debug(
-    redis: aioredis.Redis, clean_redis: str, capsys: pytest.CaptureFixture[str]
+    redis: aioredis.Redis, clean_redis: str, capsys: pytest.CaptureFixture[str], cli: int, settings_level: str
 ) -> None:
     """``faststream run ... -l info`` (what an operator types) sets FastStream's per-message level to INFO too:
-    thousands of "Received" lines a day. The app takes the CLI's level for its own lines and keeps those DEBUG."""
+    thousands of "Received" lines a day. The app takes the CLI's level for its own lines (``-l debug`` too, over
+    the settings' INFO) and keeps the per-message lines DEBUG."""
     await ensure_group(redis, INBOX, SERVICE)
     handled: list[int] = []
-    settings = ServiceSettings(redis_url=clean_redis, read_block_ms=50, claim_poll_ms=50, log_level="DEBUG")
+    settings = ServiceSettings(redis_url=clean_redis, read_block_ms=50, claim_poll_ms=50, log_level=settings_level)
     app = build_app([ServiceDef(SERVICE, relay_router(handled, batch=False), settings)], clean_redis)
-    set_log_level(logging.INFO, app)  # what `faststream run -l info` does before starting the app
+    set_log_level(cli, app)  # what `faststream run -l ...` does before starting the app
     async with TestApp(app):
         await redis.xadd(INBOX, {"__data__": Job(n=7).model_dump_json()})
         await wait_for(redis, OUTBOX, 1, limit_s=5.0)
@@ -172,5 +174,8 @@ async def test_faststream_runs_log_level_sets_ours_and_keeps_per_message_lines_d
     events = [line["event"] for line in lines]
     assert handled == [7]
     assert "an info line of ours" in events
-    assert "Received" not in events and "Processed" not in events
-    assert "a debug line of ours" not in events  # our own lines follow the CLI's INFO, not the settings' DEBUG
+    if cli == logging.INFO:
+        assert "Received" not in events and "Processed" not in events
+        assert "a debug line of ours" not in events  # our own lines follow the CLI's INFO, not the settings' DEBUG
+    else:
+        assert "a debug line of ours" in events and "Received" in events  # asked for: everything, DEBUG included

@@ -11,10 +11,13 @@ from pydantic import ValidationError
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from services.notifier.jobs import DeliveryJob
+from services.notifier.senders import WebhookSender
+from services.notifier.settings import NotifierSettings
 from services.notifier.signing import webhook_headers
 from shared.ssrf import UnsafeURL, check_address, parse_networks, resolve_safe
-from shared.subscription import WebhookEndpoint
-from tests.unit.notifier.notifier_papers import OLD_SECRET, SECRET
+from shared.subscription import STORED, Subscription, WebhookEndpoint
+from tests.unit.notifier.notifier_papers import OLD_SECRET, SECRET, subscription
 
 BODY = b'{"type":"paper.matched","version":1}'
 
@@ -99,3 +102,16 @@ async def test_resolution_happens_before_the_check() -> None:
     assert pinned.url.endswith(":8080/hook?x=1") and "localhost" not in pinned.url
     with pytest.raises(UnsafeURL):
         await resolve_safe("ftp://example.org/", [])
+
+
+async def test_an_endpoint_stored_with_a_secret_that_cannot_sign_is_refused_not_crashed() -> None:
+    """A 15-byte secret an older release stored: the record still reads (its owner can replace the endpoint), and
+    a delivery to it is refused with the reason instead of crashing on every attempt."""
+    data = subscription().model_dump(mode="json")
+    data["channels"]["webhooks"] = [{"id": "e1", "url": "https://hooks.example.org/x", "secret": "whsec_" + "A" * 20}]
+    with pytest.raises(ValidationError):
+        Subscription.model_validate(data)
+    stored = Subscription.model_validate(data, context=STORED)
+    job = DeliveryJob(id="d1", subscription_id=stored.id, channel="webhook", target="e1")
+    outcome = await WebhookSender(NotifierSettings(), poster=None).send(job, stored)  # type: ignore[arg-type]
+    assert outcome.kind == "refused" and "cannot sign" in (outcome.error or "")
