@@ -496,6 +496,21 @@ def two_stage_rule(compare: str) -> Rule:
     return set(PRODUCTION), score
 
 
+def head_rule(head: int) -> Rule:
+    """The production choice picks the ``head`` papers, which are then ordered by the z-sum of all three kinds (their
+    agreement); the rest keep the chosen kind's order. A list-level rule: no per-paper score gives it."""
+
+    def score(data: dict, d: int) -> np.ndarray:
+        chosen = score_new(data, choose(data, [(k,) for k in PRODUCTION], d), d)
+        agreement = score_new(data, PRODUCTION, d)
+        top = np.argsort(-chosen)[:head]
+        out = chosen.copy()
+        out[top] = chosen.max() + 1.0 + (agreement[top] - agreement[top].min())
+        return out
+
+    return set(PRODUCTION), score
+
+
 def rule_table(have: set[str]) -> dict[str, Rule]:
     table: dict[str, Rule] = {"production: LOO AUC choice of linear, maxent, centroid": choice_rule(list(PRODUCTION))}
     have = have - {"jack"}
@@ -531,6 +546,8 @@ def rule_table(have: set[str]) -> dict[str, Rule]:
     table["centroid unless both linear and maxent beat it"] = two_stage_rule("both")
     for threshold in (0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
         table[f"centroid where the best LOO AUC < {threshold:g}"] = regime_rule(threshold)
+    for head in (3, 5, 8, 10, 12, 15, 20):
+        table[f"choice's top {head} ordered by the three kinds' agreement"] = head_rule(head)
     return table
 
 
