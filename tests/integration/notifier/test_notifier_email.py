@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiosmtpd.controller import Controller
 
-from services.notifier.jobs import alert_jobs
+from services.notifier.jobs import DeliveryJob, alert_jobs
 from services.notifier.queue import DeliveryQueue
 from shared.links import verify_link
 from shared.storage import SubscriptionStore
@@ -128,6 +128,15 @@ class Refusing(Inbox):
         return "250 OK"
 
 
+async def alert_to(redis: aioredis.Redis, queue: DeliveryQueue, name: str, fixtures_dir: Path) -> DeliveryJob:
+    """An instant subscription e-mailing ``name@example.org``, stored, and its alert for a real paper queued."""
+    sub = subscription(id=name, channels=Channels(email=f"{name}@example.org"))
+    await SubscriptionStore(redis).put(sub)
+    (job,) = alert_jobs(sub, items(hf_papers(fixtures_dir)[:1])[0])
+    await queue.enqueue(job, time.time())
+    return job
+
+
 async def test_permanent_smtp_refusal_fails_at_once_and_temporary_is_retried(
     redis: aioredis.Redis, settings_for, fixtures_dir: Path
 ) -> None:
@@ -136,10 +145,7 @@ async def test_permanent_smtp_refusal_fails_at_once_and_temporary_is_retried(
         queue = DeliveryQueue(redis)
         jobs = {}
         for name in ("nobody", "later"):
-            sub = subscription(id=name, channels=Channels(email=f"{name}@example.org"))
-            await SubscriptionStore(redis).put(sub)
-            (jobs[name],) = alert_jobs(sub, items(hf_papers(fixtures_dir)[:1])[0])
-            await queue.enqueue(jobs[name], time.time())
+            jobs[name] = await alert_to(redis, queue, name, fixtures_dir)
         settings = settings_for(
             smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False, webhook_retry_schedule_s=[0.1, 0.1]
         )
@@ -182,10 +188,7 @@ async def test_email_concurrency_bounds_the_process_not_each_recipient(
     with smtp(inbox) as port:
         queue = DeliveryQueue(redis)
         for index in range(6):
-            sub = subscription(id=f"reader{index}", channels=Channels(email=f"reader{index}@example.org"))
-            await SubscriptionStore(redis).put(sub)
-            (job,) = alert_jobs(sub, items(hf_papers(fixtures_dir)[:1])[0])
-            await queue.enqueue(job, time.time())
+            await alert_to(redis, queue, f"reader{index}", fixtures_dir)
         settings = settings_for(smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False, email_concurrency=2)
         async with running(settings) as worker:
             await wait_for(lambda: len(inbox.messages) == 6)
