@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 import numpy as np
 from faststream.redis.parser.binary import BinaryMessageFormatV1
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from shared.paper import Paper, SourceName
-from shared.subscription import Subscription
+from shared.subscription import STORED, Subscription
 
 
 class Stream(StrEnum):
@@ -162,6 +162,13 @@ class SubscriptionChanged(Event):
     subscription_id: str
     action: Literal["created", "updated", "paused", "deleted"]
     subscription: Subscription | None = None
+
+    @field_validator("subscription", mode="before")
+    @classmethod
+    def _as_stored(cls, value: Any) -> Any:
+        """The record as the api stored it: read like the store reads it (rules tightened since, such as the e-mail
+        pattern, must not make consumers reject the change of a record its owner has yet to fix)."""
+        return Subscription.model_validate(value, context=STORED) if isinstance(value, dict) else value
 
 
 class FetchRequested(Event):

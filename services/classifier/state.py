@@ -85,7 +85,6 @@ class ClassifierState:
         # Every handler syncs first. Two syncs at once could apply changes out of order (an older rebuild, a fit
         # of a second, landing after a newer pause): one at a time, in stream order.
         self._syncing = asyncio.Lock()
-        self._reloading = False
         self.loaded = False
         self._seen: dict[str, str] = {}  # stream -> the last entry this replica applied
         self._synced_at = 0.0
@@ -205,31 +204,28 @@ class ClassifierState:
         """Every active subscription from the store; the streams are read from here on (their position is taken
         first, so a change made while loading is applied again by ``sync`` rather than missed).
 
-        The new profiles are built on the side and put in place at once; while a periodic reload runs (minutes at
-        100,000 subscriptions) papers go on being scored against the complete set it replaces (``sync`` does not
-        wait for it), not against the part loaded so far. A subscription that fails to build is logged and left
-        out; a Redis error stops the reload (it runs again at the next sync)."""
-        self._reloading = True
-        try:
-            seen = {}
-            for stream in SYNCED:
-                last = await self.redis.xrevrange(stream, "+", "-", count=1)
-                seen[stream] = reply_text(last[0][0]) if last else "0-0"
-            profiles: dict[str, Profile] = {}
-            for subscription in await SubscriptionStore(self.redis).active():
-                try:
-                    profiles[subscription.id] = await self._build(subscription, reuse=True)
-                except RedisError:
-                    raise
-                except Exception:
-                    log.exception("subscription_not_loaded", subscription_id=subscription.id)
-            async with self._scoring:
-                self.profiles, self._scorer = profiles, None
-            self._seen, self._synced_at = seen, time.monotonic()
-            await self._forget_deleted()
-            self.loaded = True
-        finally:
-            self._reloading = False
+        The new profiles are built on the side and put in place at once, so nothing ever sees a partial set.
+        Handlers wait for a periodic reload (minutes at 100,000 subscriptions, every ``resync_after_s``) in their
+        ``sync``, then apply the changes made meanwhile: scoring with the old set instead would miss subscriptions
+        created or edited during it, for good (the batch is acked). A subscription that fails to build is logged
+        and left out; a Redis error stops the reload (it runs again at the next sync)."""
+        seen = {}
+        for stream in SYNCED:
+            last = await self.redis.xrevrange(stream, "+", "-", count=1)
+            seen[stream] = reply_text(last[0][0]) if last else "0-0"
+        profiles: dict[str, Profile] = {}
+        for subscription in await SubscriptionStore(self.redis).active():
+            try:
+                profiles[subscription.id] = await self._build(subscription, reuse=True)
+            except RedisError:
+                raise
+            except Exception:
+                log.exception("subscription_not_loaded", subscription_id=subscription.id)
+        async with self._scoring:
+            self.profiles, self._scorer = profiles, None
+        self._seen, self._synced_at = seen, time.monotonic()
+        await self._forget_deleted()
+        self.loaded = True
 
     async def _forget_deleted(self) -> None:
         """Drop stored models and ratings of subscriptions deleted while no replica was running (``sync`` drops
@@ -250,8 +246,6 @@ class ClassifierState:
     async def sync(self) -> list[str]:
         """Apply the subscription changes and ratings published since this replica last looked (by any api,
         CLI or replica); returns the ids of the subscriptions rebuilt."""
-        if self._reloading and self.loaded:  # score with the complete set the running reload will replace
-            return []
         async with self._syncing:
             return await self._sync()
 

@@ -84,23 +84,34 @@ class Intake:
         return queued
 
     async def _queue_digest(
-        self, subscription: Subscription, items: list[MatchItem], slot: datetime, due: float, *, heartbeat: bool
+        self,
+        subscription: Subscription,
+        items: list[MatchItem],
+        slot: datetime,
+        due: float,
+        *,
+        heartbeat: bool,
+        slot_done: bool = False,
     ) -> int:
         """Queue the slot's jobs; the buffered matches are removed only when a job carrying them was queued
-        (a job with the same id already waiting does not carry matches buffered since).
+        (a job with the same id already waiting does not carry matches buffered since). ``slot_done``: the slot is
+        marked sent in the same transaction, so no replica finds the buffer emptied and the slot still due (it
+        would queue a "no new papers" heartbeat after the digest).
 
         With nowhere to deliver (feed only, every webhook disabled) the slot's matches are dropped: kept, they
         would pile up for months and flood the first digest after a channel is added."""
-        if not targets(subscription):
-            if items:
-                await self.redis.hdel(_buffer(subscription.id), *[i.paper.id for i in items])
-                log.info("digest_dropped", subscription_id=subscription.id, papers=len(items), reason="no channel")
-            return 0
         queued = 0
-        for job in digest_jobs(subscription, items, slot, heartbeat=heartbeat):
-            queued += await self.queue.enqueue(job, due)
-        if items and queued:
-            await self.redis.hdel(_buffer(subscription.id), *[i.paper.id for i in items])
+        if targets(subscription):
+            for job in digest_jobs(subscription, items, slot, heartbeat=heartbeat):
+                queued += await self.queue.enqueue(job, due)
+        elif items:
+            log.info("digest_dropped", subscription_id=subscription.id, papers=len(items), reason="no channel")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if items and (queued or not targets(subscription)):
+                pipe.hdel(_buffer(subscription.id), *[i.paper.id for i in items])
+            if slot_done:
+                pipe.hset(LAST_DIGEST, subscription.id, slot.isoformat())
+            await pipe.execute()
         return queued
 
     async def buffered(self, subscription_id: str) -> list[MatchItem]:
@@ -129,10 +140,11 @@ class Intake:
             try:
                 items = await self.buffered(subscription.id)
                 heartbeat = subscription.schedule.heartbeat
-                queued += await self._queue_digest(subscription, items, slot, now.timestamp(), heartbeat=heartbeat)
+                queued += await self._queue_digest(
+                    subscription, items, slot, now.timestamp(), heartbeat=heartbeat, slot_done=True
+                )
             except BaseException:
                 await release_once(self.redis, claim)
                 raise
-            await self.redis.hset(LAST_DIGEST, subscription.id, slot.isoformat())
             log.info("digest_queued", subscription_id=subscription.id, slot=slot.isoformat(), papers=len(items))
         return queued

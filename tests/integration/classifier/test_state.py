@@ -202,9 +202,12 @@ async def test_a_slow_rebuild_of_an_older_change_does_not_undo_a_pause(redis, mo
     assert state.profiles == {} and state.scorer().ids == []
 
 
-async def test_papers_scored_during_a_full_reload_meet_every_subscription(redis, monkeypatch) -> None:
-    """The periodic reload builds the new profiles on the side: a batch scored meanwhile is not scored against
-    the part loaded so far (its matches would be lost: the entry is acked)."""
+async def test_papers_scored_during_a_full_reload_meet_every_subscription_even_one_created_meanwhile(
+    redis, monkeypatch
+) -> None:
+    """A batch that arrives while the periodic reload runs waits for it, then for the changes made meanwhile: it
+    meets the reloaded subscriptions and one created during the reload (scored with the old set, that one would
+    miss the paper for good: the entry is acked)."""
     store = SubscriptionStore(redis)
     for subscription_id in ("a", "b"):
         await store.put(Subscription(id=subscription_id, name=subscription_id, keywords=["transformer"]))
@@ -214,9 +217,11 @@ async def test_papers_scored_during_a_full_reload_meet_every_subscription(redis,
     _slow_builds(monkeypatch, 0.3)
     reload = asyncio.create_task(state.sync())
     await asyncio.sleep(0.1)
+    await store.put(Subscription(id="new", name="new", keywords=["transformer"]))
+    await _changed(redis, "new", "created")
     found = await state.score_events([_embedded("2401.00002")])
     await reload
-    assert sorted(m.subscription_id for m in found) == ["a", "b"]
+    assert sorted(m.subscription_id for m in found) == ["a", "b", "new"]
 
 
 async def test_one_unreadable_subscription_does_not_stop_the_changes_read_with_it(redis) -> None:

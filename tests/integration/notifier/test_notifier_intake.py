@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time
 
+import pytest
 import redis.asyncio as aioredis
 
 from services.notifier.intake import DIGEST_CLAIM_TTL_S, LAST_DIGEST, Intake
@@ -194,3 +195,42 @@ async def test_a_slot_whose_replica_died_after_claiming_it_is_built_once_the_cla
     assert 0 < await redis.ttl(f"once:digest:{sub.id}:{slot.isoformat()}") <= DIGEST_CLAIM_TTL_S
     await redis.delete(f"once:digest:{sub.id}:{slot.isoformat()}")  # expired
     assert await intake.digest_tick(now) == 1
+
+
+async def test_a_replica_dying_right_after_queueing_a_digest_leaves_no_slot_for_a_heartbeat(
+    redis: aioredis.Redis, monkeypatch
+) -> None:
+    """The slot is marked sent with the buffer emptied, in one transaction: a replica that dies just after (its
+    claim lapses) leaves no replica finding the buffer empty and the slot due, to queue "no new papers" for it."""
+    sub = subscription(
+        schedule=Schedule(mode="daily", at=time(8, 0), heartbeat=True), created_at=datetime(2024, 1, 1, tzinfo=UTC)
+    )
+    await SubscriptionStore(redis).put(sub)
+    intake = Intake(redis)
+    await intake.on_match(match(sub, "2401.00001"))
+    queue_digest = Intake._queue_digest
+
+    async def then_killed(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        await queue_digest(self, *args, **kwargs)
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(Intake, "_queue_digest", then_killed)
+    now = datetime(2024, 3, 2, 9, 0, tzinfo=UTC)
+    with pytest.raises(SystemExit):
+        await intake.digest_tick(now)
+    monkeypatch.setattr(Intake, "_queue_digest", queue_digest)
+    assert await Intake(redis).digest_tick(now) == 0  # another replica: nothing due
+    assert [job.kind for job in await queued_jobs(redis)] == ["digest"]
+
+
+async def test_a_change_to_a_record_stored_under_older_rules_reaches_the_consumers(redis: aioredis.Redis) -> None:
+    """The api may store and announce edits of a record whose address today's rules refuse (its owner pausing
+    it, say): the event must still parse where it is consumed, and the pause drop the buffered digest."""
+    sub = await daily(redis)
+    await Intake(redis).on_match(match(sub, "2401.00001"))
+    record = sub.model_dump(mode="json") | {"active": False}
+    record["channels"]["email"] = "ann@my_host.example.org"  # accepted by an older release, refused now
+    body = {"subscription_id": sub.id, "action": "paused", "subscription": record}
+    event = SubscriptionChanged.model_validate_json(json.dumps(body))  # what the consumer helper does
+    await Intake(redis).on_subscription(event)
+    assert await Intake(redis).buffered(sub.id) == []
