@@ -71,7 +71,8 @@ async def send_signed(
         if pinned is not None:
             headers["host"] = pinned.host
             extensions["sni_hostname"] = httpx.URL(url).host
-        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
+        # trust_env=False: a proxy from the environment would resolve the name again, past the pinned address.
+        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
             response = await client.post(
                 pinned.url if pinned else url, content=body, headers=headers, extensions=extensions
             )

@@ -214,11 +214,16 @@ async def test_test_event_goes_to_the_address_that_was_checked(monkeypatch: pyte
     assert request.extensions["sni_hostname"] == "rebind.example"
 
 
+@pytest.mark.parametrize("proxy", [None, "http://127.0.0.1:9"], ids=["no proxy", "proxy in the environment"])
 async def test_test_event_signs_with_an_unpadded_secret(
-    api: httpx.AsyncClient, redis: aioredis.Redis, receiver: Receiver
+    api: httpx.AsyncClient, redis: aioredis.Redis, receiver: Receiver, monkeypatch: pytest.MonkeyPatch, proxy: str
 ) -> None:
     """A subscriptions file may give a secret without base64 padding (the model and the notifier take it): the
-    api's test event must sign with it too, not answer 500."""
+    api's test event must sign with it too, not answer 500. A proxy named in the environment is not used: it
+    would resolve the name again, past the address that was checked."""
+    if proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy)
     alice = await owner_token(redis, "alice")
     secret = ("whsec_" + base64.b64encode(bytes(range(22))).decode()).rstrip("=")
     endpoint = WebhookEndpoint(id="ep1", url=receiver.url, secret=secret)
