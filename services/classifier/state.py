@@ -44,7 +44,6 @@ TRENDING_TTL_S = int(timedelta(days=9).total_seconds())  # a week window back fr
 TRENDING_WINDOW_DAYS = {"day": 1, "week": 7}
 AWAITING_TTL_S = int(timedelta(days=14).total_seconds())  # a paper the fetcher never finds stops being waited for
 SYNCED = (str(Stream.SUBSCRIPTIONS), str(Stream.FEEDBACK))
-# KEYS[1] the subscription, the rest what the classifier keeps for it: deleted only while the subscription is.
 # KEYS[1] a paper's awaiting set, ARGV[1] the subscription, ARGV[2] the TTL: set only when the set is new, so a
 # paper the fetcher never found is asked for again after the TTL however often the subscription is edited.
 _AWAIT = """
@@ -53,6 +52,7 @@ local added = redis.call('SADD', KEYS[1], ARGV[1])
 if new then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return added
 """
+# KEYS[1] the subscription, the rest what the classifier keeps for it: deleted only while the subscription is.
 _DELETE_IF_GONE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local n = 0
@@ -314,7 +314,8 @@ class ClassifierState:
         await self.redis.hset(f"classifier:feedback:{event.subscription_id}", event.paper_id, event.label)
 
     async def score_events(self, events: list[PaperEmbedded]) -> list[MatchFound]:
-        """Score embedded papers against every profile in one pass; only first-time matches come back.
+        """Score embedded papers against every profile in one pass; the matches new to each subscription come back
+        (and those these same events claimed before: their redelivery publishes them again).
 
         Papers from another vector space are skipped; a paper in the batch twice (a redelivery) is scored once. A
         paper its authors withdrew joins the background (it is still a paper of the field) but matches no one.
