@@ -250,9 +250,10 @@ class ClassifierState:
             return await self._sync()
 
     async def _sync(self) -> list[str]:
+        reloaded: list[str] = []
         if not self.loaded or time.monotonic() - self._synced_at > self.resync_after_s:
-            await self._load_all()
-            return sorted(self.profiles)
+            await self._load_all()  # then the changes made while it ran, from the positions it took first
+            reloaded = sorted(self.profiles)
         before = dict(self._seen)
         try:
             changed = await self._read_changes()
@@ -262,7 +263,7 @@ class ClassifierState:
         except RedisError:
             self._seen = before  # read these changes again at the next sync: applying them twice is harmless
             raise
-        return sorted(changed)
+        return sorted(set(reloaded) | changed)
 
     async def _read_changes(self) -> set[str]:
         """The subscriptions changed or rated since ``_seen`` (moved past them); ratings recorded on the way."""

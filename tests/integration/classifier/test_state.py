@@ -202,8 +202,9 @@ async def test_a_slow_rebuild_of_an_older_change_does_not_undo_a_pause(redis, mo
     assert state.profiles == {} and state.scorer().ids == []
 
 
+@pytest.mark.parametrize("started_by_the_batch", [False, True], ids=["another handler's reload", "its own reload"])
 async def test_papers_scored_during_a_full_reload_meet_every_subscription_even_one_created_meanwhile(
-    redis, monkeypatch
+    redis, monkeypatch, started_by_the_batch: bool
 ) -> None:
     """A batch that arrives while the periodic reload runs waits for it, then for the changes made meanwhile: it
     meets the reloaded subscriptions and one created during the reload (scored with the old set, that one would
@@ -215,12 +216,21 @@ async def test_papers_scored_during_a_full_reload_meet_every_subscription_even_o
     await state.sync()
     await asyncio.sleep(0.3)  # the reload is due
     _slow_builds(monkeypatch, 0.3)
-    reload = asyncio.create_task(state.sync())
-    await asyncio.sleep(0.1)
-    await store.put(Subscription(id="new", name="new", keywords=["transformer"]))
-    await _changed(redis, "new", "created")
-    found = await state.score_events([_embedded("2401.00002")])
-    await reload
+
+    async def create_meanwhile() -> None:
+        await asyncio.sleep(0.1)
+        await store.put(Subscription(id="new", name="new", keywords=["transformer"]))
+        await _changed(redis, "new", "created")
+
+    if started_by_the_batch:  # the batch's own sync runs the reload
+        creator = asyncio.create_task(create_meanwhile())
+        found = await state.score_events([_embedded("2401.00002")])
+        await creator
+    else:  # another handler's sync runs it, and the batch waits
+        reload = asyncio.create_task(state.sync())
+        await create_meanwhile()
+        found = await state.score_events([_embedded("2401.00002")])
+        await reload
     assert sorted(m.subscription_id for m in found) == ["a", "b", "new"]
 
 
