@@ -61,6 +61,7 @@ def demo_environment(data_dir: Path, replay_url: str) -> dict[str, str]:
         "FETCHER_POLL_ON_START": "true",
         "FETCHER_POLL_INTERVAL_S": "3600",
         "FETCHER_MAX_RESULTS": "100",
+        "FETCHER_USER_AGENT": "paperwire-demo/0.1 (local replay of recorded responses; nothing is sent to arXiv)",
         "NOTIFIER_OUTBOX_DIR": str(data_dir / "outbox"),
         "NOTIFIER_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
         "NOTIFIER_WEBHOOK_RETRY_SCHEDULE_S": "[1, 2, 4]",
