@@ -199,8 +199,8 @@ async def publish_all(redis: aioredis.Redis, publisher: StreamPublisher, events:
 
     A handler that awaited each publish spent most of a batch waiting on Redis. ``redis`` must be a client of the
     broker's Redis (the pipeline runs there). Publisher middlewares see each message queued, not sent. A failure
-    raises :class:`PublishError`: the handler fails and its entries are retried (consumers drop an event id they
-    handled), and a caller that claimed events can release those from ``unsent_from`` on.
+    raises :class:`PublishError`, saying from which event on some may be unsent: the handler fails and its entries
+    are retried (consumers drop an event id they handled).
     """
     stream = publisher.stream.name  # passed on: each read of the property copies the stream spec
     for start in range(0, len(events), PIPELINE_CHUNK):

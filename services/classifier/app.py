@@ -16,7 +16,6 @@ from shared.consumer import bury_rejected, make_router, parse_batch, publish_all
 from shared.events import (
     FeedbackGiven,
     FetchRequested,
-    MatchFound,
     PaperEmbedded,
     Stream,
     SubscriptionChanged,
@@ -44,11 +43,6 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
         resync_after_s=settings.retention_hours * 3600 / 2,
     )
 
-    async def publish_matches(found: list[MatchFound]) -> None:
-        """Publish the matches. If that fails the entry is retried, and its event's own claims let it publish them
-        again (some may be out already: the notifier claims each delivery once, so it is sent once)."""
-        await publish_all(redis, matches, found)
-
     @subscriber(
         router, Stream.EMBEDDED, service=SERVICE, settings=settings, batch=True, max_records=settings.batch_max_records
     )
@@ -58,7 +52,7 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
         events, rejected = parse_batch(bodies, PaperEmbedded)
         await bury_rejected(redis, Stream.EMBEDDED, SERVICE, message, rejected)
         found = await state.score_events(events)
-        await publish_matches(found)
+        await publish_all(redis, matches, found)  # failed: retried, its events' own claims publish again
         arrived = [event.paper.id for event in events]
         refreshed = await state.waiting_for(arrived)
         for subscription_id in refreshed:
@@ -81,7 +75,7 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     @subscriber(router, Stream.TRENDING, service=SERVICE, settings=settings)
     async def on_trending(event: UpvotesChanged) -> None:
         found = await state.upvotes_changed(event)
-        await publish_matches(found)
+        await publish_all(redis, matches, found)  # failed: retried, its events' own claims publish again
         log.info(
             "upvotes_changed",
             paper=event.paper_id,

@@ -100,14 +100,14 @@ class Intake:
 
         With nowhere to deliver (feed only, every webhook disabled) the slot's matches are dropped: kept, they
         would pile up for months and flood the first digest after a channel is added."""
+        deliverable = bool(targets(subscription))
         queued = 0
-        if targets(subscription):
-            for job in digest_jobs(subscription, items, slot, heartbeat=heartbeat):
-                queued += await self.queue.enqueue(job, due)
-        elif items:
+        for job in digest_jobs(subscription, items, slot, heartbeat=heartbeat):  # one per target: none without
+            queued += await self.queue.enqueue(job, due)
+        if items and not deliverable:
             log.info("digest_dropped", subscription_id=subscription.id, papers=len(items), reason="no channel")
         async with self.redis.pipeline(transaction=True) as pipe:
-            if items and (queued or not targets(subscription)):
+            if items and (queued or not deliverable):
                 pipe.hdel(_buffer(subscription.id), *[i.paper.id for i in items])
             if slot_done:
                 pipe.hset(LAST_DIGEST, subscription.id, slot.isoformat())

@@ -161,14 +161,16 @@ async def test_a_count_that_arrives_before_the_vector_ranks_the_paper_when_it_is
     assert await state.upvotes_changed(first_count(top)) == []  # matched once only
 
 
-def service_app(redis_url: str, tmp_path: Path, max_attempts: int):  # noqa: ANN201
-    """The classifier service with fast polling and a 0.3 s claim, so a failed entry is retried within the test."""
+def service_app(redis_url: str, tmp_path: Path, max_attempts: int, claim_idle_ms: int = 300):  # noqa: ANN201
+    """The classifier service with fast polling and a short claim (0.3 s), so a failed entry is retried within the
+    test. A handler slower than the claim is redelivered too, and publishes its matches again: a test that counts
+    them claims later."""
     settings = ClassifierSettings(
         redis_url=redis_url,
         cache_path=tmp_path / "c.sqlite",
         read_block_ms=100,
         claim_poll_ms=100,
-        claim_idle_ms=300,
+        claim_idle_ms=claim_idle_ms,
         max_attempts=max_attempts,
     )
     return build_app([ServiceDef(SERVICE, build_router, settings)], redis_url)
@@ -190,7 +192,7 @@ async def test_classifier_service_consumes_papers_trending(redis, clean_redis: s
     papers.trending.dead."""
     sub = Subscription(id="hot", name="hot", trending={"window": "day", "top": 3})
     await embedded_day(redis, tmp_path, sub)
-    app = service_app(clean_redis, tmp_path, max_attempts=2)
+    app = service_app(clean_redis, tmp_path, max_attempts=2, claim_idle_ms=2000)  # counts: no early redelivery
     publisher = RedisBroker(clean_redis)
     await publisher.connect()
     store = PaperStore(redis)
@@ -222,7 +224,7 @@ async def test_classifier_service_scores_papers_embedded_in_batches(redis, clean
     papers = {p.id: (p, v) for p, v in zip(hf_papers(), vectors, strict=True)}
     manifest = EmbeddingManifest(model_id=MODEL_ID, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")
     # The entries wait in the stream before the service starts, so they arrive as one batch.
-    app = service_app(clean_redis, tmp_path, max_attempts=3)
+    app = service_app(clean_redis, tmp_path, max_attempts=3, claim_idle_ms=2000)  # counts: no early redelivery
     publisher = RedisBroker(clean_redis)
     await publisher.connect()
     try:
@@ -273,7 +275,7 @@ async def test_matches_whose_publish_or_claim_failed_are_published_on_redelivery
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(Pipeline, "execute", execute)
-    app = service_app(clean_redis, tmp_path, max_attempts=3)
+    app = service_app(clean_redis, tmp_path, max_attempts=3, claim_idle_ms=1000)  # retried, and counted
     publisher = RedisBroker(clean_redis)
     await publisher.connect()
     try:
