@@ -209,7 +209,7 @@ def dead_replay(
             await client.aclose()
 
     with command_redis() as redis_url:
-        replayed = asyncio.run(replay())
+        replayed = len(asyncio.run(replay()))
     typer.echo(f"replayed {replayed} entries onto {stream}")
     if ids and replayed < len(set(ids)):
         raise fail(f"{len(set(ids)) - replayed} of the given ids are not dead letters of {stream}", RUNTIME)

@@ -51,7 +51,7 @@ from faststream.redis.publisher.usecase import StreamPublisher
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError, ResponseError
 
-from shared.events import CONSUMER_GROUPS, dead_letter_stream
+from shared.events import CONSUMER_GROUPS, dead_letter_stream, entry_body
 from shared.settings import ServiceSettings
 from shared.storage import PIPELINE_CHUNK, claim_once
 from shared.tasks import cancel_and_wait
@@ -456,20 +456,31 @@ def replay_copy(fields: dict[Any, Any]) -> dict[str, Any]:
     return original
 
 
-async def replay_dead(redis: aioredis.Redis, stream: str, entry_ids: list[str] | None = None) -> int:
-    """Put dead-lettered entries of ``stream`` back on it (without the ``dead.*`` fields); returns how many.
+async def replay_dead(
+    redis: aioredis.Redis,
+    stream: str,
+    entry_ids: list[str] | None = None,
+    *,
+    only: Callable[[dict[str, Any]], bool] | None = None,
+    limit: int | None = None,
+) -> list[str]:
+    """Put dead-lettered entries of ``stream`` back on it (without the ``dead.*`` fields); returns their dead-letter
+    ids. ``entry_ids`` picks entries by id, ``only`` by their event body (an api owner replays only their own).
 
     Each goes back marked ``replay.for=<dead.group>``: the stream is shared, and the other groups on it handled
     the entry the first time, so their middleware acks the copy unhandled. And ``replay.of=<original id>``: the
     copy gets a new id, but consumers that order a subject's events by entry id (``order_id``) must rank it where
     the original was; a copy dead-lettered and replayed again keeps the first original's id."""
-    replayed = 0
-    for entry_id, fields in await redis.xrange(dead_letter_stream(stream)):
-        if entry_ids and _decode(entry_id) not in entry_ids:
+    replayed = []
+    for entry_id, fields in await redis.xrange(dead_letter_stream(stream), count=limit):
+        eid = _decode(entry_id)
+        if entry_ids and eid not in entry_ids:
+            continue
+        if only is not None and not only(entry_body(fields) or {}):
             continue
         async with redis.pipeline(transaction=True) as pipe:
             pipe.xadd(stream, replay_copy(fields))
             pipe.xdel(dead_letter_stream(stream), entry_id)
             await pipe.execute()
-        replayed += 1
+        replayed.append(eid)
     return replayed

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, HttpUrl
 from services.api.deps import ApiContext, context, current_owner, error_responses
 from services.api.seeds import REQUEST_BODY, SeedFormat, read_export, upload_from_request
 from services.api.store import DeliveryHistory, FeedSecrets
-from services.api.streams import dead_delivery_ids, recent_matches, replay_dead
+from services.api.streams import dead_delivery_ids, recent_matches
 from services.api.subscriptions import (
     SubscriptionView,
     WebhookView,
@@ -18,7 +18,8 @@ from services.api.subscriptions import (
     webhook_view,
 )
 from services.api.webhooks import send_signed, test_payload
-from shared.events import MatchFound, ReplayRequested, Stream, dead_letter_stream
+from shared.consumer import replay_dead
+from shared.events import MatchFound, ReplayRequested, Stream
 from shared.links import sign_link
 from shared.paper import InvalidArxivId, normalize_arxiv_id
 from shared.storage import DeliveryLog
@@ -74,7 +75,6 @@ class Links(BaseModel):
 
 class Replayed(BaseModel):
     replayed: list[str]
-    skipped: list[str]
 
 
 class SeedsImported(BaseModel):
@@ -272,9 +272,11 @@ async def replay_deliveries(owner: Owner, ctx: Ctx, subscription_id: Subscriptio
     """Try this subscription's dead deliveries again: matches the notifier could not take are put back on
     ``matches``; deliveries whose retries ran out are handed to the notifier with a ReplayRequested event."""
     subscription = await ctx.ops.get(owner, subscription_id)
-    report = await replay_dead(ctx.redis, dead_letter_stream(Stream.MATCHES), subscription_ids={subscription.id})
+    matches = await replay_dead(
+        ctx.redis, Stream.MATCHES, only=lambda body: body.get("subscription_id") == subscription.id
+    )
     delivery_ids = await dead_delivery_ids(ctx.redis, subscription.id)
     if delivery_ids:
         event = ReplayRequested(subscription_id=subscription.id, delivery_ids=delivery_ids, requested_by=owner)
         await ctx.ops.publish(Stream.DELIVERIES_REPLAY, event)
-    return Replayed(replayed=report.replayed + delivery_ids, skipped=report.skipped)
+    return Replayed(replayed=matches + delivery_ids)

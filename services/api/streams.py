@@ -1,25 +1,14 @@
-"""Reading the contract's streams directly: recent matches of a subscription, and replaying dead deliveries.
+"""Reading the contract's streams directly: recent matches of a subscription and its dead deliveries.
 
 Entries are read with ``shared.events.entry_body`` (FastStream's envelope under ``__data__``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 
-from shared.consumer import replay_copy
 from shared.events import MatchFound, Stream, entry_body
-
-_REPLAYABLE = {str(s) for s in Stream}
-# Where failed deliveries end: the notifier's dead deliveries, and `matches` entries its handler gave up on.
-
-
-def _key(k: Any) -> bytes:
-    return k if isinstance(k, bytes) else str(k).encode()
 
 
 async def recent_matches(
@@ -52,45 +41,6 @@ async def recent_matches(
         last_id = page[-1][0].decode() if isinstance(page[-1][0], bytes) else page[-1][0]
         last = f"({last_id}"
     return found
-
-
-@dataclass
-class ReplayReport:
-    replayed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-
-async def replay_dead(
-    redis: aioredis.Redis,
-    dead_stream: str = Stream.DELIVERIES_DEAD,
-    *,
-    subscription_ids: set[str] | None = None,
-    limit: int = 1000,
-) -> ReplayReport:
-    """Put dead entries back on their source stream (``dead.stream``) and remove them from the dead stream.
-
-    ``subscription_ids`` limits it to entries whose event names one of them (an owner replays only their own).
-    An entry whose source is not a contract stream is left where it is.
-    """
-    report = ReplayReport()
-    for entry_id, fields in await redis.xrange(dead_stream, min="-", max="+", count=limit):
-        eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        fields = {_key(k): v for k, v in fields.items()}
-        source = fields.get(b"dead.stream", b"")
-        source = source.decode() if isinstance(source, bytes) else str(source)
-        if subscription_ids is not None:
-            body = entry_body(fields) or {}
-            if body.get("subscription_id") not in subscription_ids:
-                continue
-        if source not in _REPLAYABLE:
-            report.skipped.append(eid)
-            continue
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(source, replay_copy(fields))  # marked like the CLI's replay (replay.for / replay.of)
-            pipe.xdel(dead_stream, eid)
-            await pipe.execute()
-        report.replayed.append(eid)
-    return report
 
 
 async def dead_delivery_ids(redis: aioredis.Redis, subscription_id: str, limit: int = 1000) -> list[str]:
