@@ -511,6 +511,24 @@ def head_rule(head: int) -> Rule:
     return set(PRODUCTION), score
 
 
+def percentile_head_rule(share: float) -> Rule:
+    """A per-paper form of ``head_rule``: a paper the chosen kind ranks in the top ``share`` of the background is
+    ordered by the three kinds' agreement, above every paper that it does not; a threshold on the chosen kind's
+    background percentile, so each paper is scored alone."""
+
+    def score(data: dict, d: int) -> np.ndarray:
+        names = choose(data, [(k,) for k in PRODUCTION], d)
+        chosen, background = data[f"{names[0]}:new"][d], data[f"{names[0]}:bg"][d]
+        percentile = np.searchsorted(np.sort(background), chosen, side="right") / len(background)
+        agreement = score_new(data, PRODUCTION, d)
+        head = percentile >= 1.0 - share
+        out = score_new(data, names, d)
+        out[head] = out.max() + 1.0 + (agreement[head] - agreement[head].min()) if head.any() else out[head]
+        return out
+
+    return set(PRODUCTION), score
+
+
 def rule_table(have: set[str]) -> dict[str, Rule]:
     table: dict[str, Rule] = {"production: LOO AUC choice of linear, maxent, centroid": choice_rule(list(PRODUCTION))}
     have = have - {"jack"}
@@ -548,6 +566,8 @@ def rule_table(have: set[str]) -> dict[str, Rule]:
         table[f"centroid where the best LOO AUC < {threshold:g}"] = regime_rule(threshold)
     for head in (3, 5, 8, 10, 12, 15, 20):
         table[f"choice's top {head} ordered by the three kinds' agreement"] = head_rule(head)
+    for share in (0.0025, 0.005, 0.01, 0.02, 0.03, 0.05):
+        table[f"choice's top {share:.2%} of the background ordered by agreement"] = percentile_head_rule(share)
     return table
 
 

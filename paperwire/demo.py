@@ -63,7 +63,7 @@ def demo_environment(data_dir: Path, replay_url: str) -> dict[str, str]:
         "FETCHER_MAX_RESULTS": "100",
         "FETCHER_USER_AGENT": "paperwire-demo/0.1 (local replay of recorded responses; nothing is sent to arXiv)",
         "NOTIFIER_OUTBOX_DIR": str(data_dir / "outbox"),
-        "NOTIFIER_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
+        "PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
         "NOTIFIER_WEBHOOK_RETRY_SCHEDULE_S": "[1, 2, 4]",
         "PAPERWIRE_CLAIM_IDLE_MS": "5000",
         "PAPERWIRE_LOG_LEVEL": os.environ.get("PAPERWIRE_LOG_LEVEL", "WARNING"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -11,7 +12,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LINK_SECRET_FILE = "link_secret"
 # Read as PAPERWIRE_<NAME> by every service, and as <SERVICE>_<NAME> for one service (which wins).
-SHARED_ENV_FIELDS = ("max_attempts", "claim_idle_ms", "claim_poll_ms", "read_block_ms", "retention_hours")
+SHARED_ENV_FIELDS = (
+    "max_attempts",
+    "claim_idle_ms",
+    "claim_poll_ms",
+    "read_block_ms",
+    "retention_hours",
+    "webhook_allowed_networks",
+)
+JSON_ENV_FIELDS = {"webhook_allowed_networks"}  # lists: JSON in the environment, as pydantic-settings reads them
 
 
 class ServiceSettings(BaseSettings):
@@ -46,6 +55,11 @@ class ServiceSettings(BaseSettings):
     claim_poll_ms: int = Field(default=1_000, ge=10)
     read_block_ms: int = Field(default=1_000, ge=10)
     retention_hours: float = Field(default=72.0, gt=0, description="consumed entries older than this are trimmed")
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description='CIDRs exempt from the SSRF check of user-given URLs (webhooks, Slack), e.g. ["127.0.0.1/32"]: '
+        "one list for the notifier's deliveries and the api's test events",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -55,8 +69,12 @@ class ServiceSettings(BaseSettings):
         if isinstance(data, dict):
             for name in SHARED_ENV_FIELDS:
                 value = os.environ.get(f"PAPERWIRE_{name.upper()}")
-                if value is not None and name not in data:
-                    data[name] = value
+                if value is None or name in data:
+                    continue
+                try:
+                    data[name] = json.loads(value) if name in JSON_ENV_FIELDS else value
+                except ValueError as exc:
+                    raise ValueError(f"PAPERWIRE_{name.upper()} is not JSON ({exc}): {value!r}") from exc
         return data
 
     @model_validator(mode="after")

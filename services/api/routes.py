@@ -238,7 +238,7 @@ async def test_webhook(owner: Owner, ctx: Ctx, subscription_id: SubscriptionId, 
         endpoint.secret,
         test_payload(subscription_id, endpoint_id),
         timeout_s=ctx.settings.webhook_timeout_s,
-        allow_hosts=ctx.settings.webhook_allow_hosts,
+        allowed_networks=ctx.settings.webhook_allowed_networks,
     )
     await DeliveryLog(ctx.redis).record_attempt(endpoint_id, attempt)
     return Attempt(**attempt)

@@ -23,7 +23,4 @@ class ApiSettings(ServiceSettings):
     feed_size: int = Field(default=50, ge=1, le=500)
     view_link_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
-    webhook_allow_hosts: list[str] = Field(
-        default_factory=list, description="hosts allowed to resolve to private/loopback addresses (SSRF allow-list)"
-    )
     consume_deliveries: bool = Field(default=True, description="keep per-subscription delivery history")

@@ -8,11 +8,10 @@ import secrets
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from shared.ssrf import PinnedURL, UnsafeURL, resolve_safe
+from shared.ssrf import PinnedURL, UnsafeURL, parse_networks, resolve_safe
 from shared.webhook_signing import PREFIX, sign
 
 
@@ -29,15 +28,13 @@ class BlockedAddress(ValueError):
     """The URL resolves to an address a user's webhook may not reach."""
 
 
-async def check_destination(url: str, allow_hosts: list[str]) -> PinnedURL | None:
-    """Refuse private, loopback, link-local and other special addresses unless the host is allow-listed.
+async def check_destination(url: str, allowed_networks: list[str]) -> PinnedURL:
+    """Refuse private, loopback, link-local and other special addresses outside ``allowed_networks`` (CIDRs).
 
-    Returns the checked address to send to (None for an allow-listed host), so a second DNS answer cannot
-    point the request elsewhere (rebinding): the same guard as the notifier's deliveries."""
-    if (urlsplit(url).hostname or "") in allow_hosts:
-        return None
+    Returns the checked address to send to, so a second DNS answer cannot point the request elsewhere
+    (rebinding): the notifier's guard, with the same allow-list setting."""
     try:
-        return await resolve_safe(url, [])
+        return await resolve_safe(url, parse_networks(allowed_networks))
     except UnsafeURL as exc:
         raise BlockedAddress(str(exc)) from exc
 
@@ -51,7 +48,7 @@ def test_payload(subscription_id: str, endpoint_id: str) -> dict[str, Any]:
 
 
 async def send_signed(
-    url: str, secret: str, payload: dict[str, Any], *, timeout_s: float, allow_hosts: list[str]
+    url: str, secret: str, payload: dict[str, Any], *, timeout_s: float, allowed_networks: list[str]
 ) -> dict[str, Any]:
     """POST one signed event; return the attempt record (status code or error), never raise for HTTP trouble."""
     msg_id = f"msg_{uuid.uuid4().hex}"
@@ -59,22 +56,19 @@ async def send_signed(
     body = json.dumps(payload, separators=(",", ":"))
     attempt: dict[str, Any] = {"id": msg_id, "at": timestamp, "type": payload.get("type"), "url": url}
     try:
-        pinned = await check_destination(url, allow_hosts)
+        pinned = await check_destination(url, allowed_networks)
         headers = {
             "content-type": "application/json",
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(secret, msg_id, timestamp, body.encode()),
             "user-agent": "paperwire-webhooks",
+            "host": pinned.host,
         }
-        extensions = {}
-        if pinned is not None:
-            headers["host"] = pinned.host
-            extensions["sni_hostname"] = httpx.URL(url).host
         # trust_env=False: a proxy from the environment would resolve the name again, past the pinned address.
         async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
             response = await client.post(
-                pinned.url if pinned else url, content=body, headers=headers, extensions=extensions
+                pinned.url, content=body, headers=headers, extensions={"sni_hostname": httpx.URL(url).host}
             )
         attempt.update(status_code=response.status_code, ok=200 <= response.status_code < 300)
     except (httpx.HTTPError, BlockedAddress) as exc:

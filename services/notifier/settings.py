@@ -29,10 +29,6 @@ class NotifierSettings(ServiceSettings):
         description="delay before each retry (all channels); after the last one the delivery is dead",
     )
     retry_jitter: float = Field(default=0.2, ge=0, le=1, description="+- fraction of each retry delay")
-    webhook_allowed_networks: list[str] = Field(
-        default_factory=list,
-        description='CIDRs exempt from the SSRF check of webhook and Slack URLs, e.g. ["127.0.0.1/32"]',
-    )
     webhook_concurrency_per_endpoint: int = Field(
         default=4, ge=1, description="requests at once per endpoint, across all notifier replicas (Redis)"
     )

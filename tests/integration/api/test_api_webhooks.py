@@ -68,7 +68,7 @@ async def test_register_test_event_attempts_and_reenable(
     blocked = (await api.post(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}/test", headers=alice)).json()
     assert blocked["ok"] is False and "not a public address" in blocked["error"] and receiver.requests == []
 
-    api._transport.app.state.ctx.settings.webhook_allow_hosts.append("127.0.0.1")  # type: ignore[attr-defined]
+    api._transport.app.state.ctx.settings.webhook_allowed_networks.append("127.0.0.1/32")  # type: ignore[attr-defined]
     sent = (await api.post(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}/test", headers=alice)).json()
     assert sent["ok"] is True and sent["status_code"] == 204
     [(headers, body)] = receiver.requests
@@ -205,7 +205,11 @@ async def test_test_event_goes_to_the_address_that_was_checked(monkeypatch: pyte
     monkeypatch.setattr(asyncio.BaseEventLoop, "getaddrinfo", rebinding_dns)
     monkeypatch.setattr(httpx.AsyncClient, "send", capture)
     attempt = await webhooks.send_signed(
-        "https://rebind.example/hook", "whsec_" + "A" * 32, webhooks.test_payload("s", "e"), timeout_s=1, allow_hosts=[]
+        "https://rebind.example/hook",
+        "whsec_" + "A" * 32,
+        webhooks.test_payload("s", "e"),
+        timeout_s=1,
+        allowed_networks=[],
     )
     assert attempt["ok"] is True
     [request] = sent
@@ -230,7 +234,7 @@ async def test_test_event_signs_with_an_unpadded_secret(
     await SubscriptionStore(redis).put(
         Subscription(id="s1", owner="alice", name="n", interests=["x"], channels=Channels(webhooks=[endpoint]))
     )
-    api._transport.app.state.ctx.settings.webhook_allow_hosts.append("127.0.0.1")  # type: ignore[attr-defined]
+    api._transport.app.state.ctx.settings.webhook_allowed_networks.append("127.0.0.1/32")  # type: ignore[attr-defined]
     sent = await api.post("/v1/subscriptions/s1/webhooks/ep1/test", headers=alice)
     assert sent.status_code == 200 and sent.json()["status_code"] == 204, sent.text
     [(headers, body)] = receiver.requests

@@ -39,3 +39,18 @@ def test_a_bad_shared_value_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("PAPERWIRE_MAX_ATTEMPTS", "0")
     with pytest.raises(ValueError, match="max_attempts"):
         ParserSettings()
+
+
+def test_one_ssrf_allow_list_for_the_notifier_and_the_api(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The notifier's deliveries and the api's test events guard the same user-given URLs: one setting."""
+    from services.api.settings import ApiSettings
+
+    monkeypatch.setenv("PAPERWIRE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS", '["127.0.0.1/32", "10.0.0.0/8"]')
+    assert NotifierSettings().webhook_allowed_networks == ["127.0.0.1/32", "10.0.0.0/8"]
+    assert ApiSettings().webhook_allowed_networks == ["127.0.0.1/32", "10.0.0.0/8"]
+    monkeypatch.setenv("API_WEBHOOK_ALLOWED_NETWORKS", "[]")
+    assert ApiSettings().webhook_allowed_networks == []
+    monkeypatch.setenv("PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    with pytest.raises(ValueError, match="PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS is not JSON"):
+        NotifierSettings()
