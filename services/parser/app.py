@@ -57,6 +57,10 @@ def build_router(settings: ParserSettings) -> RedisRouter:
             return
         for error in result.errors:
             log.warning("item_skipped", index=error.index, ident=error.ident, reason=error.reason, **describe(event))
+        if result.deleted_ids:  # arXiv removed these records: nothing to publish, but an operator may ask why
+            log.info(
+                "records_deleted", papers=result.deleted_ids[:50], count=len(result.deleted_ids), **describe(event)
+            )
         if result.no_announcement:
             log.info("no_announcement", reason=result.no_announcement, **describe(event))
         # Write before publishing, so a consumer reading the store on an event finds the paper it describes.
