@@ -37,7 +37,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -120,6 +120,8 @@ def parse_event(body: Any, model: type[Event]) -> Event:
     """One body of a batch subscriber (batches arrive undecoded) as ``model``, or ``BadEvent`` saying why not."""
     if isinstance(body, model):
         return body
+    if isinstance(body, dict) and UNREADABLE in body:
+        raise BadEvent(str(body[UNREADABLE]))
     if isinstance(body, bytes | str):
         try:
             body = json.loads(body)
@@ -399,6 +401,31 @@ def reliability_middleware(settings: ServiceSettings, consumer: str) -> Callable
     return Reliability
 
 
+UNREADABLE = "paperwire.unreadable"  # the body ``readable_batch`` puts in place of an entry FastStream cannot decode
+
+
+async def readable_batch(msg: Mapping[str, Any], original: Callable[..., Any]) -> StreamMessage[Any]:
+    """FastStream's batch parser, for a batch holding an entry that is not UTF-8 text: that one fails the whole
+    batch before the reliability middleware runs (no retry cap, no dead letter, redelivered forever). Such an entry
+    is parsed as a body saying so (``parse_event`` rejects it, ``bury_rejected`` dead-letters the entry as it came);
+    the rest of the batch goes on."""
+    try:
+        return await original(msg)
+    except UnicodeDecodeError:
+        pass
+    data = []
+    for fields in msg["data"]:
+        try:
+            await original({**msg, "data": [fields], "message_ids": msg["message_ids"][:1]})
+            data.append(fields)
+        except UnicodeDecodeError as exc:
+            why = f"entry is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            data.append({b"__data__": json.dumps({UNREADABLE: why}).encode()})
+    parsed = await original({**msg, "data": data})
+    parsed.raw_message = msg
+    return parsed
+
+
 def make_router(service: str, settings: ServiceSettings) -> RedisRouter:
     return RedisRouter(middlewares=[reliability_middleware(settings, consumer_name(service, settings))])
 
@@ -414,6 +441,7 @@ def subscriber(
 ) -> Callable[[Callable[..., Any]], Any]:
     """Register ``handler`` twice on the service's group: a reader of new entries and a claimer of stale ones."""
     name = consumer_name(service, settings)
+    parser = readable_batch if batch else None
     reader = router.subscriber(
         stream=StreamSub(
             stream,
@@ -424,6 +452,7 @@ def subscriber(
             polling_interval=settings.read_block_ms,
         ),
         title=f"{service}:{stream}",
+        parser=parser,
     )
     claimer = router.subscriber(
         stream=StreamSub(
@@ -436,6 +465,7 @@ def subscriber(
         ),
         title=f"{service}:{stream}:claim",
         include_in_schema=False,
+        parser=parser,
     )
 
     def register(handler: Callable[..., Any]) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 from faststream.redis.parser.binary import BinaryMessageFormatV1
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from shared.paper import Paper, SourceName
 from shared.subscription import STORED, Subscription
@@ -28,7 +28,7 @@ class Stream(StrEnum):
     TRENDING = "papers.trending"
     MATCHES = "matches"
     DELIVERIES = "deliveries"
-    DELIVERIES_DEAD = "deliveries.dead"
+    DELIVERIES_FAILED = "deliveries.failed"  # retries spent; not `deliveries.dead`, the dead letters of `deliveries`
     FEEDBACK = "feedback"
     SUBSCRIPTIONS = "subscriptions"
     FETCH_REQUESTS = "fetch.requests"
@@ -108,7 +108,9 @@ class EmbeddingManifest(BaseModel):
 
     @property
     def space(self) -> str:
-        """The key that decides comparability: model, dims and weights, not the runtime precision."""
+        """The key that decides comparability: model id and dims, not the runtime precision (``sha256`` is the
+        precision's own file, so it differs between fp32, fp16 and int8 of the same weights). Other weights under
+        the same model id would be compared: export a fine-tuned model under an id of its own."""
         return f"{self.model_id}:{self.dims}"
 
 
@@ -125,6 +127,20 @@ class PaperEmbedded(Event):
     def array(self) -> np.ndarray:
         raw = base64.b64decode(self.vector)
         return np.frombuffer(raw, dtype="<f2" if self.dtype == "float16" else "<f4").astype(np.float32)
+
+    @model_validator(mode="after")
+    def _a_usable_vector(self) -> PaperEmbedded:
+        """One wrong-length or non-finite vector in the classifier's background sample would break the
+        calibration of every subscription: such an event is refused here, and so dead-lettered."""
+        try:
+            vector = self.array()
+        except ValueError as exc:  # not base64, or not a whole number of floats
+            raise ValueError(f"vector is not {self.dtype} values: {exc}") from exc
+        if len(vector) != self.manifest.dims:
+            raise ValueError(f"vector has {len(vector)} values, the manifest says {self.manifest.dims} dims")
+        if not np.isfinite(vector).all():
+            raise ValueError("vector holds NaN or infinite values")
+        return self
 
 
 class MatchFound(Event):
@@ -179,9 +195,12 @@ class FetchRequested(Event):
 
 
 class ReplayRequested(Event):
-    """Ask the notifier to retry dead deliveries (all of a subscription's, or the given delivery ids)."""
+    """Ask the notifier to retry dead deliveries (all of a subscription's, or the given delivery ids of it).
 
-    subscription_id: str | None = None
+    The subscription is required: an entry that does not name one is malformed, not a command to retry every
+    subscription's dead deliveries (operators do that with ``paperwire deliveries replay --all``)."""
+
+    subscription_id: str = Field(min_length=1)
     delivery_ids: list[str] = Field(default_factory=list)
     requested_by: str = ""
 

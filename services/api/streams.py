@@ -44,9 +44,9 @@ async def recent_matches(
 
 
 async def dead_delivery_ids(redis: aioredis.Redis, subscription_id: str, limit: int = 1000) -> list[str]:
-    """Ids of the subscription's deliveries whose retries ran out (DeliveryResult events on deliveries.dead)."""
+    """Ids of the subscription's deliveries whose retries ran out (DeliveryResult events on deliveries.failed)."""
     ids = []
-    for _entry_id, fields in await redis.xrange(Stream.DELIVERIES_DEAD, min="-", max="+", count=limit):
+    for _entry_id, fields in await redis.xrange(Stream.DELIVERIES_FAILED, min="-", max="+", count=limit):
         body = entry_body(fields) or {}
         if body.get("subscription_id") == subscription_id and body.get("event_id"):
             ids.append(body["event_id"])

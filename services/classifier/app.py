@@ -104,6 +104,9 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
 
     @subscriber(router, Stream.FEEDBACK, service=SERVICE, settings=settings)
     async def on_feedback(event: FeedbackGiven) -> None:
+        if await subscriptions.get(event.subscription_id) is None:  # deleted since, or junk: nothing to train
+            log.info("feedback_ignored", subscription_id=event.subscription_id, reason="no such subscription")
+            return
         await state.record_feedback(event)
         await state.sync()
         await fetch_missing(event.subscription_id, [event.paper_id], "a rated paper")

@@ -46,7 +46,7 @@ async def _replay(url: str, ids: list[str] | None) -> list[str]:
 
 
 def dead_command() -> None:
-    """List deliveries whose retries are spent (they are also on the deliveries.dead stream)."""
+    """List deliveries whose retries are spent (they are also on the deliveries.failed stream)."""
     with command_redis() as url:
         rows = asyncio.run(_dead(url))
     if not rows:

@@ -61,11 +61,16 @@ class Intake:
         gets what it had waiting now, as a last digest.
 
         The last-sent slot is forgotten only on delete: after a pause and resume the slot already sent is not
-        due again (it would go out a second time, under the same delivery id)."""
+        due again (it would go out a second time, under the same delivery id). The store decides, not the event:
+        a pause retried after the resume, or replayed from a dead letter, must not empty a live digest."""
         if event.action in ("deleted", "paused"):
+            stored = await self.subscriptions.get(event.subscription_id)
+            if stored is not None and stored.active:
+                log.info("stale_change_ignored", subscription_id=event.subscription_id, action=event.action)
+                return
             await self.redis.delete(_buffer(event.subscription_id))
-        if event.action == "deleted":
-            await self.redis.hdel(LAST_DIGEST, event.subscription_id)
+            if event.action == "deleted" and stored is None:
+                await self.redis.hdel(LAST_DIGEST, event.subscription_id)
         if event.action in ("created", "updated"):
             await self._flush_if_instant(event)
 

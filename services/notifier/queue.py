@@ -21,7 +21,7 @@ JOBS = "notifier:jobs"
 TARGETS = "notifier:targets"
 THROTTLE = "notifier:throttle"
 DEAD = "notifier:dead"
-DEAD_RESULTS = str(Stream.DELIVERIES_DEAD)
+DEAD_RESULTS = str(Stream.DELIVERIES_FAILED)
 
 _LEASE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -132,7 +132,7 @@ class DeliveryQueue:
         return replayed
 
     async def _forget_dead_results(self, job_ids: set[str]) -> None:
-        """Drop the replayed deliveries' entries from ``deliveries.dead`` (their event id is the job id)."""
+        """Drop the replayed deliveries' entries from ``deliveries.failed`` (their event id is the job id)."""
         if not job_ids:
             return
         stale = []

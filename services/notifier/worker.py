@@ -315,7 +315,7 @@ class DeliveryWorker:
             log.warning("not_delivered", status=status, channel=job.channel, target=job.target, error=result.error)
         await self.publish(Stream.DELIVERIES, result)
         if status == "dead":
-            await self.publish(Stream.DELIVERIES_DEAD, result.model_copy(update={"event_id": job.id}))
+            await self.publish(Stream.DELIVERIES_FAILED, result.model_copy(update={"event_id": job.id}))
         return status
 
     async def _endpoint_state(self, job: DeliveryJob, state: str, outcome: Outcome, failures: int) -> None:

@@ -32,7 +32,7 @@ def parse(body: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParseResu
     for index, item in enumerate(data):
         try:
             result.papers.append(parse_item(item))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:  # 1e999 upvotes: inf
             result.errors.append(ItemError(index=index, reason=f"{type(exc).__name__}: {exc}", ident=_ident(item)))
     return result
 

@@ -150,7 +150,7 @@ async def test_replay_hands_dead_deliveries_to_the_notifier(
                 attempts=6,
                 status_code=503,
             )
-            await broker.publish(dead, stream="deliveries.dead")
+            await broker.publish(dead, stream="deliveries.failed")
     replayed = (await api.post(f"/v1/subscriptions/{mine}/deliveries/replay", headers=alice)).json()
     assert replayed["replayed"] == ["msg_mine"]
     [(_id, fields)] = await redis.xrange("deliveries.replay")

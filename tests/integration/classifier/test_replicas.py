@@ -107,12 +107,15 @@ async def test_a_rating_of_an_unseen_paper_is_fetched_once_and_applied_when_it_a
             await broker.publish(
                 SubscriptionChanged(subscription_id="s", action="created"), stream=Stream.SUBSCRIPTIONS
             )
+            stray = FeedbackGiven(subscription_id="nosuch", paper_id=unseen.id, label="like")
+            await broker.publish(stray, stream=Stream.FEEDBACK)  # no such subscription: nothing to fetch or keep
             like = FeedbackGiven(subscription_id="s", paper_id=unseen.id, label="like")
             await broker.publish(like, stream=Stream.FEEDBACK)
             await broker.publish(like, stream=Stream.FEEDBACK)  # clicked twice: asked for once
             (request,) = decode(await wait_for(redis, Stream.FETCH_REQUESTS, 1), FetchRequested)
-            assert request.arxiv_ids == [unseen.id] and "rated" in request.reason
+            assert request.arxiv_ids == [unseen.id] and request.reason == "a rated paper of s"
             assert await redis.smembers(f"classifier:awaiting:{unseen.id}") == {b"s"}
+            assert not await redis.exists("classifier:feedback:nosuch")
             await asyncio.sleep(0.5)
             assert len(await redis.xrange(Stream.FETCH_REQUESTS)) == 1
             stored = json.loads(await redis.get("classifier:model:s"))

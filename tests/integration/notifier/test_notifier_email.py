@@ -152,7 +152,7 @@ async def test_permanent_smtp_refusal_fails_at_once_and_temporary_is_retried(
         async with running(settings) as worker:
 
             async def both_settled() -> bool:
-                return await redis.xlen("deliveries.dead") == 1 and await queue.pending() == 0
+                return await redis.xlen("deliveries.failed") == 1 and await queue.pending() == 0
 
             await wait_for(both_settled)
             await worker.drain()

@@ -111,6 +111,21 @@ async def test_pause_drops_and_delete_forgets_the_digest(redis: aioredis.Redis) 
     assert not await redis.hexists(LAST_DIGEST, sub.id)
 
 
+@pytest.mark.parametrize("action", ["paused", "deleted"])
+async def test_a_late_pause_or_delete_leaves_a_live_digest_alone(redis: aioredis.Redis, action: str) -> None:
+    """A pause retried by the claimer after the resume, or replayed from a dead letter, emptied the buffer of a
+    subscription that is active again (and a late delete made a sent slot due again)."""
+    intake = Intake(redis)
+    sub = await daily(redis)
+    await intake.on_match(match(sub, "2401.00001"))
+    assert await intake.digest_tick(datetime(2024, 5, 2, 8, 0, 30, tzinfo=UTC)) == 1
+    await intake.on_match(match(sub, "2401.00002"))
+    paused = sub.model_copy(update={"active": False})
+    await intake.on_subscription(SubscriptionChanged(subscription_id=sub.id, action=action, subscription=paused))
+    assert [i.paper.id for i in await intake.buffered(sub.id)] == ["2401.00002"]
+    assert await redis.hexists(LAST_DIGEST, sub.id)
+
+
 async def test_a_slot_with_no_channel_drops_what_was_buffered(redis: aioredis.Redis) -> None:
     """Feed only (or every webhook disabled): nothing to send at the slot, and nothing kept for months either."""
     intake = Intake(redis)
@@ -230,6 +245,7 @@ async def test_a_change_to_a_record_stored_under_older_rules_reaches_the_consume
     await Intake(redis).on_match(match(sub, "2401.00001"))
     record = sub.model_dump(mode="json") | {"active": False}
     record["channels"]["email"] = "ann@my_host.example.org"  # accepted by an older release, refused now
+    await redis.set(f"subscription:{sub.id}", json.dumps(record))  # what the api stored before announcing it
     body = {"subscription_id": sub.id, "action": "paused", "subscription": record}
     event = SubscriptionChanged.model_validate_json(json.dumps(body))  # what the consumer helper does
     await Intake(redis).on_subscription(event)

@@ -102,16 +102,16 @@ async def test_dead_after_last_attempt_then_replayed_once(
         async with running(settings) as worker:
 
             async def dead() -> bool:
-                return await redis.xlen("deliveries.dead") == 1
+                return await redis.xlen("deliveries.failed") == 1
 
             await wait_for(dead)
             assert len(receiver.requests) == 3  # first try + 2 retries
-            (buried,) = await stream_results(redis, "deliveries.dead")
+            (buried,) = await stream_results(redis, "deliveries.failed")
             assert buried["status"] == "dead" and buried["event_id"] == job.id and buried["attempts"] == 3
             state["up"] = True
             replayed = await DeliveryQueue(redis).replay([job.id], time.time())
             assert [j.id for j in replayed] == [job.id]
-            assert await redis.xlen("deliveries.dead") == 0  # replayed: no longer listed as dead
+            assert await redis.xlen("deliveries.failed") == 0  # replayed: no longer listed as dead
             worker.wake.set()
             await wait_for(lambda: receiver.bodies(status=200))
 
@@ -189,7 +189,7 @@ async def test_unbounded_retry_after_does_not_park_the_delivery(
         async with running(settings_for(webhook_retry_schedule_s=[0.1, 0.2, 0.3])) as worker:
 
             async def all_dead() -> bool:
-                return await redis.xlen("deliveries.dead") == len(jobs)
+                return await redis.xlen("deliveries.failed") == len(jobs)
 
             await wait_for(all_dead, limit_s=8.0)
             await worker.drain()

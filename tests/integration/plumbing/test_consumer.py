@@ -344,6 +344,36 @@ async def test_batch_skips_only_the_entries_replayed_for_another_group(redis: ai
     assert batches == [([1, 2], [first, last])]
 
 
+async def test_a_batch_entry_that_is_not_utf8_is_dead_lettered_and_the_rest_handled(
+    redis: aioredis.Redis, clean_redis: str
+) -> None:
+    """FastStream's batch parser fails the whole batch on such an entry, before any middleware: it was redelivered
+    forever, never dead-lettered, and held up the entries read with it."""
+    await ensure_group(redis, STREAM, GROUP)
+    await redis.xadd(STREAM, {"__data__": Job(event_id="e1", n=1).model_dump_json()})
+    bad = (await redis.xadd(STREAM, {"__data__": b"\xff\xfe garbage"})).decode()
+    last = await redis.xadd(STREAM, {"__data__": Job(event_id="e2", n=2).model_dump_json()})
+    handled: list[int] = []
+
+    async def handle(bodies: list[Any], message: Any = Context("message")) -> None:
+        jobs, rejected = consumer.parse_batch(bodies, Job)
+        await consumer.bury_rejected(redis, STREAM, GROUP, message, rejected)
+        handled.extend(job.n for job in jobs)
+
+    broker = worker(fast_settings(), clean_redis, handle, batch=True, max_records=10)
+    async with broker:
+        await broker.start()
+
+        async def done() -> bool:
+            return await _group_done_with(redis, GROUP, last)
+
+        await wait_for(done)
+    assert handled == [1, 2]
+    [(_id, fields)] = await redis.xrange(f"{STREAM}.dead")
+    assert fields[b"dead.id"].decode() == bad and b"not UTF-8" in fields[b"dead.error"]
+    assert fields[b"__data__"] == b"\xff\xfe garbage"  # the entry as it came, for a replay after a fix
+
+
 async def test_publish_all_sends_every_event_in_order_across_chunks(redis: aioredis.Redis, clean_redis: str) -> None:
     """More events than one pipelined chunk: a FastStream subscriber receives every one, decoded, in order."""
     out = "test.out"

@@ -105,6 +105,17 @@ def test_bad_item_is_skipped_and_the_rest_goes_on(fixtures_dir: Path) -> None:
     assert len(result.errors) == 1 and result.errors[0].index == 0 and "not-an-id" in result.errors[0].reason
 
 
+@pytest.mark.parametrize("upvotes", [float("inf"), 1e999, float("nan")], ids=["Infinity", "1e999", "NaN"])
+def test_a_daily_paper_with_impossible_upvotes_is_skipped_not_the_day(fixtures_dir: Path, upvotes: float) -> None:
+    """``int(inf)`` raised OverflowError, which no item handler caught: the whole day's document was retried and
+    dead-lettered, its other 29 papers lost."""
+    items = json.loads((fixtures_dir / "hf_daily_papers/sotawhat_hf_daily_papers_2026-06.json").read_text())
+    items[3]["paper"]["upvotes"] = upvotes  # a variant built at run time from the recording
+    result = parse_document("hf-daily", json.dumps(items))
+    assert len(result.papers) == len(items) - 1
+    assert [e.index for e in result.errors] == [3] and result.errors[0].ident == items[3]["paper"]["id"]
+
+
 @pytest.mark.parametrize("character", ["\x0c", "\x00", "\x1b"], ids=["form feed", "NUL", "escape"])
 def test_a_character_xml_forbids_costs_a_space_not_the_page(fixtures_dir: Path, character: str) -> None:
     """One control character pasted into one abstract (XML 1.0 allows none) must not lose a 387-record page."""
