@@ -67,8 +67,8 @@ def run(
         "fetcher,parser,embedder,classifier,notifier"
     ),
     api: Annotated[bool, typer.Option(help="also serve the HTTP api")] = True,
-    host: Annotated[str, typer.Option(help="api host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="api port")] = 8000,
+    host: Annotated[str | None, typer.Option(help="api host (default: API_HOST, else 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="api port (default: API_PORT, else 8000)")] = None,
 ) -> None:
     """Run the services in one process: live sources, REDIS_URL or the embedded Redis under ./data/."""
     from paperwire.runner import PIPELINE, pipeline_app, run_forever
@@ -79,6 +79,8 @@ def run(
         raise fail(f"--services: unknown service {unknown[0]!r} (choose from {', '.join(PIPELINE)})")
     if not names and not api:
         raise fail("nothing to run: --services is empty and --no-api was given")
+    if api and (host is None or port is None):
+        host, port = _api_address(host, port)
     if api and not 0 < port < 65536:
         raise fail(f"--port must be between 1 and 65535, got {port}")
     settings = ServiceSettings()
@@ -86,6 +88,20 @@ def run(
     with command_redis() as redis_url:
         pipeline = pipeline_app(redis_url, names, settings.log_level)
         asyncio.run(run_forever(pipeline, redis_url=redis_url, api=api, host=host, port=port))
+
+
+def _api_address(host: str | None, port: int | None) -> tuple[str, int]:
+    """The api's own settings (API_HOST, API_PORT) where no option is given: a container sets API_HOST=0.0.0.0."""
+    from pydantic import ValidationError
+
+    from services.api.settings import ApiSettings
+
+    try:
+        settings = ApiSettings()
+    except ValidationError as exc:
+        problems = "; ".join(f"API_{str(e['loc'][0]).upper()}: {e['msg']}, got {e['input']!r}" for e in exc.errors())
+        raise fail(problems) from None
+    return (settings.host if host is None else host), (settings.port if port is None else port)
 
 
 @app.command()
@@ -219,13 +235,28 @@ _mount_service_commands()
 
 
 def main() -> int:
-    """The ``paperwire`` command; an unreachable Redis is one line, not a traceback."""
+    """The ``paperwire`` command; an unreachable Redis, or a REDIS_URL that cannot name one, is one line, not a
+    traceback."""
     import redis.exceptions
 
     try:
         app()
     except redis.exceptions.ConnectionError as exc:
         fail(f"cannot reach Redis ({exc}); set REDIS_URL, or leave it unset to use the embedded one", RUNTIME)
+        return RUNTIME
+    except redis.exceptions.ResponseError as exc:
+        if "DB index is out of range" not in str(exc):
+            raise
+        fail(
+            f"REDIS_URL names a database the Redis server does not have ({exc}): the number after the last '/' "
+            "must be below the server's `databases` (16 by default)",
+            RUNTIME,
+        )
+        return RUNTIME
+    except ValueError as exc:
+        if "Redis URL must specify" not in str(exc):
+            raise
+        fail(f"REDIS_URL is not a Redis URL: {exc}, e.g. redis://localhost:6379/0", RUNTIME)
         return RUNTIME
     return 0
 

@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from paperwire.errors import file_problem
+from shared.config_yaml import load_yaml
 from shared.events import Stream, SubscriptionChanged
 from shared.runtime import make_broker
 from shared.storage import SubscriptionStore
@@ -34,7 +35,7 @@ def read_subscriptions(path: Path) -> list[Subscription]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SubscriptionFileError(file_problem(path, exc)) from exc
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         raise SubscriptionFileError(f"{path}: {yaml_problem(exc)}") from exc
     if isinstance(data, dict):
@@ -85,10 +86,10 @@ async def load_subscriptions(redis_url: str, subscriptions: list[Subscription]) 
 def kept_from_store(loaded: Subscription, stored: Subscription) -> Subscription:
     """A file loaded again over a running service keeps what its users did meanwhile, unless the file sets it:
     their ratings, the webhook endpoints they added through the api (a plain export leaves them out, secrets
-    and all), and when the subscription was created."""
+    and all), when the subscription was created, and its owner (else an entry without one moves it to "default")."""
     keep: dict[str, object] = {
         name: getattr(stored, name)
-        for name in ("liked", "disliked", "created_at")
+        for name in ("owner", "liked", "disliked", "created_at")
         if name not in loaded.model_fields_set
     }
     if "channels" not in loaded.model_fields_set or "webhooks" not in loaded.channels.model_fields_set:

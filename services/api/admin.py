@@ -11,6 +11,7 @@ import yaml
 
 from services.api.store import OwnerStore, TokenInfo, TokenStore
 from services.api.subscriptions import SubscriptionOps, subscription_view
+from shared.config_yaml import load_yaml
 from shared.consumer import ensure_groups
 from shared.events import Event, Stream
 from shared.runtime import make_broker
@@ -53,8 +54,8 @@ async def list_tokens(redis_url: str, owner: str) -> list[TokenInfo]:
 
 
 def read_spec(text: str) -> SubscriptionSpec:
-    """One subscription spec from YAML or JSON (JSON is YAML)."""
-    return SubscriptionSpec.model_validate(yaml.safe_load(text))
+    """One subscription spec from YAML or JSON (JSON is YAML), read as ``subscriptions load`` reads a file."""
+    return SubscriptionSpec.model_validate(load_yaml(text))
 
 
 async def create_subscription(

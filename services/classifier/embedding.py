@@ -35,13 +35,13 @@ def model_dir() -> Path:
 
 
 def _load(onnx_dir: Path | None = None) -> EmbedFn:
-    """The shared ONNX embedder from the exported model directory (the one the embedder service uses:
-    ``PAPERWIRE_MODEL_DIR``, else ``data/models/<id>``); sentence-transformers on the bundled weights
-    only as a last resort (a dev dependency), with a warning, so a missing export is visible."""
-    from shared.embedding import default_model_dir
+    """The shared ONNX embedder from the exported model directory (``CLASSIFIER_MODEL_DIR``, else the one the
+    embedder service uses: ``PAPERWIRE_MODEL_DIR``, else ``data/models/<id>``); sentence-transformers on the
+    bundled weights only as a last resort (a dev dependency), with a warning, so a missing export is visible."""
+    from services.classifier.settings import ClassifierSettings
 
     candidates = [onnx_dir] if onnx_dir else []
-    candidates.append(default_model_dir())
+    candidates.append(ClassifierSettings().resolved_model_dir())
     for candidate in candidates:
         if (candidate / "manifest.json").exists():
             from shared.embedding import load_embedder

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.embedding import default_model_dir
 from shared.settings import ServiceSettings
 
 
@@ -16,7 +17,8 @@ class ClassifierSettings(ServiceSettings):
     background_size: int = 2000
     """Recent paper vectors kept as the background the per-subscription models train against."""
     model_dir: Path | None = None
-    """An exported ONNX model directory for embedding interest texts (else the bundled weights)."""
+    """An exported ONNX model directory for embedding interest texts (default: PAPERWIRE_MODEL_DIR, else
+    data/models/<id>)."""
     cache_path: Path = Path("data/cache/embeddings.sqlite")
     batch_max_records: int = Field(
         default=256,
@@ -24,3 +26,13 @@ class ClassifierSettings(ServiceSettings):
         description="papers.embedded events read per XREADGROUP and scored in one matrix pass (a day's listing "
         "arrives as a burst; one paper at a time costs about 5x more per paper, `paperwire bench score`)",
     )
+
+    @model_validator(mode="after")
+    def _cache_in_data_dir(self) -> ClassifierSettings:
+        """PAPERWIRE_DATA_DIR moves what the process writes, the cache too, unless CLASSIFIER_CACHE_PATH is set."""
+        if "cache_path" not in self.model_fields_set:
+            self.cache_path = self.data_dir / "cache" / "embeddings.sqlite"
+        return self
+
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or default_model_dir()

@@ -189,13 +189,20 @@ async def run_bench(
 
 
 def bench(n: int, endpoints: int, redis_url: str | None) -> dict[str, object]:
-    """Run against ``redis_url`` (flushed!) or a private embedded Redis; per-delivery log lines are muted."""
+    """Run against ``redis_url`` (flushed!) or a private embedded Redis; per-delivery log lines are muted, httpx's
+    "HTTP Request: POST ..." lines (one per delivery at INFO) too."""
     saved = structlog.get_config()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    http_loggers = [logging.getLogger(name) for name in ("httpx", "httpcore")]
+    levels = [logger.level for logger in http_loggers]
+    for logger in http_loggers:
+        logger.setLevel(logging.WARNING)
     try:
         return _bench(n, endpoints, redis_url)
     finally:
         structlog.configure(**saved)
+        for logger, level in zip(http_loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _bench(n: int, endpoints: int, redis_url: str | None) -> dict[str, object]:

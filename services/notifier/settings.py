@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -54,6 +54,13 @@ class NotifierSettings(ServiceSettings):
     shutdown_grace_s: float | None = Field(
         default=None, ge=0, description="in-flight sends may finish this long at shutdown; None: webhook_timeout_s"
     )
+
+    @model_validator(mode="after")
+    def _outbox_in_data_dir(self) -> NotifierSettings:
+        """PAPERWIRE_DATA_DIR moves what the process writes, the outbox too, unless NOTIFIER_OUTBOX_DIR is set."""
+        if "outbox_dir" not in self.model_fields_set:
+            self.outbox_dir = self.data_dir / "outbox"
+        return self
 
     def shutdown_grace(self) -> float:
         return self.webhook_timeout_s if self.shutdown_grace_s is None else self.shutdown_grace_s

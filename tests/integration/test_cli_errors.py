@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from paperwire.cli import app
+from paperwire.cli import app, main
+from paperwire.errors import RUNTIME
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = ROOT / "tests" / "fixtures" / "labeled" / "daily_arxiv_ai_enhanced"
@@ -146,3 +147,33 @@ def test_python_dash_m_runs_the_commands_and_an_empty_dead_list_says_so(tmp_path
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "" and done.stderr == "no dead letters on papers.raw.dead\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "text"),
+    [
+        ("127.0.0.1:6379", "REDIS_URL is not a Redis URL: Redis URL must specify one of the following schemes"),
+        ("{server}/99999", "REDIS_URL names a database the Redis server does not have"),
+    ],
+    ids=["no scheme", "database out of range"],
+)
+def test_a_wrong_redis_url_is_one_line_naming_it(
+    clean_redis: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    text: str,
+) -> None:
+    """Common operator mistakes in REDIS_URL, refused as the unreachable Redis is: one line and exit 1."""
+    monkeypatch.setenv("REDIS_URL", url.replace("{server}", clean_redis.rsplit("/", 1)[0]))
+    monkeypatch.setattr("sys.argv", ["paperwire", "subscriptions", "list"])
+    assert main() == RUNTIME
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {text}"), line
+
+
+def test_an_api_port_out_of_range_is_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_PORT", "70000")
+    result = CliRunner().invoke(app, ["run", "--services", ","])
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.stderr == "error: API_PORT: Input should be less than or equal to 65535, got '70000'\n"

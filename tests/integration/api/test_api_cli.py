@@ -64,3 +64,22 @@ def test_owner_token_subscription_export_cycle(clean_redis: str, tmp_path) -> No
     assert run("tokens", "revoke", token_id).exit_code == 1
     events = redis_sync.Redis.from_url(clean_redis).xlen("subscriptions")
     assert events == 1
+
+
+def test_run_serves_the_api_where_api_host_and_api_port_say(clean_redis: str, monkeypatch) -> None:
+    """A container sets API_HOST=0.0.0.0: without it `paperwire run` listens on 127.0.0.1, unreachable."""
+    import paperwire.runner
+
+    served: dict[str, object] = {}
+
+    async def run_forever(app, **kwargs) -> None:  # noqa: ANN001 - records where the api would listen
+        served.update(kwargs)
+
+    monkeypatch.setattr(paperwire.runner, "pipeline_app", lambda *args: None)
+    monkeypatch.setattr(paperwire.runner, "run_forever", run_forever)
+    env = {"REDIS_URL": clean_redis, "API_HOST": "0.0.0.0", "API_PORT": "8123"}
+    result = CliRunner().invoke(paperwire_cli, ["run", "--services", ","], env=env)
+    assert result.exit_code == 0, result.output
+    assert (served["host"], served["port"]) == ("0.0.0.0", 8123)
+    result = CliRunner().invoke(paperwire_cli, ["run", "--services", ",", "--port", "9000"], env=env)
+    assert (served["host"], served["port"]) == ("0.0.0.0", 9000), "an option given wins"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from paperwire.subscriptions_file import SubscriptionFileError, load_subscriptions, read_subscriptions
+from services.api.admin import read_spec
 from shared.storage import SubscriptionStore
 from shared.subscription import WebhookEndpoint
 
@@ -58,3 +60,28 @@ def test_a_file_entry_needs_an_id(tmp_path: Path) -> None:
     path.write_text("subscriptions:\n  - name: no id\n    interests: [graph neural networks]\n")
     with pytest.raises(SubscriptionFileError, match="id: required"):
         read_subscriptions(path)
+
+
+async def test_an_entry_without_an_owner_keeps_the_stored_owner(
+    redis: aioredis.Redis, clean_redis: str, tmp_path: Path
+) -> None:
+    (loaded,) = [s for s in read_subscriptions(EXAMPLE) if s.id == "llm-agents"]
+    await load_subscriptions(clean_redis, [loaded])
+    ownerless = tmp_path / "subs.yaml"
+    ownerless.write_text(EXAMPLE.read_text().replace("    owner: demo\n", "", 1))
+    (again,) = [s for s in read_subscriptions(ownerless) if s.id == "llm-agents"]
+    await load_subscriptions(clean_redis, [again])
+    stored = await SubscriptionStore(redis).get("llm-agents")
+    assert stored is not None and stored.owner == "demo"
+
+
+def test_an_unquoted_delivery_time_is_a_time_not_a_base_60_number(tmp_path: Path) -> None:
+    path = tmp_path / "digest.yaml"
+    path.write_text(
+        "subscriptions:\n  - id: digest\n    interests: [graph neural networks]\n    name: daily\n"
+        "    schedule:\n      mode: daily\n      at: 10:30\n"
+    )
+    (subscription,) = read_subscriptions(path)
+    assert subscription.schedule.at == time(10, 30)
+    spec = read_spec("name: daily\ninterests: [graph neural networks]\nschedule: {mode: daily, at: 10:30}\n")
+    assert spec.schedule.at == time(10, 30), "subscriptions create reads a spec the same way"

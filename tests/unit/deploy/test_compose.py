@@ -161,6 +161,33 @@ def test_a_non_root_container_writes_only_where_its_user_may(name: str) -> None:
             assert target in made, f"{name}: {target} is not made in {dockerfile.name}"
 
 
+PASSED_THROUGH = {
+    "fetcher": {"FETCHER_USER_AGENT", "PAPERWIRE_PUBLIC_URL"},
+    "notifier": {
+        "NOTIFIER_SMTP_HOST",
+        "NOTIFIER_SMTP_PORT",
+        "NOTIFIER_SMTP_USERNAME",
+        "NOTIFIER_SMTP_PASSWORD",
+        "NOTIFIER_SMTP_TLS",
+        "NOTIFIER_SMTP_STARTTLS",
+        "NOTIFIER_MAIL_FROM",
+        "PAPERWIRE_PUBLIC_URL",
+    },
+    "api": {"PAPERWIRE_PUBLIC_URL"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PASSED_THROUGH))
+def test_what_an_operator_sets_in_the_shell_reaches_the_container(name: str) -> None:
+    """The contact arXiv asks for, the SMTP relay and the links' base URL, read from the shell variable of the same
+    name (bare, or ``${NAME:-default}``); that each is a setting of the service is the test above."""
+    environment = SERVICES[name]["environment"]
+    for key in PASSED_THROUGH[name]:
+        assert key in environment, f"{name} does not pass {key} through"
+        value = environment[key]
+        assert value is None or value.startswith(f"${{{key}:"), f"{name}: {key} is {value!r}, not the shell's"
+
+
 def test_the_notifier_outbox_is_its_volume() -> None:
     notifier = SERVICES["notifier"]
     assert f"outbox:{notifier['environment']['NOTIFIER_OUTBOX_DIR']}" in notifier["volumes"]

@@ -54,3 +54,16 @@ def test_one_ssrf_allow_list_for_the_notifier_and_the_api(monkeypatch: pytest.Mo
     monkeypatch.setenv("PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
     with pytest.raises(ValueError, match="PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS is not JSON"):
         NotifierSettings()
+
+
+def test_the_data_dir_moves_the_outbox_and_the_embedding_cache(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """PAPERWIRE_DATA_DIR is where a process writes: the notifier's outbox and the classifier's cache follow it,
+    unless their own variables place them elsewhere."""
+    monkeypatch.setenv("PAPERWIRE_DATA_DIR", str(tmp_path))
+    assert NotifierSettings().outbox_dir == tmp_path / "outbox"
+    assert ClassifierSettings().cache_path == tmp_path / "cache" / "embeddings.sqlite"
+    monkeypatch.setenv("NOTIFIER_OUTBOX_DIR", str(tmp_path / "mail"))
+    monkeypatch.setenv("CLASSIFIER_CACHE_PATH", str(tmp_path / "vectors.sqlite"))
+    assert NotifierSettings().outbox_dir == tmp_path / "mail"
+    assert ClassifierSettings().cache_path == tmp_path / "vectors.sqlite"
+    assert NotifierSettings(outbox_dir="elsewhere").outbox_dir.as_posix() == "elsewhere"
