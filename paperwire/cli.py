@@ -11,7 +11,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 import typer
 
-from paperwire.errors import RUNTIME, fail
+from paperwire.errors import RUNTIME, USAGE, fail
 from shared.logs import configure_logging
 from shared.redis_server import command_redis
 from shared.settings import ServiceSettings
@@ -92,15 +92,9 @@ def run(
 
 def _api_address(host: str | None, port: int | None) -> tuple[str, int]:
     """The api's own settings (API_HOST, API_PORT) where no option is given: a container sets API_HOST=0.0.0.0."""
-    from pydantic import ValidationError
-
     from services.api.settings import ApiSettings
 
-    try:
-        settings = ApiSettings()
-    except ValidationError as exc:
-        problems = "; ".join(f"API_{str(e['loc'][0]).upper()}: {e['msg']}, got {e['input']!r}" for e in exc.errors())
-        raise fail(problems) from None
+    settings = ApiSettings()
     return (settings.host if host is None else host), (settings.port if port is None else port)
 
 
@@ -235,12 +229,21 @@ _mount_service_commands()
 
 
 def main() -> int:
-    """The ``paperwire`` command; an unreachable Redis, or a REDIS_URL that cannot name one, is one line, not a
-    traceback."""
+    """The ``paperwire`` command; an unreachable Redis, a REDIS_URL that cannot name one, or any setting the
+    environment gets wrong is one line, not a traceback."""
     import redis.exceptions
+    from pydantic import ValidationError
+
+    from shared.settings import settings_problem
 
     try:
         app()
+    except ValidationError as exc:
+        problem = settings_problem(exc)
+        if problem is None:
+            raise
+        fail(problem, USAGE)
+        return USAGE
     except redis.exceptions.ConnectionError as exc:
         fail(f"cannot reach Redis ({exc}); set REDIS_URL, or leave it unset to use the embedded one", RUNTIME)
         return RUNTIME
@@ -252,11 +255,6 @@ def main() -> int:
             "must be below the server's `databases` (16 by default)",
             RUNTIME,
         )
-        return RUNTIME
-    except ValueError as exc:
-        if "Redis URL must specify" not in str(exc):
-            raise
-        fail(f"REDIS_URL is not a Redis URL: {exc}, e.g. redis://localhost:6379/0", RUNTIME)
         return RUNTIME
     return 0
 

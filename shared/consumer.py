@@ -357,6 +357,9 @@ def reliability_middleware(settings: ServiceSettings, consumer: str) -> Callable
                 _keep_entries(msg, keep)
                 ids = [ids[i] for i in keep]
                 entries = [entries[i] for i in keep]
+            if raw["type"] == "stream" and (unreadable := _unreadable(msg)):
+                await _bury(redis, stream, group, ids[0], entries[0], unreadable, 1)  # no retry reads it better
+                return None
             structlog.contextvars.bind_contextvars(
                 event_id=_event_id(msg) if raw["type"] == "stream" else None, stream=stream, entry=ids[0]
             )
@@ -401,29 +404,39 @@ def reliability_middleware(settings: ServiceSettings, consumer: str) -> Callable
     return Reliability
 
 
-UNREADABLE = "paperwire.unreadable"  # the body ``readable_batch`` puts in place of an entry FastStream cannot decode
+UNREADABLE = "paperwire.unreadable"  # the body ``readable_entries`` puts in place of an entry that is not UTF-8
 
 
-async def readable_batch(msg: Mapping[str, Any], original: Callable[..., Any]) -> StreamMessage[Any]:
-    """FastStream's batch parser, for a batch holding an entry that is not UTF-8 text: that one fails the whole
-    batch before the reliability middleware runs (no retry cap, no dead letter, redelivered forever). Such an entry
-    is parsed as a body saying so (``parse_event`` rejects it, ``bury_rejected`` dead-letters the entry as it came);
-    the rest of the batch goes on."""
+async def readable_entries(msg: Mapping[str, Any], original: Callable[..., Any]) -> StreamMessage[Any]:
+    """FastStream's parser, for an entry that is not UTF-8 text: it fails before the reliability middleware runs
+    (no retry cap, no dead letter: redelivered forever) and, in a batch, fails the entries read with it. Such an
+    entry is parsed as a body saying so; the middleware dead-letters a lone one at once, a batch handler rejects it
+    (``parse_event``) and ``bury_rejected`` dead-letters it. The dead letter holds the entry as it came."""
     try:
         return await original(msg)
     except UnicodeDecodeError:
         pass
+    batch = isinstance(msg["data"], list)
     data = []
-    for fields in msg["data"]:
+    for fields in msg["data"] if batch else [msg["data"]]:
         try:
-            await original({**msg, "data": [fields], "message_ids": msg["message_ids"][:1]})
+            await original({**msg, "data": [fields] if batch else fields, "message_ids": msg["message_ids"][:1]})
             data.append(fields)
         except UnicodeDecodeError as exc:
             why = f"entry is not UTF-8 text ({exc.reason} at byte {exc.start})"
             data.append({b"__data__": json.dumps({UNREADABLE: why}).encode()})
-    parsed = await original({**msg, "data": data})
+    parsed = await original({**msg, "data": data if batch else data[0]})
     parsed.raw_message = msg
     return parsed
+
+
+def _unreadable(msg: StreamMessage[Any]) -> str | None:
+    """Why ``readable_entries`` could not read this lone entry, or None."""
+    try:
+        body = json.loads(msg.body)
+    except (TypeError, ValueError):
+        return None
+    return str(body[UNREADABLE]) if isinstance(body, dict) and UNREADABLE in body else None
 
 
 def make_router(service: str, settings: ServiceSettings) -> RedisRouter:
@@ -441,7 +454,6 @@ def subscriber(
 ) -> Callable[[Callable[..., Any]], Any]:
     """Register ``handler`` twice on the service's group: a reader of new entries and a claimer of stale ones."""
     name = consumer_name(service, settings)
-    parser = readable_batch if batch else None
     reader = router.subscriber(
         stream=StreamSub(
             stream,
@@ -452,7 +464,7 @@ def subscriber(
             polling_interval=settings.read_block_ms,
         ),
         title=f"{service}:{stream}",
-        parser=parser,
+        parser=readable_entries,
     )
     claimer = router.subscriber(
         stream=StreamSub(
@@ -465,7 +477,7 @@ def subscriber(
         ),
         title=f"{service}:{stream}:claim",
         include_in_schema=False,
-        parser=parser,
+        parser=readable_entries,
     )
 
     def register(handler: Callable[..., Any]) -> Any:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LINK_SECRET_FILE = "link_secret"
@@ -55,11 +57,15 @@ class ServiceSettings(BaseSettings):
     claim_poll_ms: int = Field(default=1_000, ge=10)
     read_block_ms: int = Field(default=1_000, ge=10)
     retention_hours: float = Field(default=72.0, gt=0, description="consumed entries older than this are trimmed")
-    webhook_allowed_networks: list[str] = Field(
-        default_factory=list,
-        description='CIDRs exempt from the SSRF check of user-given URLs (webhooks, Slack), e.g. ["127.0.0.1/32"]: '
-        "one list for the notifier's deliveries and the api's test events",
-    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _a_redis_url(cls, url: str | None) -> str | None:
+        """Refused here, with its name, rather than as a traceback from redis-py at the first command; and
+        ``/abc``, which redis-py quietly reads as database 0."""
+        if url:
+            check_redis_url(url)
+        return url
 
     @model_validator(mode="before")
     @classmethod
@@ -69,7 +75,7 @@ class ServiceSettings(BaseSettings):
         if isinstance(data, dict):
             for name in SHARED_ENV_FIELDS:
                 value = os.environ.get(f"PAPERWIRE_{name.upper()}")
-                if value is None or name in data:
+                if value is None or name in data or name not in cls.model_fields:
                     continue
                 try:
                     data[name] = json.loads(value) if name in JSON_ENV_FIELDS else value
@@ -85,6 +91,65 @@ class ServiceSettings(BaseSettings):
         if not self.link_secret:
             self.link_secret = local_link_secret(self.data_dir)
         return self
+
+
+class UserUrlGuard(BaseModel):
+    """The SSRF allow-list of the services that send to URLs users give (the notifier's deliveries, the api's
+    test events): one setting, ``PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS``, for both."""
+
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description='CIDRs exempt from the SSRF check of user-given URLs (webhooks, Slack), e.g. ["127.0.0.1/32"]',
+    )
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, networks: list[str]) -> list[str]:
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{network!r} is not a network: give addresses in CIDR form, e.g. 10.0.0.0/8 or 127.0.0.1/32"
+                ) from None
+        return networks
+
+
+def settings_problem(exc: ValidationError) -> str | None:
+    """One line naming the environment variables a settings class refused (``REDIS_URL: ...``), or None when
+    ``exc`` is not about settings."""
+    classes = {c.__name__: c for c in _subclasses(ServiceSettings)}
+    settings_class = classes.get(exc.title)
+    if settings_class is None:
+        return None
+    prefix = settings_class.model_config.get("env_prefix", "")
+    problems = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a model-level check names its variable itself
+            problems.append(message)
+            continue
+        name = str(error["loc"][0])
+        env = name if name.isupper() else f"{prefix}{name.upper()}"
+        problems.append(message if message.startswith(env) else f"{env}: {message}, got {error['input']!r}")
+    return "; ".join(problems)
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [cls, *(sub for child in cls.__subclasses__() for sub in _subclasses(child))]
+
+
+def check_redis_url(url: str) -> None:
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise ValueError(f"REDIS_URL {url!r} is not a Redis URL ({exc}), e.g. redis://localhost:6379/0") from None
+    parts = urlsplit(url)
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise ValueError(f"REDIS_URL {url!r}: the database after the last '/' must be a number, e.g. /0")
 
 
 def local_link_secret(data_dir: Path) -> str:

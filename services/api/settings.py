@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import os
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, UserUrlGuard
 
 
-class ApiSettings(ServiceSettings):
+class ApiSettings(ServiceSettings, UserUrlGuard):
     model_config = SettingsConfigDict(env_prefix="API_", extra="ignore")
 
     host: str = "127.0.0.1"
@@ -24,3 +26,14 @@ class ApiSettings(ServiceSettings):
     view_link_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
     consume_deliveries: bool = Field(default=True, description="keep per-subscription delivery history")
+
+    @model_validator(mode="after")
+    def _no_host_allow_list(self) -> ApiSettings:
+        """The api's own host-name allow-list was replaced by the notifier's CIDRs: ignoring it in silence would
+        turn an operator's working test events into refusals."""
+        if os.environ.get("API_WEBHOOK_ALLOW_HOSTS"):
+            raise ValueError(
+                "API_WEBHOOK_ALLOW_HOSTS is gone: list the addresses in PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS (CIDRs, "
+                "the notifier's list too)"
+            )
+        return self

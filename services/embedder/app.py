@@ -9,7 +9,7 @@ import structlog
 from faststream import Context
 from faststream.redis import RedisRouter
 
-from services.embedder.batch import carried_ids, done_key, embedded_events, is_current, plan_batch
+from services.embedder.batch import carried_ids, done_key, drop_broken, embedded_events, is_current, plan_batch
 from services.embedder.model import LazyEmbedder, check_model
 from services.embedder.settings import EmbedderSettings
 from shared.consumer import bury_rejected, make_router, order_id, publish_all, subscriber
@@ -55,6 +55,8 @@ def build_router(settings: EmbedderSettings) -> RedisRouter:
         carried = [carried_ids(item.event, embedder) for item in items]
         texts = [item.text for item in items]
         vectors = await asyncio.to_thread(embedder.embed_many, texts, None, carried)
+        items, vectors, broken = drop_broken(items, vectors, embedder.manifest.precision)
+        await bury_rejected(redis, Stream.PARSED, SERVICE, message, broken)
         manifest = embedder.manifest
         entry_ids, entries = message.raw_message["message_ids"], message.raw_message["data"]
         # a replayed dead letter is ordered by its original entry, so it never overwrites a newer version

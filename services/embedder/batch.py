@@ -87,6 +87,17 @@ def plan_batch(bodies: list[Any]) -> Plan:
     return plan
 
 
+def drop_broken(
+    items: list[Item], vectors: np.ndarray, precision: str
+) -> tuple[list[Item], np.ndarray, list[tuple[int, str]]]:
+    """The items whose vectors are finite, their vectors, and ``(index, reason)`` for the others: stored, a NaN
+    would reach every profile that uses the paper as a seed or a rating (fp16 can overflow on odd text)."""
+    broken = ~np.isfinite(vectors).all(axis=1)
+    reason = f"the model ({precision}) gave NaN or infinite values for this text"
+    rejected = [(items[i].index, reason) for i in np.flatnonzero(broken)]
+    return [item for item, bad in zip(items, broken, strict=True) if not bad], vectors[~broken], rejected
+
+
 def embedded_events(
     items: list[Item],
     vectors: np.ndarray,

@@ -15,13 +15,14 @@ import redis.asyncio as aioredis
 
 from services.notifier.jobs import DeliveryJob
 from shared.events import Stream, entry_body
-from shared.storage import reply_text
+from shared.storage import claim_once, reply_text
 
 JOBS = "notifier:jobs"
 TARGETS = "notifier:targets"
 THROTTLE = "notifier:throttle"
 DEAD = "notifier:dead"
 DEAD_RESULTS = str(Stream.DELIVERIES_FAILED)
+OLD_DEAD_RESULTS = "deliveries.dead"  # where a notifier before deliveries.failed wrote them (see move_old_results)
 
 _LEASE = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
@@ -141,3 +142,22 @@ class DeliveryQueue:
                 stale.append(entry_id)
         if stale:
             await self.redis.xdel(DEAD_RESULTS, *stale)
+
+
+async def move_old_results(redis: aioredis.Redis) -> int:
+    """Spent-delivery results an older notifier wrote to ``deliveries.dead``, which is also where the dead letters
+    of ``deliveries`` go, move to ``deliveries.failed``: the api replays from there, and status would count them
+    as dead letters. Dead letters carry ``dead.*`` fields and stay. Each entry is claimed first, so replicas
+    starting together move it once; returns how many this call moved."""
+    moved = 0
+    for entry_id, fields in await redis.xrange(OLD_DEAD_RESULTS):
+        if any(reply_text(key).startswith("dead.") for key in fields):
+            continue
+        if not await claim_once(redis, f"notifier:moved:{reply_text(entry_id)}", 24 * 3600):
+            continue
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(DEAD_RESULTS, fields)
+            pipe.xdel(OLD_DEAD_RESULTS, entry_id)
+            await pipe.execute()
+        moved += 1
+    return moved

@@ -13,6 +13,7 @@ import structlog
 
 from services.notifier.email_render import Links
 from services.notifier.intake import Intake
+from services.notifier.queue import move_old_results
 from services.notifier.senders import EmailSender, PinnedPoster, SlackSender, WebhookSender
 from services.notifier.settings import NotifierSettings
 from services.notifier.worker import DeliveryWorker, raise_if_cancelled
@@ -59,6 +60,8 @@ async def delivery_worker(settings: NotifierSettings) -> AsyncIterator[DeliveryW
 async def delivery_loop(settings: NotifierSettings) -> None:
     """Background loop: send what is due, retry what failed, one slow endpoint at a time."""
     async with delivery_worker(settings) as worker:
+        if moved := await move_old_results(worker.redis):
+            log.info("old_spent_deliveries_moved", entries=moved, to=str(Stream.DELIVERIES_FAILED))
         await worker.run_forever()
 
 

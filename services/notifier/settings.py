@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, UserUrlGuard
 
 
-class NotifierSettings(ServiceSettings):
+class NotifierSettings(ServiceSettings, UserUrlGuard):
     model_config = SettingsConfigDict(env_prefix="NOTIFIER_", extra="ignore")
 
     smtp_host: str | None = Field(default=None, description="unset: mails go to outbox_dir as .eml files")

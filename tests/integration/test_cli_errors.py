@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from paperwire.cli import app, main
-from paperwire.errors import RUNTIME
+from paperwire.errors import RUNTIME, USAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = ROOT / "tests" / "fixtures" / "labeled" / "daily_arxiv_ai_enhanced"
@@ -150,30 +150,53 @@ def test_python_dash_m_runs_the_commands_and_an_empty_dead_list_says_so(tmp_path
 
 
 @pytest.mark.parametrize(
-    ("url", "text"),
+    ("url", "code", "text"),
     [
-        ("127.0.0.1:6379", "REDIS_URL is not a Redis URL: Redis URL must specify one of the following schemes"),
-        ("{server}/99999", "REDIS_URL names a database the Redis server does not have"),
+        ("127.0.0.1:6379", USAGE, "REDIS_URL '127.0.0.1:6379' is not a Redis URL (Redis URL must specify one of"),
+        ("redis://127.0.0.1:notaport/1", USAGE, "REDIS_URL 'redis://127.0.0.1:notaport/1' is not a Redis URL (Port"),
+        ("redis://127.0.0.1:6379/abc", USAGE, "REDIS_URL 'redis://127.0.0.1:6379/abc': the database after the last"),
+        ("{server}/99999", RUNTIME, "REDIS_URL names a database the Redis server does not have"),
     ],
-    ids=["no scheme", "database out of range"],
+    ids=["no scheme", "port", "database name", "database out of range"],
 )
 def test_a_wrong_redis_url_is_one_line_naming_it(
     clean_redis: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     url: str,
+    code: int,
     text: str,
 ) -> None:
-    """Common operator mistakes in REDIS_URL, refused as the unreachable Redis is: one line and exit 1."""
+    """Common operator mistakes in REDIS_URL: one line naming it (``/abc`` was read as database 0 in silence)."""
     monkeypatch.setenv("REDIS_URL", url.replace("{server}", clean_redis.rsplit("/", 1)[0]))
     monkeypatch.setattr("sys.argv", ["paperwire", "subscriptions", "list"])
-    assert main() == RUNTIME
+    assert main() == code
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: {text}"), line
 
 
-def test_an_api_port_out_of_range_is_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("API_PORT", "70000")
-    result = CliRunner().invoke(app, ["run", "--services", ","])
-    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
-    assert result.stderr == "error: API_PORT: Input should be less than or equal to 65535, got '70000'\n"
+@pytest.mark.parametrize(
+    ("variable", "value", "text"),
+    [
+        ("API_PORT", "70000", "API_PORT: Input should be less than or equal to 65535, got '70000'"),
+        (
+            "PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS",
+            "127.0.0.1/32",
+            "PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS is not JSON (Extra data: line 1 column 6 (char 5)): '127.0.0.1/32'",
+        ),
+        (
+            "PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS",
+            '["hooks.internal"]',
+            "API_WEBHOOK_ALLOWED_NETWORKS: 'hooks.internal' is not a network: give addresses in CIDR form",
+        ),
+    ],
+    ids=["port", "networks not JSON", "networks not CIDRs"],
+)
+def test_a_bad_api_setting_is_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str, text: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr("sys.argv", ["paperwire", "run", "--services", ","])
+    assert main() == USAGE
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {text}"), line

@@ -116,6 +116,45 @@ async def test_burst_is_embedded_into_the_right_papers_exactly_once(
     assert (sims.argmax(axis=1) == np.arange(len(rows))).all()
 
 
+async def test_a_vector_the_model_got_wrong_is_dead_lettered_not_stored(
+    redis: aioredis.Redis, clean_redis: str, model_dir: Path, build_router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: a NaN in one row of the model's output (fp16 can overflow). It was stored with the paper,
+    and the batch then failed on the event's own check: the other papers waited for the claimer."""
+    from shared import embedding
+
+    rows = labeled_rows(8, step=70)
+    poisoned = rows[3]["title"]
+    real = embedding.Embedder.embed_many
+
+    def with_a_nan(self, texts, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        vectors = np.array(real(self, texts, *args, **kwargs))
+        vectors[[i for i, text in enumerate(texts) if text.startswith(poisoned)], 5] = np.nan
+        return vectors
+
+    monkeypatch.setattr(embedding.Embedder, "embed_many", with_a_nan)
+    await ensure_groups(redis)
+    broker = RedisBroker(clean_redis)
+    broker.include_router(build_router(settings(clean_redis, model_dir, claim_idle_ms=60_000)))
+    async with broker:
+        await broker.start()
+        for r in rows:
+            event = PaperParsed(paper=Paper(id=r["id"], title=r["title"], abstract=r["summary"]))
+            await broker.publish(event, stream=Stream.PARSED)
+
+        async def all_handled() -> bool:
+            pending = (await redis.xpending(Stream.PARSED, "embedder"))["pending"]
+            return (
+                await redis.xlen(Stream.EMBEDDED) == 7 and await redis.xlen("papers.parsed.dead") == 1 and not pending
+            )
+
+        await wait_for(all_handled, limit_s=30)  # well before the claimer (60 s) could have retried anything
+    [(_id, dead)] = await redis.xrange("papers.parsed.dead")
+    assert dead[b"dead.error"] == b"the model (int8) gave NaN or infinite values for this text"
+    stored = await PaperStore(redis).get_vectors(SPACE, [r["id"] for r in rows])
+    assert sorted(stored) == sorted(r["id"] for i, r in enumerate(rows) if i != 3)
+
+
 async def test_mismatched_model_refuses_to_start(clean_redis: str, model_dir: Path, build_router) -> None:
     with pytest.raises(ModelError, match="model/manifest mismatch: EMBEDDER_MODEL_ID is 'intfloat/e5-small-v2'"):
         build_router(settings(clean_redis, model_dir, model_id="intfloat/e5-small-v2"))

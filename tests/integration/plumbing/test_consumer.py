@@ -344,6 +344,33 @@ async def test_batch_skips_only_the_entries_replayed_for_another_group(redis: ai
     assert batches == [([1, 2], [first, last])]
 
 
+async def test_an_entry_that_is_not_utf8_is_dead_lettered_at_once(redis: aioredis.Redis, clean_redis: str) -> None:
+    """Without ``__data__``, FastStream's parser failed before any middleware: redelivered forever, no dead letter.
+    (Undecodable bytes under ``__data__`` reach the handler, which fails, and are dead-lettered after the cap.)"""
+    fields = {"x": b"\xff\xfe"}
+    await ensure_group(redis, STREAM, GROUP)
+    bad = (await redis.xadd(STREAM, fields)).decode()
+    last = await redis.xadd(STREAM, {"__data__": Job(event_id="e1", n=1).model_dump_json()})
+    handled: list[int] = []
+
+    async def handle(job: Job) -> None:
+        handled.append(job.n)
+
+    broker = worker(fast_settings(), clean_redis, handle)
+    async with broker:
+        await broker.start()
+
+        async def done() -> bool:
+            return await _group_done_with(redis, GROUP, last) and await redis.xlen(f"{STREAM}.dead") == 1
+
+        await wait_for(done)
+    assert handled == [1]
+    [(_id, dead)] = await redis.xrange(f"{STREAM}.dead")
+    assert dead[b"dead.id"].decode() == bad and dead[b"dead.error"].startswith(b"entry is not UTF-8 text")
+    assert dead[b"dead.attempts"] == b"1"
+    assert {k.decode(): v for k, v in dead.items() if not k.startswith(b"dead.")} == fields
+
+
 async def test_a_batch_entry_that_is_not_utf8_is_dead_lettered_and_the_rest_handled(
     redis: aioredis.Redis, clean_redis: str
 ) -> None:

@@ -67,3 +67,22 @@ def test_the_data_dir_moves_the_outbox_and_the_embedding_cache(monkeypatch: pyte
     assert NotifierSettings().outbox_dir == tmp_path / "mail"
     assert ClassifierSettings().cache_path == tmp_path / "vectors.sqlite"
     assert NotifierSettings(outbox_dir="elsewhere").outbox_dir.as_posix() == "elsewhere"
+
+
+def test_the_allow_list_is_no_setting_of_services_that_send_nowhere(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Every command builds the base settings: a value only the notifier and the api read must not break them."""
+    from shared.settings import ServiceSettings
+
+    monkeypatch.setenv("PAPERWIRE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PAPERWIRE_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    assert ServiceSettings().data_dir == tmp_path
+    assert ParserSettings().max_attempts == 5
+
+
+def test_the_old_api_host_allow_list_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from services.api.settings import ApiSettings
+
+    monkeypatch.setenv("PAPERWIRE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("API_WEBHOOK_ALLOW_HOSTS", '["hooks.internal"]')
+    with pytest.raises(ValueError, match="API_WEBHOOK_ALLOW_HOSTS is gone"):
+        ApiSettings()
