@@ -11,7 +11,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 import typer
 
-from paperwire.errors import RUNTIME, USAGE, fail
+from shared.cli_errors import RUNTIME, USAGE, fail
 from shared.logs import configure_logging
 from shared.redis_server import command_redis
 from shared.settings import ServiceSettings

@@ -8,8 +8,8 @@ import redis.asyncio as aioredis
 import yaml
 from pydantic import ValidationError
 
-from paperwire.errors import file_problem
-from shared.config_yaml import load_yaml
+from shared.cli_errors import file_problem
+from shared.config_yaml import load_yaml, yaml_problem
 from shared.events import Stream, SubscriptionChanged
 from shared.runtime import make_broker
 from shared.storage import SubscriptionStore
@@ -18,13 +18,6 @@ from shared.subscription import Subscription
 
 class SubscriptionFileError(ValueError):
     """The file is not a list of valid subscriptions; the message names the entry and the field."""
-
-
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """A YAML syntax error on one line with where it is, not PyYAML's multi-line excerpt of the text."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-    return f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
 
 
 def read_subscriptions(path: Path) -> list[Subscription]:

@@ -23,3 +23,10 @@ ConfigLoader.yaml_implicit_resolvers = {
 def load_yaml(text: str) -> object:
     """Safe YAML, without YAML 1.1's base-60 integers (see ``ConfigLoader``)."""
     return yaml.load(text, Loader=ConfigLoader)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error on one line with where it is, not PyYAML's multi-line excerpt of the text."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"

@@ -152,10 +152,12 @@ def parse_batch(bodies: list[Any], model: type[Event]) -> tuple[list[Event], lis
 async def bury_rejected(
     redis: aioredis.Redis, stream: str, group: str, message: Any, rejected: list[tuple[int, str]]
 ) -> None:
-    """Dead-letter the entries of a batch that no retry can handle, each once (a redelivered batch does not bury
-    them again); the handler goes on with the rest of the batch, whose ack then covers these entries too."""
+    """Dead-letter the entries of a batch (or a lone entry, index 0) that no retry can handle, each once (a
+    redelivery after a crash does not bury them again); the handler goes on with the rest of the batch, whose ack
+    then covers these entries too."""
     ids = [_decode(i) for i in message.raw_message["message_ids"]]
     entries = message.raw_message["data"]
+    entries = entries if isinstance(entries, list) else [entries]
     for index, reason in rejected:
         if await claim_once(redis, f"{group}:dead:{ids[index]}", 7 * 24 * 3600):
             await dead_letter(redis, stream, group, ids[index], entries[index], reason, 1)
@@ -361,7 +363,7 @@ def reliability_middleware(settings: ServiceSettings, consumer: str) -> Callable
                 await _bury(redis, stream, group, ids[0], entries[0], unreadable, 1)  # no retry reads it better
                 return None
             structlog.contextvars.bind_contextvars(
-                event_id=_event_id(msg) if raw["type"] == "stream" else None, stream=stream, entry=ids[0]
+                event_id=_event_id(msg) if raw["type"] == "stream" else None, stream=stream, group=group, entry=ids[0]
             )
             try:
                 attempts = await _delivery_counts(redis, stream, group, ids)
@@ -399,7 +401,7 @@ def reliability_middleware(settings: ServiceSettings, consumer: str) -> Callable
                     await redis.hdel(_errors_key(stream, group), *ids)
                 return result
             finally:
-                structlog.contextvars.unbind_contextvars("event_id", "stream", "entry")
+                structlog.contextvars.unbind_contextvars("event_id", "stream", "group", "entry")
 
     return Reliability
 

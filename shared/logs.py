@@ -1,4 +1,5 @@
-"""One structlog setup: JSON lines on stderr, with the service name and, inside a handler, the event id."""
+"""One logging setup: JSON lines on stderr, each naming its logger and, inside a handler, its stream, group and
+event id."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import logging
 import sys
 
 import structlog
-
-_configured = False
 
 
 class _CurrentStderr(logging.StreamHandler):
@@ -22,31 +21,32 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
-def _stderr_logger(*_args: object) -> structlog.PrintLogger:
-    return structlog.PrintLogger(file=sys.stderr)
-
-
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
-    global _configured
-    logging.basicConfig(format="%(message)s", handlers=[_CurrentStderr()], level=level.upper(), force=True)
+    """structlog's loggers and the standard library's (onnxruntime's provider warning, uvicorn, httpx) go through
+    the same processors to one handler, so every line is JSON and names its logger (``paperwire.parser``)."""
+    before = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    handler = _CurrentStderr()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=before,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.StackInfoRenderer(),
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    logging.basicConfig(handlers=[handler], level=level.upper(), force=True)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*before, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=_stderr_logger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
-    _configured = True
-
-
-def get_logger(service: str) -> structlog.stdlib.BoundLogger:
-    if not _configured:
-        configure_logging()
-    return structlog.get_logger().bind(service=service)

@@ -145,10 +145,6 @@ class Paper(BaseModel):
     def pdf_url(self) -> str:
         return self.links.get("pdf") or f"https://arxiv.org/pdf/{self.id}"
 
-    def embedding_text(self) -> str:
-        """Title and abstract, the text the embedder sees (it truncates by tokens)."""
-        return f"{self.title}. {self.abstract}".strip() if self.abstract else self.title
-
 
 PaperChange = Literal["new", "updated", "merged"]
 

@@ -34,7 +34,9 @@ def make_broker(redis_url: str, per_message_level: int = logging.DEBUG, **option
     """Every paperwire broker: FastStream's own lines go through our JSON logging, and its per-message
     "Received" / "Processed" lines are DEBUG (thousands a day; the services log what each batch did). Errors stay
     errors."""
-    return RedisBroker(redis_url, logger=structlog.get_logger("faststream"), log_level=per_message_level, **options)
+    return RedisBroker(
+        redis_url, logger=structlog.get_logger("paperwire.faststream"), log_level=per_message_level, **options
+    )
 
 
 def service_redis(settings: ServiceSettings) -> aioredis.Redis:

@@ -2,18 +2,6 @@
 
 from __future__ import annotations
 
-ARCHIVES_WITHOUT_SUBJECTS = {
-    "gr-qc",
-    "hep-ex",
-    "hep-lat",
-    "hep-ph",
-    "hep-th",
-    "math-ph",
-    "nucl-ex",
-    "nucl-th",
-    "quant-ph",
-}
-
 CATEGORIES: frozenset[str] = frozenset(
     """
     astro-ph astro-ph.CO astro-ph.EP astro-ph.GA astro-ph.HE astro-ph.IM astro-ph.SR

@@ -13,12 +13,12 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from paperwire.errors import fail, read_text
-from paperwire.subscriptions_file import yaml_problem
 from services.api import admin
 from services.api.forms import error_messages
 from services.api.store import InvalidOwner
 from services.api.subscriptions import NotFound
+from shared.cli_errors import fail, read_text
+from shared.config_yaml import yaml_problem
 from shared.redis_server import command_redis
 
 

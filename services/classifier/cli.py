@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from paperwire.errors import RUNTIME, at_least, fail, read_text
+from shared.cli_errors import RUNTIME, at_least, fail, read_text
 
 
 def eval_relevance(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from shared.embedding import compose_text
 from shared.paper import clean_text
 
 _DATE_NAME_RE = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -29,8 +30,8 @@ class LabeledPaper:
 
     @property
     def text(self) -> str:
-        """Same shape as ``Paper.embedding_text``: title, then abstract."""
-        return f"{self.title}. {self.abstract}".strip() if self.abstract else self.title
+        """The text the embedder embeds a paper as (``compose_text``), so the eval measures the service's vectors."""
+        return compose_text(self.title, self.abstract)
 
 
 class DatasetError(ValueError):

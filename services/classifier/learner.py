@@ -2,10 +2,10 @@
 
 Positives are the subscription's seed papers, interest texts and liked papers; negatives are its
 disliked papers and, as weak negatives, a background sample of recent papers (the "rest of the
-day's listing" that arxiv-sanity-lite and Scholar Inbox train against). Weights are a 384-vector and
-a bias, stored with the subscription; retraining warm-starts from them and runs a few L-BFGS steps,
-so a new rating costs milliseconds. ``train_maxent`` fits the same linear form as a presence-background
-MaxEnt model, one of the seed ranker's candidates (ranker.py).
+day's listing" that arxiv-sanity-lite and Scholar Inbox train against). Weights are a 384-vector and a bias,
+stored in Redis beside the subscription (``classifier:model:{id}``, state.py); retraining warm-starts from them
+and runs a few L-BFGS steps, so a new rating costs milliseconds. ``train_maxent`` fits the same linear form as a
+presence-background MaxEnt model, one of the seed ranker's candidates (ranker.py).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from paperwire.errors import RUNTIME, at_least, existing_folder, fail, file_problem, output_folder
+from shared.cli_errors import RUNTIME, at_least, existing_folder, fail, file_problem, output_folder
 from shared.embedding import PRECISIONS, TOKENIZER_ENGINES, ModelError
 
 

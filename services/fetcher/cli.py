@@ -11,12 +11,12 @@ import redis.asyncio as aioredis
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from paperwire.errors import RUNTIME, at_least, fail
 from services.fetcher import schedule as calendar
 from services.fetcher.plan import format_decision
 from services.fetcher.poll import LAST_POLL_KEY, make_fetcher, source_keys, source_schedule
 from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources import oai
+from shared.cli_errors import RUNTIME, at_least, fail
 from shared.consumer import ensure_groups
 from shared.events import RawPapers, Stream
 from shared.redis_server import command_redis

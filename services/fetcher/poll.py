@@ -28,7 +28,6 @@ OAI_SETTLE = timedelta(hours=2)  # after an announcement, time for arXiv's OAI-P
 
 @dataclass
 class PollReport:
-    started_at: datetime
     sources: list[SourceReport] = field(default_factory=list)
     schedule_note: str = ""
     polled: dict[str, bool] = field(default_factory=dict)
@@ -155,7 +154,7 @@ async def poll_once(
 
     plan = plan if plan is not None else source_schedule(settings, redis)
     keys = source_keys(settings)
-    report = PollReport(started_at=now)
+    report = PollReport()
     if force:
         due = set(keys)
     else:

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 import typer
 
-from paperwire.errors import RUNTIME, at_least, fail
 from services.notifier.queue import DeliveryQueue
 from services.notifier.settings import NotifierSettings
+from shared.cli_errors import RUNTIME, at_least, fail
 from shared.redis_server import command_redis
 
 

@@ -23,7 +23,7 @@ from services.parser.ingest import (
 from services.parser.parse import parse_document
 from services.parser.settings import ParserSettings
 from services.parser.tokens import open_tokenizer
-from shared.consumer import dead_letter, make_router, publish_all, subscriber
+from shared.consumer import bury_rejected, make_router, publish_all, subscriber
 from shared.events import RawPapers, Stream
 from shared.runtime import create_service_app, service_redis
 from shared.storage import PaperStore
@@ -51,8 +51,7 @@ def build_router(settings: ParserSettings) -> RedisRouter:
             )
         except ParseError as exc:
             # A bad document fails the same way every time: dead-letter it now instead of retrying.
-            raw = message.raw_message
-            await dead_letter(redis, Stream.RAW, SERVICE, _id(raw), raw.get("data") or {}, str(exc), 1)
+            await bury_rejected(redis, Stream.RAW, SERVICE, message, [(0, str(exc))])
             log.warning("document_rejected", reason=str(exc), **describe(event))
             return
         for error in result.errors:
@@ -91,12 +90,6 @@ def build_router(settings: ParserSettings) -> RedisRouter:
         )
 
     return router
-
-
-def _id(raw: dict[str, Any]) -> str:
-    ids = raw.get("message_ids") or [b"?"]
-    value = ids[0]
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 app = create_service_app(SERVICE, build_router, ParserSettings())

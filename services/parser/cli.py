@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from paperwire.errors import RUNTIME, existing_folder, fail, read_bytes
 from services.parser.bench import CASES, bench
 from services.parser.errors import ParseError
 from services.parser.parse import SOURCES, parse_document, unwrap_recording
+from shared.cli_errors import RUNTIME, existing_folder, fail, read_bytes
 
 DEFAULT_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from paperwire.cli import app, main
-from paperwire.errors import RUNTIME, USAGE
+from shared.cli_errors import RUNTIME, USAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET = ROOT / "tests" / "fixtures" / "labeled" / "daily_arxiv_ai_enhanced"

@@ -23,6 +23,7 @@ from services.classifier.app import SERVICE, build_router
 from services.classifier.embedding import DIMS, MODEL_ID, embed_cached
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
+from shared.embedding import compose_text
 from shared.events import EmbeddingManifest, MatchFound, PaperEmbedded, Stream, UpvotesChanged
 from shared.paper import HuggingFaceInfo, Paper
 from shared.runtime import ServiceDef, build_app
@@ -64,7 +65,7 @@ async def climb(store: PaperStore, paper_id: str, upvotes: int) -> UpvotesChange
 
 
 async def _run(redis, tmp_path: Path, sub: Subscription, order: list[Paper]) -> list:  # noqa: ANN001
-    vectors = embed_cached([p.embedding_text() for p in order], tmp_path / "c.sqlite")
+    vectors = embed_cached([compose_text(p.title, p.abstract) for p in order], tmp_path / "c.sqlite")
     state = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
     for v in vectors:
         await state.add_background(v)
@@ -81,7 +82,7 @@ async def _run(redis, tmp_path: Path, sub: Subscription, order: list[Paper]) -> 
 async def embedded_day(redis, tmp_path: Path, sub: Subscription) -> tuple[ClassifierState, PaperStore, np.ndarray]:  # noqa: ANN001
     """All 30 papers stored with their vectors (as the embedder leaves them), on the board, the subscription live."""
     papers = hf_papers()
-    vectors = embed_cached([p.embedding_text() for p in papers], tmp_path / "c.sqlite")
+    vectors = embed_cached([compose_text(p.title, p.abstract) for p in papers], tmp_path / "c.sqlite")
     store = PaperStore(redis)
     state = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
     for paper, vector in zip(papers, vectors, strict=True):
@@ -154,7 +155,7 @@ async def test_a_count_that_arrives_before_the_vector_ranks_the_paper_when_it_is
         await store.put(paper)
         assert await state.upvotes_changed(first_count(paper)) == []  # not embedded yet: nothing to rank
     (top,) = [p for p in papers if p.id == "2606.13681"]
-    vector = embed_cached([top.embedding_text()], tmp_path / "c.sqlite")
+    vector = embed_cached([compose_text(top.title, top.abstract)], tmp_path / "c.sqlite")
     await store.set_vector(SPACE, top.id, vector[0])
     (match,) = await state.score_papers([top], vector)  # its papers.embedded event
     assert (match.paper.id, match.trending_rank) == ("2606.13681", 1)

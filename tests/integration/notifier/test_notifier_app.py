@@ -50,7 +50,7 @@ def match(sub, paper, score: float = 0.8, event_id: str | None = None) -> MatchF
 async def test_instant_match_gives_one_mail_and_one_signed_post_even_when_replayed(
     redis: aioredis.Redis, settings_for, fixtures_dir: Path
 ) -> None:
-    from services.notifier.receiver import Receiver, serve
+    from tests.receiver import Receiver, serve
 
     await ensure_groups(redis)
     async with serve(Receiver()) as receiver:

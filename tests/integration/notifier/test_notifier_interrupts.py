@@ -10,7 +10,6 @@ import redis.asyncio as aioredis
 
 from services.notifier.jobs import DeliveryJob, alert_jobs
 from services.notifier.queue import DeliveryQueue
-from services.notifier.receiver import Received, Receiver, serve
 from services.notifier.runtime import delivery_worker
 from services.notifier.senders import Outcome
 from services.notifier.worker import DeliveryWorker
@@ -18,6 +17,7 @@ from shared.events import DeliveryResult, Stream
 from shared.storage import SubscriptionStore
 from shared.subscription import Channels, Subscription
 from tests.integration.notifier.conftest import running, stream_results, wait_for
+from tests.receiver import Received, Receiver, serve
 from tests.unit.notifier.notifier_papers import endpoint, hf_papers, items, subscription
 
 

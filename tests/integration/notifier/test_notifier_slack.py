@@ -17,12 +17,12 @@ from slack_sdk.models.blocks import Block
 from services.notifier.email_render import Links
 from services.notifier.jobs import alert_jobs, digest_jobs
 from services.notifier.queue import DeliveryQueue
-from services.notifier.receiver import Received, Receiver, serve
 from services.notifier.senders import PinnedPoster, SlackSender
 from shared.paper import Paper
 from shared.storage import SubscriptionStore
 from shared.subscription import Channels, Schedule
 from tests.integration.notifier.conftest import running, stream_results, wait_for
+from tests.receiver import Received, Receiver, serve
 from tests.unit.notifier.notifier_papers import HF_JUNE, hf_papers, items, subscription
 
 

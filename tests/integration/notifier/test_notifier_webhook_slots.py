@@ -13,11 +13,11 @@ import redis.asyncio as aioredis
 
 from services.notifier.jobs import alert_jobs
 from services.notifier.queue import DeliveryQueue
-from services.notifier.receiver import Received, Receiver, always, serve
 from services.notifier.slots import EndpointSlots, slots_key
 from shared.storage import SubscriptionStore
 from shared.subscription import Channels
 from tests.integration.notifier.conftest import running, wait_for
+from tests.receiver import Received, Receiver, always, serve
 from tests.unit.notifier.notifier_papers import HF_JUNE, endpoint, hf_papers, items, subscription
 
 TARGET = "webhook:ep_slots"

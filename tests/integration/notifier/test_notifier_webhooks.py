@@ -11,10 +11,10 @@ from standardwebhooks import Webhook
 
 from services.notifier.jobs import alert_jobs
 from services.notifier.queue import DeliveryQueue
-from services.notifier.receiver import Received, Receiver, always, serve
 from shared.storage import DeliveryLog, SubscriptionStore
 from shared.subscription import Channels
 from tests.integration.notifier.conftest import running, stream_results, wait_for
+from tests.receiver import Received, Receiver, always, serve
 from tests.unit.notifier.notifier_papers import HF_JUNE, OLD_SECRET, SECRET, endpoint, hf_papers, items, subscription
 
 

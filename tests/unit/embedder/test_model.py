@@ -174,7 +174,7 @@ def test_cli_model_export_reports_the_files(model_dir: Path) -> None:
 def test_cli_bench_embed_json(model_dir: Path) -> None:
     result = CliRunner().invoke(paperwire_cli, ["bench", "embed", "--n", "12", "--json", "--model-dir", str(model_dir)])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{") :])
+    report = json.loads(result.stdout)  # the logs (JSON lines too) go to stderr
     assert report["n"] == 12 and report["precision"] == "int8"
     assert report["baseline"].startswith("sentence-transformers fp32 cpu")
     assert report["min_cosine"] >= 0.98 and report["paperwire_texts_per_s"] > 0 and report["ratio"] > 0

@@ -1,4 +1,4 @@
-"""A small local HTTP receiver (uvicorn): the peer for tests, the benchmark and the demo.
+"""A small local HTTP receiver (uvicorn): the webhook and Slack peer of the notifier's tests.
 
 It records every request and answers with what ``respond`` says, so it can play a healthy endpoint, one that
 fails a few times, one that is gone (410), one that hangs, or Slack returning 429.

@@ -1,7 +1,8 @@
 """How every ``paperwire`` command refuses: one ``error: ...`` line on stderr and an exit code, no traceback.
 
 Exit 2 is bad usage (an argument, an option, a file the operator gave), 1 a runtime failure (Redis, a failed
-run). Services' ``cli.py`` modules import from here too, so operators see one format whichever command they ran.
+run). The services' ``cli.py`` modules and ``paperwire`` share it, so operators see one format whichever command
+they ran.
 """
 
 from __future__ import annotations
