@@ -239,6 +239,7 @@ async def test_webhook(owner: Owner, ctx: Ctx, subscription_id: SubscriptionId, 
         test_payload(subscription_id, endpoint_id),
         timeout_s=ctx.settings.webhook_timeout_s,
         allowed_networks=ctx.settings.webhook_allowed_networks,
+        previous_secret=endpoint.previous_secret,
     )
     await DeliveryLog(ctx.redis).record_attempt(endpoint_id, attempt)
     return Attempt(**attempt)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from shared.ssrf import PinnedURL, UnsafeURL, parse_networks, resolve_safe
-from shared.webhook_signing import PREFIX, sign
+from shared.webhook_signing import PREFIX, webhook_headers
 
 
 def new_secret() -> str:
@@ -48,23 +48,23 @@ def test_payload(subscription_id: str, endpoint_id: str) -> dict[str, Any]:
 
 
 async def send_signed(
-    url: str, secret: str, payload: dict[str, Any], *, timeout_s: float, allowed_networks: list[str]
+    url: str,
+    secret: str,
+    payload: dict[str, Any],
+    *,
+    timeout_s: float,
+    allowed_networks: list[str],
+    previous_secret: str | None = None,
 ) -> dict[str, Any]:
-    """POST one signed event; return the attempt record (status code or error), never raise for HTTP trouble."""
+    """POST one signed event (signed with both secrets during a rotation, as deliveries are); return the attempt
+    record (status code or error), never raise for HTTP trouble."""
     msg_id = f"msg_{uuid.uuid4().hex}"
     timestamp = int(time.time())
     body = json.dumps(payload, separators=(",", ":"))
     attempt: dict[str, Any] = {"id": msg_id, "at": timestamp, "type": payload.get("type"), "url": url}
     try:
         pinned = await check_destination(url, allowed_networks)
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, msg_id, timestamp, body.encode()),
-            "user-agent": "paperwire-webhooks",
-            "host": pinned.host,
-        }
+        headers = webhook_headers(secret, previous_secret, msg_id, timestamp, body.encode()) | {"host": pinned.host}
         # trust_env=False: a proxy from the environment would resolve the name again, past the pinned address.
         async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False) as client:
             response = await client.post(

@@ -28,11 +28,10 @@ from services.notifier import payload as webhook_payload
 from services.notifier.email_render import Links, build_message
 from services.notifier.jobs import DeliveryJob
 from services.notifier.settings import NotifierSettings
-from services.notifier.signing import webhook_headers
 from services.notifier.slack_blocks import build_messages
 from shared.ssrf import UnsafeURL, parse_networks, resolve_safe
 from shared.subscription import Subscription, WebhookEndpoint
-from shared.webhook_signing import BadSecret
+from shared.webhook_signing import BadSecret, webhook_headers
 
 OutcomeKind = Literal["delivered", "retry", "gone", "refused"]
 

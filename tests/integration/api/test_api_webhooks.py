@@ -239,3 +239,22 @@ async def test_test_event_signs_with_an_unpadded_secret(
     assert sent.status_code == 200 and sent.json()["status_code"] == 204, sent.text
     [(headers, body)] = receiver.requests
     assert Webhook(secret).verify(body, headers)["type"] == "paperwire.test"
+
+
+async def test_test_event_during_a_rotation_verifies_with_either_secret(
+    api: httpx.AsyncClient, redis: aioredis.Redis, receiver: Receiver
+) -> None:
+    """Deliveries are signed with both secrets while a receiver may still hold the old one; the test event was
+    signed with the new one only, so a receiver not yet updated saw the test fail and a delivery pass."""
+    alice = await owner_token(redis, "alice")
+    new, old = "whsec_" + base64.b64encode(b"n" * 24).decode(), "whsec_" + base64.b64encode(b"o" * 24).decode()
+    endpoint = WebhookEndpoint(id="ep1", url=receiver.url, secret=new, previous_secret=old)
+    await SubscriptionStore(redis).put(
+        Subscription(id="s1", owner="alice", name="n", interests=["x"], channels=Channels(webhooks=[endpoint]))
+    )
+    api._transport.app.state.ctx.settings.webhook_allowed_networks.append("127.0.0.1/32")  # type: ignore[attr-defined]
+    sent = await api.post("/v1/subscriptions/s1/webhooks/ep1/test", headers=alice)
+    assert sent.status_code == 200 and sent.json()["ok"], sent.text
+    [(headers, body)] = receiver.requests
+    for secret in (new, old):
+        assert Webhook(secret).verify(body, headers)["type"] == "paperwire.test"

@@ -14,9 +14,9 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from services.notifier.jobs import DeliveryJob
 from services.notifier.senders import WebhookSender
 from services.notifier.settings import NotifierSettings
-from services.notifier.signing import webhook_headers
 from shared.ssrf import UnsafeURL, check_address, parse_networks, resolve_safe
 from shared.subscription import STORED, Subscription, WebhookEndpoint
+from shared.webhook_signing import webhook_headers
 from tests.unit.notifier.notifier_papers import OLD_SECRET, SECRET, subscription
 
 BODY = b'{"type":"paper.matched","version":1}'
