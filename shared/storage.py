@@ -326,6 +326,22 @@ async def release_held(redis: aioredis.Redis, key: str, token: str) -> None:
     await redis.eval(_RELEASE_HELD, 1, key, token)
 
 
+async def keep_claims(redis: aioredis.Redis, keys: list[str], ttl_s: int) -> None:
+    """Give claims taken for a while (a send in progress) their lasting time, once the side effect happened."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.expire(f"once:{key}", ttl_s)
+        await pipe.execute()
+
+
+async def claims_left_ms(redis: aioredis.Redis, keys: list[str]) -> list[int]:
+    """Each claim's time to live in ms (PTTL: -2 for none)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.pttl(f"once:{key}")
+        return [int(v) for v in await pipe.execute()]
+
+
 async def release_once(redis: aioredis.Redis, key: str) -> None:
     """Undo a claim whose side effect failed, so a retry may try again."""
     await release_many(redis, [key])

@@ -44,6 +44,13 @@ return tostring(due)
 """
 
 
+_ENQUEUE = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+
 def _queue(target_key: str) -> str:
     return f"notifier:q:{target_key}"
 
@@ -53,26 +60,32 @@ class DeliveryQueue:
         self.redis = redis
         self._lease = redis.register_script(_LEASE)
         self._refresh = redis.register_script(_REFRESH)
+        self._enqueue = redis.register_script(_ENQUEUE)
 
     async def refresh(self, target_key: str) -> None:
         await self._refresh(keys=[_queue(target_key), TARGETS, THROTTLE], args=[target_key])
 
     async def enqueue(self, job: DeliveryJob, due: float) -> bool:
-        """Add a job unless one with its id is already queued; False for such a duplicate."""
-        if not await self.redis.hsetnx(JOBS, job.id, job.model_dump_json()):
+        """Add a job unless one with its id is already queued; False for such a duplicate. The job and its queue
+        entry are written in one step, as ``complete`` removes them: interleaved halves of the two (a match handled
+        twice while its first delivery completes) left a job in ``notifier:jobs`` that no queue held, forever."""
+        if not await self._enqueue(keys=[JOBS, _queue(job.target_key)], args=[job.id, job.model_dump_json(), due]):
             return False
-        await self.redis.zadd(_queue(job.target_key), {job.id: due})
         await self.refresh(job.target_key)
         return True
 
     async def reschedule(self, job: DeliveryJob, due: float) -> None:
-        await self.redis.hset(JOBS, job.id, job.model_dump_json())
-        await self.redis.zadd(_queue(job.target_key), {job.id: due})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(JOBS, job.id, job.model_dump_json())
+            pipe.zadd(_queue(job.target_key), {job.id: due})
+            await pipe.execute()
         await self.refresh(job.target_key)
 
     async def complete(self, job: DeliveryJob) -> None:
-        await self.redis.hdel(JOBS, job.id)
-        await self.redis.zrem(_queue(job.target_key), job.id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(JOBS, job.id)
+            pipe.zrem(_queue(job.target_key), job.id)
+            await pipe.execute()
         await self.refresh(job.target_key)
 
     async def bury(self, job: DeliveryJob) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from services.notifier.senders import Outcome, attempt_record
 from services.notifier.settings import NotifierSettings
 from services.notifier.slots import EndpointSlots
 from shared.events import DeliveryResult, DeliveryStatus, Stream
-from shared.storage import DeliveryLog, SubscriptionStore, claim_once, release_once
+from shared.storage import DeliveryLog, SubscriptionStore, claim_once, claims_left_ms, keep_claims, release_once
 from shared.subscription import Subscription
 from shared.tasks import cancel_and_wait
 
@@ -53,6 +54,9 @@ def shares_slots(target_key: str) -> bool:
     return target_key.split(":", 1)[0] == "webhook"
 
 
+DELIVERED_TTL_S = 90 * 24 * 3600  # how long a target is known to have had a paper
+
+
 def once_key(job: DeliveryJob, paper_id: str | None) -> str:
     what = paper_id if paper_id is not None else f"job:{job.id}"
     return f"delivered:{job.subscription_id}:{job.channel}:{job.target}:{what}"
@@ -68,6 +72,7 @@ class DeliveryWorker:
     ) -> None:
         self.redis = redis
         self.settings = settings
+        self.sending_s = max(1, math.ceil(settings.lease_s))  # a send's claims outlive it by no more than its lease
         self.senders = senders
         self.publish = publish
         self.queue = DeliveryQueue(redis)
@@ -175,6 +180,12 @@ class DeliveryWorker:
         attempts = job.attempts
         try:
             claimed = await self._claim(job, mine)
+            if sending_elsewhere := await self._sending_elsewhere(job, claimed):
+                for key in mine:
+                    await release_once(self.redis, key)
+                await self.queue.reschedule(job, time.time() + sending_elsewhere)
+                log.info("delivery_in_flight_elsewhere", delivery_id=job.id, retry_in_s=round(sending_elsewhere, 1))
+                return "skipped"
             if claimed is not None and (claimed or not job.items):
                 job.items = [item for item in job.items if item.paper.id in claimed]
                 job.attempts += 1
@@ -192,6 +203,7 @@ class DeliveryWorker:
         if job.channel == "webhook":
             await self.delivery_log.record_attempt(job.target, attempt_record(job, outcome, started, finished))
         if outcome.kind == "delivered":
+            await keep_claims(self.redis, mine, DELIVERED_TTL_S)
             await self.queue.unthrottle(job.target_key)
             if job.channel == "webhook":
                 await self._endpoint_state(job, "active", outcome, failures=0)
@@ -226,20 +238,36 @@ class DeliveryWorker:
     async def _claim(self, job: DeliveryJob, claimed_keys: list[str]) -> list[str] | None:
         """Papers of the job this target has not had yet (claimed now); None for a heartbeat already sent.
 
-        Each key is added to ``claimed_keys`` as soon as it is taken, so an interrupted claim can be undone."""
+        A claim holds for the send (``sending_s``) and is kept for good once delivered (``keep_claims``): a worker
+        killed mid-send leaves claims that expire, so the job's retry sends what it could not confirm (at least
+        once), where a lasting claim made the retry call the lost alert a "duplicate". Each key is added to
+        ``claimed_keys`` as soon as it is taken, so an interrupted claim can be undone."""
         if not job.items:
             key = once_key(job, None)
-            if not await claim_once(self.redis, key):
+            if not await claim_once(self.redis, key, self.sending_s):
                 return None
             claimed_keys.append(key)
             return []
         papers = []
         for item in job.items:
             key = once_key(job, item.paper.id)
-            if await claim_once(self.redis, key):
+            if await claim_once(self.redis, key, self.sending_s):
                 claimed_keys.append(key)
                 papers.append(item.paper.id)
         return papers
+
+    async def _sending_elsewhere(self, job: DeliveryJob, claimed: list[str] | None) -> float:
+        """Seconds until the claims of this job another worker holds for its send run out (0: none): it may be
+        sending them now, or it died doing so; either way this job waits for the outcome instead of dropping
+        them as sent."""
+        if not job.items:
+            held = [once_key(job, None)] if claimed is None else []
+        else:
+            held = [once_key(job, item.paper.id) for item in job.items if item.paper.id not in (claimed or [])]
+        if not held:
+            return 0.0
+        left = [ms for ms in await claims_left_ms(self.redis, held) if 0 < ms <= self.sending_s * 1000]
+        return max(left) / 1000 + 0.1 if left else 0.0
 
     async def _release(self, job: DeliveryJob) -> None:
         for paper_id in job.paper_ids or [None]:

@@ -103,6 +103,33 @@ async def test_send_cancelled_at_shutdown_is_sent_after_restart(
     assert await DeliveryQueue(redis).pending() == 0
 
 
+async def test_a_worker_that_dies_mid_send_does_not_lose_the_alert(
+    redis: aioredis.Redis, settings_for, fixtures_dir: Path
+) -> None:
+    """A replica killed (SIGKILL) during a send runs no clean-up: its once-keys lasted 90 days, so the retry
+    another replica made once the job's lease ran out found them and reported the lost alert as a "duplicate"."""
+    job = await one_alert(redis, fixtures_dir)
+    settings = settings_for(lease_s=0.5)
+    dead_results, dead_publish = collector()
+    stuck = Stuck()  # stands for the killed process: it holds its claims and never answers
+    killed = DeliveryWorker(redis, settings, {"email": stuck}, dead_publish)  # type: ignore[arg-type, dict-item]
+    killed_loop = asyncio.create_task(killed.run_forever())
+    await stuck.started.wait()
+    killed_loop.cancel()  # it leases nothing more; its send stays in flight, as a dead process's would
+    await asyncio.gather(killed_loop, return_exceptions=True)
+
+    results, publish = collector()
+    recorder = Recorder()
+    survivor = DeliveryWorker(redis, settings, {"email": recorder}, publish)  # type: ignore[arg-type, dict-item]
+    loop = asyncio.create_task(survivor.run_forever())
+    await wait_for(lambda: [r.status for r in results][-1:] in (["delivered"], ["duplicate"]))
+    await stop(survivor, loop)
+    assert recorder.sent == [job.id] and [r.status for r in results] == ["delivered"]
+    for task in list(killed.tasks):
+        task.cancel()
+    await asyncio.gather(*killed.tasks, return_exceptions=True)
+
+
 async def test_send_that_crashes_is_retried_not_reported_duplicate(
     redis: aioredis.Redis, settings_for, fixtures_dir: Path
 ) -> None:
