@@ -454,8 +454,14 @@ def subscriber(
     batch: bool = False,
     max_records: int | None = None,
 ) -> Callable[[Callable[..., Any]], Any]:
-    """Register ``handler`` twice on the service's group: a reader of new entries and a claimer of stale ones."""
+    """Register ``handler`` twice on the service's group: a reader of new entries and a claimer of stale ones.
+
+    A lone-entry reader reads one entry at a time: FastStream handles what one XREADGROUP returned one by one, and
+    the heartbeat covers only the entry in hand, so entries read ahead went idle, were claimed and handled again by
+    a claimer (this replica's or another's) while they waited."""
     name = consumer_name(service, settings)
+    if not batch:
+        max_records = 1
     reader = router.subscriber(
         stream=StreamSub(
             stream,

@@ -344,6 +344,31 @@ async def test_batch_skips_only_the_entries_replayed_for_another_group(redis: ai
     assert batches == [([1, 2], [first, last])]
 
 
+async def test_entries_waiting_behind_a_slow_handler_are_not_claimed_and_run_twice(
+    redis: aioredis.Redis, clean_redis: str
+) -> None:
+    """XREADGROUP without COUNT handed one consumer every new entry at once; those waiting their turn in memory went
+    idle past claim_idle_ms and the claimer ran them a second time, beside the live reader."""
+    await ensure_group(redis, STREAM, GROUP)
+    for n in range(6):
+        last = await redis.xadd(STREAM, {"__data__": Job(event_id=f"e{n}", n=n).model_dump_json()})
+    handled: list[int] = []
+
+    async def handle(job: Job) -> None:
+        handled.append(job.n)
+        await asyncio.sleep(0.2)  # six in a row: the last waits 1 s, past the 0.3 s claim idle time
+
+    broker = worker(fast_settings(), clean_redis, handle)
+    async with broker:
+        await broker.start()
+
+        async def done() -> bool:
+            return await _group_done_with(redis, GROUP, last)
+
+        await wait_for(done)
+    assert sorted(handled) == list(range(6))
+
+
 async def test_an_entry_that_is_not_utf8_is_dead_lettered_at_once(redis: aioredis.Redis, clean_redis: str) -> None:
     """Without ``__data__``, FastStream's parser failed before any middleware: redelivered forever, no dead letter.
     (Undecodable bytes under ``__data__`` reach the handler, which fails, and are dead-lettered after the cap.)"""
