@@ -4,6 +4,15 @@ arXiv asks for at most one request every 3 seconds and one connection at a time,
 machines together. A Redis lock (SET NX PX, released only by its holder) gives "one at a time"; a
 ``next allowed`` timestamp, read with Redis' own clock so hosts need not agree on time, gives the
 spacing. ``defer`` pushes that timestamp forward for everyone when arXiv answers 429/503 Retry-After.
+
+The lock is a short lease (``lock_ttl_s``), renewed every third of it while its holder's request runs, like the
+fetcher's poll claims (``plan.py``): a request slower than the lease keeps the slot, and a holder that died (a
+SIGKILL skips the release) stops renewing, so its slot frees within one lease rather than after the longest a
+request could take, which stalled every replica's arXiv polls (and the sources polled after them) for minutes.
+A dead holder never pushes ``next allowed``; the spacing after it comes from the lease instead: while renewals
+keep their beat, its connection died at most a third of a lease after the last one, and the lock outlives that
+renewal by a full lease, so the next request starts at least two thirds of a lease after the dead one ended. The
+lease is therefore never shorter than 1.5 times the interval (the 10 s default leaves 6.7 s against arXiv's 3 s).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from shared.storage import release_held
+from shared.tasks import lease_kept
 
 log = structlog.get_logger("paperwire.fetcher.ratelimit")
 
@@ -29,6 +39,9 @@ local current = tonumber(redis.call('get', KEYS[1]) or '0')
 if target > current then redis.call('set', KEYS[1], target, 'PX', math.max(tonumber(ARGV[1]), 1) + 60000) end
 return target
 """
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end
+"""
 
 
 class SharedRateLimiter:
@@ -38,14 +51,14 @@ class SharedRateLimiter:
         name: str = "arxiv",
         *,
         min_interval_s: float = 3.0,
-        lock_ttl_s: float = 300.0,
+        lock_ttl_s: float = 10.0,
         poll_s: float = 0.05,
     ) -> None:
         self.redis = redis
         self.lock_key = f"ratelimit:{name}:lock"
         self.next_key = f"ratelimit:{name}:next"
         self.min_interval_ms = int(min_interval_s * 1000)
-        self.lock_ttl_ms = int(lock_ttl_s * 1000)
+        self.lock_ttl_ms = max(1, int(lock_ttl_s * 1000), self.min_interval_ms * 3 // 2)
         self.poll_s = poll_s
 
     async def _now_ms(self) -> int:
@@ -56,9 +69,9 @@ class SharedRateLimiter:
     async def slot(self) -> AsyncIterator[None]:
         """Hold the single arXiv connection; returns once this process may send its request.
 
-        The wait for ``next allowed`` happens before the lock is taken and is checked again under it: a
-        Retry-After longer than the lock's TTL must not let the lock expire while its holder sleeps (the
-        waiters would then take it one by one and all send together).
+        The wait for ``next allowed`` (a Retry-After included) happens before the lock is taken and is checked again
+        under it, so the lock covers the request alone. Its lease is renewed while the block runs, and released
+        after ``next allowed`` was pushed.
         """
         token = uuid.uuid4().hex
         waited = 0.0
@@ -78,12 +91,19 @@ class SharedRateLimiter:
             await release_held(self.redis, self.lock_key, token)
         if waited > 1:
             log.debug("rate_limited", waited_s=round(waited, 2))
-        try:
+        async with lease_kept(
+            lambda: self._renew(token), lambda: self._release(token), self.lock_ttl_ms / 3000, "arxiv slot"
+        ):
             yield
-        finally:
-            # Spacing counts from the end of this request, so starts are never closer than the interval.
-            await self.redis.eval(_PUSH, 1, self.next_key, self.min_interval_ms)
-            await release_held(self.redis, self.lock_key, token)
+
+    async def _renew(self, token: str) -> bool:
+        """Push the lease forward; False when it was lost (expired, perhaps taken by another)."""
+        return bool(await self.redis.eval(_RENEW, 1, self.lock_key, token, self.lock_ttl_ms))
+
+    async def _release(self, token: str) -> None:
+        """Spacing counts from the end of this request, so starts are never closer than the interval."""
+        await self.redis.eval(_PUSH, 1, self.next_key, self.min_interval_ms)
+        await release_held(self.redis, self.lock_key, token)
 
     async def _delay_s(self) -> float:
         """Seconds until ``next allowed`` (0 or less: now)."""

@@ -58,7 +58,13 @@ class FetcherSettings(ServiceSettings):
     )
 
     arxiv_min_interval_s: float = Field(default=3.0, ge=0, description="shared by every fetcher process")
-    arxiv_lock_ttl_s: float = Field(default=300.0, gt=0, description="frees the arXiv slot when its holder died")
+    arxiv_lock_ttl_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="the lease on the arXiv slot (ratelimit:arxiv:lock), renewed every third of it while its holder's "
+        "request runs: a crashed holder's slot frees after this; raised to 1.5 x arxiv_min_interval_s, so the "
+        "spacing holds after a crash too",
+    )
     user_agent: str = f"paperwire/0.1 (+https://github.com/paperwire; {PLACEHOLDER_CONTACT})"
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0

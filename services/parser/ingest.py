@@ -5,8 +5,20 @@ event's id), commits the papers (``commit``) and only then publishes the planned
 reads the store on an event (the classifier's trending path reads the paper) never finds it older than the
 event. A redelivery after a failure anywhere past ``save_plan`` loads that plan instead of planning again
 against a store that already holds the papers (which would find nothing new and lose the events): it commits
-again (an idempotent merge) and publishes the same events under the same event ids (derived from the raw
-event's id), which downstream consumers already de-duplicate by (the embedder's ``once:embedder:{event_id}``).
+again (an idempotent merge) and publishes the same events under the same event ids, which downstream consumers
+already de-duplicate by (the embedder's ``once:embedder:{event_id}``).
+
+Event ids: a "new" or "updated" event's id is derived from the paper version it announces (id, version, title
+and abstract, ``content_event_id``), the others' from the raw event's id (``stable_event_id``). Two replicas
+parsing overlapping documents at once (two arXiv API pages sharing papers, fetched together) both plan against a
+store that holds neither yet and both publish "new" for the shared papers; with ids derived per raw event the
+embedder embedded each twice and the classifier's background got duplicate vectors. Derived from the content,
+both events carry one id and the embedder's de-duplication drops the second. A content id stays the same on
+redelivery (a saved plan or a new plan of the same text), so the saved-plan guarantees are unchanged, and no
+Redis round trip or cross-replica lock is added: a claim per (paper, version) would have to outlive a crashed
+claimer's redelivery, or the event it stood for would be lost. "merged" events keep per-raw-event ids: each
+brings other facts (categories, Hugging Face data) that downstream matching reads, so two of them for one
+unchanged text are not repeats; nor are trending events, whose counts may move back to an earlier reading.
 """
 
 from __future__ import annotations
@@ -131,7 +143,8 @@ def plan(
     Hugging Face counts that moved become ``UpvotesChanged`` events (``listed_on`` is the Daily Papers day
     for papers whose listing does not say), only from documents that carry Hugging Face data; when only
     counts moved there is no ``PaperParsed``: the text the embedder and classifier read is the same.
-    With ``source_event_id`` the event ids are derived from it, so a redelivery re-emits the same ids.
+    "new" and "updated" events get ``content_event_id``; with ``source_event_id`` the other event ids are derived
+    from it. Either way a redelivery re-emits the same ids (see the module docstring).
     """
     report = IngestReport()
     current = dict(known)
@@ -163,9 +176,12 @@ def plan(
             report.unchanged += 1
             continue
         report.events.append(event)
-    if source_event_id is not None:
-        for event in report.events:
+    for event in report.events:
+        if event.change in ("new", "updated"):
+            event.event_id = content_event_id(event.paper)
+        elif source_event_id is not None:
             event.event_id = stable_event_id(source_event_id, Stream.PARSED, event.paper.id)
+    if source_event_id is not None:
         for moved in report.trending:
             moved.event_id = stable_event_id(source_event_id, Stream.TRENDING, moved.paper_id)
     return report
@@ -174,6 +190,11 @@ def plan(
 def stable_event_id(source_event_id: str, stream: str, paper_id: str) -> str:
     """The same id for the same raw event, stream and paper, however often the raw event is delivered."""
     return uuid.uuid5(_EVENT_IDS, f"{source_event_id}/{stream}/{paper_id}").hex
+
+
+def content_event_id(paper: Paper) -> str:
+    """One id per paper version and text, whichever raw event or replica announces it as "new" or "updated"."""
+    return uuid.uuid5(_EVENT_IDS, f"{Stream.PARSED}/{paper.id}/v{paper.version}/{paper.title}\n{paper.abstract}").hex
 
 
 def upvote_change(known: Paper | None, paper: Paper, listed_on: date) -> UpvotesChanged | None:

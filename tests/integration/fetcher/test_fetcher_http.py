@@ -196,9 +196,9 @@ async def test_rate_limit_spacing_in_one_process(redis: aioredis.Redis, replay: 
 async def test_retry_after_longer_than_the_lock_ttl_keeps_one_connection(
     redis: aioredis.Redis, replay: ReplayServer
 ) -> None:
-    """Three replicas; the first answer is a 429 whose Retry-After outlasts the slot lock's TTL (scaled down: 2 s
-    against 0.5 s, standing in for more than the 300 s default). Waiting out the Retry-After must not hold the
-    lock, or it expires under its holder and everyone sends at once when arXiv is already throttling us."""
+    """Three replicas; the first answer is a 429 whose Retry-After outlasts the slot lock's lease (scaled down: 2 s
+    against 0.5 s). Every replica waits it out, one connection at a time, and none sends before it ends, when arXiv
+    is already throttling us."""
     replay.scripts["/api/query"] = [Reply(429, b"slow down", {"Retry-After": "2"}, delay_s=0.2)]
     replay.routes["/api/query"] = lambda p, q, h: Reply(200, CL, XML, delay_s=0.3)
 

@@ -198,3 +198,42 @@ async def test_a_plan_redelivered_after_a_newer_version_publishes_the_stored_pap
     assert event.event_id == plan_a.events[0].event_id  # the same event id as the first delivery planned
     assert event.paper == await store.get("astro-ph/0601001") and event.paper.version == 2
     assert event.tokens is None  # v1's ids describe other text: the embedder tokenizes v2 itself
+
+
+async def test_replicas_racing_on_overlapping_pages_announce_each_paper_version_once(
+    redis: aioredis.Redis, clean_redis: str
+) -> None:
+    """Two replicas, each with its own connection, parse two recorded pages of ``search_query=testing`` (start 0,
+    15 results; start 5, 10 results: 10 papers in common) published together: both plan before either commits,
+    so both announce the 10 shared papers as "new". Each paper must go out under one event id, the one the
+    embedder's ``once:embedder:{event_id}`` drops a repeat of; before the fix each replica derived its own."""
+    pages = FIXTURES / "arxiv_api/extracted_bodies"
+    documents = {
+        "raw-a": parse_document("arxiv-api", (pages / "arxivpy_q_testing_s0_m15_80c242b59d59.xml").read_bytes()),
+        "raw-b": parse_document("arxiv-api", (pages / "arxivpy_q_testing_s5_m10_c0e94a259d4a.xml").read_bytes()),
+    }
+    shared = {p.id for p in documents["raw-a"].papers} & {p.id for p in documents["raw-b"].papers}
+    assert len(shared) == 10
+    clients = {raw: aioredis.Redis.from_url(clean_redis) for raw in documents}
+    try:
+        stores = {raw: PaperStore(client) for raw, client in clients.items()}
+        plans = {raw: await prepare(documents[raw], stores[raw], date(2026, 5, 11), raw) for raw in documents}
+        for raw, report in plans.items():
+            await save_plan(clients[raw], raw, report, 60)
+        for raw, report in plans.items():
+            await commit(report, stores[raw])
+            await restamp(report, stores[raw])
+        published = [event for report in plans.values() for event in report.events]
+        # b failed to publish: its redelivery loads the saved plan
+        redelivered = await load_plan(clients["raw-b"], "raw-b")
+        await commit(redelivered, stores["raw-b"])
+        await restamp(redelivered, stores["raw-b"])
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    assert {e.change for e in published} == {"new"} and len(published) == 25
+    ids: dict[str, set[str]] = {}
+    for event in [*published, *redelivered.events]:
+        ids.setdefault(event.paper.id, set()).add(event.event_id)
+    assert len(ids) == 15 and all(len(event_ids) == 1 for event_ids in ids.values()), ids
+    assert {e.event_id for e in redelivered.events} == {e.event_id for e in plans["raw-b"].events}

@@ -6,7 +6,11 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
+import redis.asyncio as aioredis
+
 from services.fetcher.http import backoff_s, retry_after_s
+from services.fetcher.ratelimit import SharedRateLimiter
+from services.fetcher.settings import FetcherSettings
 from services.fetcher.sources.arxiv_api import page_is_short, query_params
 from services.fetcher.sources.arxiv_rss import feed_url
 from services.fetcher.sources.common import peek_api_page, peek_items_per_page, peek_oai_page
@@ -27,6 +31,17 @@ def test_backoff_is_jittered_and_capped() -> None:
     values = [backoff_s(3, 2.0, 300.0, rng) for _ in range(50)]
     assert all(4.0 <= v <= 8.0 for v in values) and len(set(values)) > 40
     assert backoff_s(20, 2.0, 300.0, rng) <= 300.0
+
+
+def test_the_arxiv_slot_lease_is_short_but_outlasts_the_spacing() -> None:
+    """A crashed holder's slot frees in seconds, not minutes; the lease stays above 1.5 intervals, so the next
+    request after a crash still waits out arXiv's 3 s."""
+    settings = FetcherSettings()
+    limiter = SharedRateLimiter(
+        aioredis.Redis(), min_interval_s=settings.arxiv_min_interval_s, lock_ttl_s=settings.arxiv_lock_ttl_s
+    )
+    assert limiter.lock_ttl_ms <= 15_000
+    assert SharedRateLimiter(aioredis.Redis(), min_interval_s=3.0, lock_ttl_s=1.0).lock_ttl_ms == 4_500
 
 
 def test_peek_api_pages_match_the_files() -> None:

@@ -100,8 +100,9 @@ def test_arxivs_first_listing_of_a_daily_papers_paper_is_merged_not_a_new_versio
 
 
 def test_event_ids_are_stable_per_raw_event() -> None:
-    """A redelivered raw event re-emits its events under the same ids (the embedder's once-key), and
-    another raw event (a later poll) under new ones."""
+    """A redelivered raw event re-emits its events under the same ids (the embedder's once-key). Another raw
+    event (a later poll) announcing the same version and text as "new" shares the id (two replicas racing on
+    overlapping documents: one embedding); its trending events and "merged" events (other facts) get new ones."""
     paper = first_paper()
     first = plan([paper], {}, date(2026, 5, 11), "raw-1")
     again = plan([paper], {}, date(2026, 5, 11), "raw-1")
@@ -109,4 +110,11 @@ def test_event_ids_are_stable_per_raw_event() -> None:
     assert [e.event_id for e in first.events] == [e.event_id for e in again.events]
     assert [t.event_id for t in first.trending] == [t.event_id for t in again.trending]
     assert first.events[0].event_id != first.trending[0].event_id
-    assert first.events[0].event_id != later.events[0].event_id
+    assert first.events[0].event_id == later.events[0].event_id
+    assert first.trending[0].event_id != later.trending[0].event_id
+    listed = paper.model_copy(update={"version": 1, "hf": None, "sources": ["arxiv-api"], "doi": "10.1/x"})
+    merges = [plan([listed], {paper.id: paper}, date(2026, 5, 11), raw) for raw in ("raw-1", "raw-2")]
+    assert [m.events[0].change for m in merges] == ["merged", "merged"]
+    assert merges[0].events[0].event_id != merges[1].events[0].event_id
+    revised = paper.model_copy(update={"abstract": "Revised abstract."})
+    assert plan([revised], {}, date(2026, 5, 11), "raw-1").events[0].event_id != first.events[0].event_id
