@@ -433,7 +433,10 @@ async def readable_entries(msg: Mapping[str, Any], original: Callable[..., Any])
 
 
 def _unreadable(msg: StreamMessage[Any]) -> str | None:
-    """Why ``readable_entries`` could not read this lone entry, or None."""
+    """Why ``readable_entries`` could not read this lone entry, or None (a prefix test first: a raw document's body
+    can be megabytes of JSON)."""
+    if not isinstance(msg.body, bytes) or not msg.body.startswith(b'{"' + UNREADABLE.encode()):
+        return None
     try:
         body = json.loads(msg.body)
     except (TypeError, ValueError):

@@ -67,7 +67,8 @@ async def test_failed_handler_is_retried_by_the_claimer(redis: aioredis.Redis, c
             raise RuntimeError("flaky downstream")
         done.append(job.n)
 
-    broker = worker(fast_settings(), clean_redis, handle)
+    # claimed after 1 s: the reader reaches job 2 first even on a loaded machine (one entry per read)
+    broker = worker(fast_settings(claim_idle_ms=1000), clean_redis, handle)
     async with broker:
         await broker.start()
         for n in range(3):
