@@ -25,13 +25,17 @@ def eval_relevance(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
     rounds: Annotated[int, typer.Option("--feedback-rounds", min=0, help="simulated rating rounds")] = 3,
-    cache: Annotated[Path, typer.Option("--cache", help="embedding cache (SQLite)")] = Path(
-        "data/cache/embeddings.sqlite"
-    ),
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="embedding cache (SQLite); default: the classifier's, under PAPERWIRE_DATA_DIR"),
+    ] = None,
 ) -> None:
     """Rank new papers for simulated subscribers ("category as interest"): paperwire vs known recipes."""
     from services.classifier.dataset import DatasetError
     from services.classifier.evaluate import evaluate, format_table
+    from services.classifier.settings import ClassifierSettings
+
+    cache = cache or ClassifierSettings().cache_path
 
     if not dataset.exists():
         raise fail(f"--dataset: no such file or folder: {dataset}")

@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -107,3 +108,13 @@ def test_eval_relevance_refuses_numbers_that_make_no_protocol(tmp_path: Path) ->
             make_app(), ["eval", "relevance", "--dataset", str(DATASET), option, value, "--cache", str(tmp_path / "c")]
         )
         assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, option
+
+
+def test_eval_relevance_caches_where_the_classifier_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --cache the eval shares the classifier's embedding cache, under PAPERWIRE_DATA_DIR (it used
+    ./data/cache whatever the data directory)."""
+    monkeypatch.setenv("PAPERWIRE_DATA_DIR", str(tmp_path))
+    (tmp_path / "cache" / "embeddings.sqlite").mkdir(parents=True)  # a folder: refused before any embedding
+    result = CliRunner().invoke(make_app(), ["eval", "relevance", "--dataset", str(DATASET)])
+    assert result.exit_code == 2
+    assert f"--cache: {tmp_path / 'cache' / 'embeddings.sqlite'} is a folder" in result.output
