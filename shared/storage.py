@@ -326,11 +326,20 @@ async def release_held(redis: aioredis.Redis, key: str, token: str) -> None:
     await redis.eval(_RELEASE_HELD, 1, key, token)
 
 
-async def keep_claims(redis: aioredis.Redis, keys: list[str], ttl_s: int) -> None:
-    """Give claims taken for a while (a send in progress) their lasting time, once the side effect happened."""
+async def keep_claims(redis: aioredis.Redis, keys: list[str], ttl_s: int) -> bool:
+    """Set the time claims taken for a while (a send in progress) still hold; True while every one is still held
+    (EXPIRE finds a lapsed claim gone and answers 0)."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.expire(f"once:{key}", ttl_s)
+        return all(await pipe.execute())
+
+
+async def mark_done(redis: aioredis.Redis, keys: list[str], ttl_s: int) -> None:
+    """Record side effects that happened, for ``ttl_s``, whether or not their claims are still held."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.set(f"once:{key}", "done", ex=ttl_s)
         await pipe.execute()
 
 

@@ -108,6 +108,10 @@ class DeliveryQueue:
         """A target with no free slot (here; a webhook: in any replica): look at it again later, not every tick."""
         await self.redis.zadd(TARGETS, {target_key: until}, xx=True)
 
+    async def extend_lease(self, job: DeliveryJob, until: float) -> None:
+        """Push a leased job's lease forward while its send runs (only if it is still queued)."""
+        await self.redis.zadd(_queue(job.target_key), {job.id: until}, xx=True)
+
     async def lease(self, target_key: str, now: float, lease_until: float, count: int) -> list[DeliveryJob]:
         ids = [reply_text(i) for i in await self._lease(keys=[_queue(target_key)], args=[now, lease_until, count])]
         await self.refresh(target_key)

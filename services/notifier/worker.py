@@ -27,9 +27,17 @@ from services.notifier.senders import Outcome, attempt_record
 from services.notifier.settings import NotifierSettings
 from services.notifier.slots import EndpointSlots
 from shared.events import DeliveryResult, DeliveryStatus, Stream
-from shared.storage import DeliveryLog, SubscriptionStore, claim_once, claims_left_ms, keep_claims, release_once
+from shared.storage import (
+    DeliveryLog,
+    SubscriptionStore,
+    claim_once,
+    claims_left_ms,
+    keep_claims,
+    mark_done,
+    release_once,
+)
 from shared.subscription import Subscription
-from shared.tasks import cancel_and_wait
+from shared.tasks import cancel_and_wait, lease_kept
 
 log = structlog.get_logger("paperwire.notifier")
 
@@ -55,6 +63,10 @@ def shares_slots(target_key: str) -> bool:
 
 
 DELIVERED_TTL_S = 90 * 24 * 3600  # how long a target is known to have had a paper
+
+
+async def _nothing() -> None:
+    """A send's claims are not released when it returns: delivered, they are marked done; failed, released."""
 
 
 def once_key(job: DeliveryJob, paper_id: str | None) -> str:
@@ -190,7 +202,10 @@ class DeliveryWorker:
                 job.items = [item for item in job.items if item.paper.id in claimed]
                 job.attempts += 1
                 started = time.time()
-                outcome = await self.senders[job.channel].send(job, subscription)
+                async with lease_kept(
+                    lambda: self._keep_sending(job, mine), _nothing, self.sending_s / 3, "delivery", delivery_id=job.id
+                ):
+                    outcome = await self.senders[job.channel].send(job, subscription)
         except BaseException as exc:
             job.attempts = attempts if isinstance(exc, asyncio.CancelledError) else attempts + 1
             await self._abandon(job, mine, exc)
@@ -203,7 +218,7 @@ class DeliveryWorker:
         if job.channel == "webhook":
             await self.delivery_log.record_attempt(job.target, attempt_record(job, outcome, started, finished))
         if outcome.kind == "delivered":
-            await keep_claims(self.redis, mine, DELIVERED_TTL_S)
+            await mark_done(self.redis, mine, DELIVERED_TTL_S)
             await self.queue.unthrottle(job.target_key)
             if job.channel == "webhook":
                 await self._endpoint_state(job, "active", outcome, failures=0)
@@ -255,6 +270,12 @@ class DeliveryWorker:
                 claimed_keys.append(key)
                 papers.append(item.paper.id)
         return papers
+
+    async def _keep_sending(self, job: DeliveryJob, keys: list[str]) -> bool:
+        """While a send runs (Slack's Retry-After waits, a slow SMTP peer), its claims and its job's lease are
+        renewed: a send longer than the lease was otherwise leased again and sent a second time."""
+        await self.queue.extend_lease(job, time.time() + self.settings.lease_s)
+        return await keep_claims(self.redis, keys, self.sending_s)
 
     async def _sending_elsewhere(self, job: DeliveryJob, claimed: list[str] | None) -> float:
         """Seconds until the claims of this job another worker holds for its send run out (0: none): it may be

@@ -82,7 +82,9 @@ async def commit(report: IngestReport, store: PaperStore) -> None:
 
 
 async def restamp(report: IngestReport, store: PaperStore) -> int:
-    """Put the paper as stored now into each planned event (same event ids); returns how many changed.
+    """Put the paper as stored now into each planned event; returns how many changed. A "new" or "updated" event
+    then takes the content id of the version it now carries, the id the replica that stored that version gave its
+    own event, so the embedder embeds that version once.
 
     Called after ``commit``: another raw event may have merged a newer version of a paper between the plan and
     its publish (a saved plan redelivered minutes later), and the event published last must not carry the older
@@ -101,6 +103,8 @@ async def restamp(report: IngestReport, store: PaperStore) -> int:
         if (current.title, current.abstract) != (event.paper.title, event.paper.abstract):
             event.tokens = None
         event.paper = current
+        if event.change in ("new", "updated"):
+            event.event_id = content_event_id(current)
         changed += 1
     return changed
 

@@ -111,8 +111,13 @@ async def test_a_worker_that_dies_mid_send_does_not_lose_the_alert(
     job = await one_alert(redis, fixtures_dir)
     settings = settings_for(lease_s=0.5)
     dead_results, dead_publish = collector()
-    stuck = Stuck()  # stands for the killed process: it holds its claims and never answers
+    stuck = Stuck()  # stands for the killed process: it holds its claims, never answers, and renews nothing
     killed = DeliveryWorker(redis, settings, {"email": stuck}, dead_publish)  # type: ignore[arg-type, dict-item]
+
+    async def dead(job: DeliveryJob, keys: list[str]) -> bool:
+        return False  # a killed process's renewals stop: its claims and its job's lease run out
+
+    killed._keep_sending = dead  # type: ignore[method-assign]
     killed_loop = asyncio.create_task(killed.run_forever())
     await stuck.started.wait()
     killed_loop.cancel()  # it leases nothing more; its send stays in flight, as a dead process's would
@@ -122,12 +127,41 @@ async def test_a_worker_that_dies_mid_send_does_not_lose_the_alert(
     recorder = Recorder()
     survivor = DeliveryWorker(redis, settings, {"email": recorder}, publish)  # type: ignore[arg-type, dict-item]
     loop = asyncio.create_task(survivor.run_forever())
-    await wait_for(lambda: [r.status for r in results][-1:] in (["delivered"], ["duplicate"]))
-    await stop(survivor, loop)
+    try:
+        await wait_for(lambda: [r.status for r in results][-1:] in (["delivered"], ["duplicate"]))
+    finally:
+        await stop(survivor, loop)
+        for task in list(killed.tasks):
+            task.cancel()
+        await asyncio.gather(*killed.tasks, return_exceptions=True)
     assert recorder.sent == [job.id] and [r.status for r in results] == ["delivered"]
-    for task in list(killed.tasks):
-        task.cancel()
-    await asyncio.gather(*killed.tasks, return_exceptions=True)
+
+
+async def test_a_send_slower_than_its_lease_is_not_sent_again(
+    redis: aioredis.Redis, settings_for, fixtures_dir: Path
+) -> None:
+    """A live send past ``NOTIFIER_LEASE_S`` (a slow SMTP peer, Slack's Retry-After waits): its job was leased
+    again and, its claims having run out, sent a second time, and again every lease after."""
+    job = await one_alert(redis, fixtures_dir)
+    settings = settings_for(lease_s=0.5)
+
+    class Slow(Recorder):
+        async def send(self, job: DeliveryJob, sub: Subscription) -> Outcome:
+            self.sent.append(job.id)
+            await asyncio.sleep(2.0)  # four leases
+            return Outcome("delivered", 250)
+
+    results, publish = collector()
+    sender = Slow()
+    worker = DeliveryWorker(redis, settings, {"email": sender}, publish)  # type: ignore[arg-type, dict-item]
+    loop = asyncio.create_task(worker.run_forever())
+    try:
+        await wait_for(lambda: [r.status for r in results] == ["delivered"])
+        await asyncio.sleep(1.5)  # three more leases: a second send would have started by now
+    finally:
+        await stop(worker, loop)
+    assert sender.sent == [job.id] and [r.status for r in results] == ["delivered"]
+    assert await DeliveryQueue(redis).pending() == 0
 
 
 async def test_send_that_crashes_is_retried_not_reported_duplicate(
