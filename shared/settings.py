@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import secrets
@@ -105,9 +104,12 @@ class UserUrlGuard(BaseModel):
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _networks(cls, networks: list[str]) -> list[str]:
+        """Parsed here as the senders parse them (``parse_networks``), so a bad entry stops the start, not a send."""
+        from shared.ssrf import parse_networks
+
         for network in networks:
             try:
-                ipaddress.ip_network(network, strict=False)
+                parse_networks([network])
             except ValueError:
                 raise ValueError(
                     f"{network!r} is not a network: give addresses in CIDR form, e.g. 10.0.0.0/8 or 127.0.0.1/32"
