@@ -229,11 +229,11 @@ def collect(
     holdout: bool = False,
 ) -> dict[str, np.ndarray]:
     papers = load_dataset(dataset)
-    embed_cached([p.text for p in papers], cache, None)
+    embed_cached([p.text for p in papers], cache)
     rng = np.random.default_rng(seed)
     rows: dict[str, list] = {"baseline": [], "relevant": [], "key": []}
     for fold_no, parts in enumerate(rotating_splits(papers)):
-        split = build_split(papers, 2, cache, None, parts)
+        split = build_split(papers, 2, cache, parts)
         prim_h, prim_n = split.primaries()
         cats = sorted(c for c in set(prim_h) if (prim_h == c).sum() >= k and (prim_n == c).any())
         x_history, x_new = split.x_history, split.x_new

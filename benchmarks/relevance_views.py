@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from services.classifier.dataset import LabeledPaper, load_dataset  # noqa: E402
-from services.classifier.embedding import EmbeddingCache, normalize_rows  # noqa: E402
+from services.classifier.embedding import EmbeddingCache, configured_model, normalize_rows  # noqa: E402
 
 PIECE_WORDS = 80  # about 110 word pieces
 
@@ -107,7 +107,7 @@ def main() -> None:
         compare(args.production, args.view)
         return
     papers = load_dataset(args.dataset)
-    cache = EmbeddingCache(args.out)
+    cache = EmbeddingCache(args.out, configured_model().weights)  # read by relevance_screen.py --cache
     cache.put_many({EmbeddingCache.key(p.text): v for p, v in zip(papers, embed_view(papers, args.view), strict=True)})
     cache.close()
 

@@ -234,10 +234,14 @@ def main() -> int:
     import redis.exceptions
     from pydantic import ValidationError
 
+    from shared.embedding import ModelError
     from shared.settings import settings_problem
 
     try:
         app()
+    except ModelError as exc:  # the model directory does not fit the settings: the message says what to do
+        fail(str(exc), RUNTIME)
+        return RUNTIME
     except ValidationError as exc:
         problem = settings_problem(exc)
         if problem is None:

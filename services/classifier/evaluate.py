@@ -105,12 +105,11 @@ def build_split(
     papers: list[LabeledPaper],
     eval_days: int,
     cache: Path | None,
-    embed: Callable | None = None,
     parts: tuple[list[LabeledPaper], list[LabeledPaper]] | None = None,
 ) -> Split:
     history, new = parts if parts is not None else split_by_days(papers, eval_days)
     texts_h, texts_n = [p.text for p in history], [p.text for p in new]
-    vectors = embed_cached(texts_h + texts_n, cache, embed)
+    vectors = embed_cached(texts_h + texts_n, cache)
     return Split(history, new, vectors[: len(history)], vectors[len(history) :], texts_h, texts_n)
 
 
@@ -205,7 +204,6 @@ def evaluate(
     seed: int = 0,
     feedback_rounds: int = 3,
     cache: Path | None = Path("data/cache/embeddings.sqlite"),
-    embed: Callable | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> EvalResult:
     papers = load_dataset(dataset) if isinstance(dataset, Path) else dataset
@@ -213,7 +211,7 @@ def evaluate(
         raise ValueError(f"--folds must be 'last' or 'rotate', not {folds!r}")
     if folds == "rotate":
         parts_list: list[tuple[list[LabeledPaper], list[LabeledPaper]] | None] = list(rotating_splits(papers))
-        embed_cached([p.text for p in papers], cache, embed)  # embed every paper once, then folds hit the cache
+        embed_cached([p.text for p in papers], cache)  # embed every paper once, then folds hit the cache
     else:
         parts_list = [None]
     rng = np.random.default_rng(seed)
@@ -222,7 +220,7 @@ def evaluate(
     categories: list[str] = []
     n_history = n_new = 0
     for fold_no, parts in enumerate(parts_list):
-        split = build_split(papers, eval_days, cache, embed, parts)
+        split = build_split(papers, eval_days, cache, parts)
         n_history += len(split.history)
         n_new += len(split.new)
         _tfidf(split)

@@ -7,18 +7,14 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.embedding import default_model_dir
-from shared.settings import ServiceSettings
+from shared.settings import ModelServiceSettings
 
 
-class ClassifierSettings(ServiceSettings):
+class ClassifierSettings(ModelServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CLASSIFIER_", extra="ignore")
 
     background_size: int = 2000
     """Recent paper vectors kept as the background the per-subscription models train against."""
-    model_dir: Path | None = None
-    """An exported ONNX model directory for embedding interest texts (default: PAPERWIRE_MODEL_DIR, else
-    data/models/<id>)."""
     cache_path: Path = Path("data/cache/embeddings.sqlite")
     batch_max_records: int = Field(
         default=256,
@@ -33,6 +29,3 @@ class ClassifierSettings(ServiceSettings):
         if "cache_path" not in self.model_fields_set:
             self.cache_path = self.data_dir / "cache" / "embeddings.sqlite"
         return self
-
-    def resolved_model_dir(self) -> Path:
-        return self.model_dir or default_model_dir()

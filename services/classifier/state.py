@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from services.classifier.embedding import embed_cached
+from services.classifier.embedding import TextModel, embed_cached
 from services.classifier.learner import model_from_dict
 from services.classifier.profiles import build_profile, inputs_digest
 from services.classifier.scoring import Match, Profile, Scorer, TrendingRanks
@@ -69,9 +69,11 @@ class ClassifierState:
         background_size: int = 2000,
         cache=None,  # noqa: ANN001
         resync_after_s: float = 36 * 3600.0,
+        text_model: TextModel | None = None,
     ) -> None:
         self.redis = redis
         self.space = space
+        self.text_model = text_model  # interest texts; None: the configured one
         self.dims = int(space.rsplit(":", 1)[1])
         self.background_size = background_size
         self.cache = cache
@@ -171,7 +173,7 @@ class ClassifierState:
         liked = np.array([vectors[p] for p in liked_ids if p in vectors]).reshape(-1, self.dims)
         disliked = np.array([vectors[p] for p in disliked_ids if p in vectors]).reshape(-1, self.dims)
         interests = (
-            await asyncio.to_thread(embed_cached, subscription.interests, self.cache)
+            await asyncio.to_thread(embed_cached, subscription.interests, self.cache, self.text_model)
             if subscription.interests
             else np.zeros((0, self.dims), np.float32)
         )

@@ -25,7 +25,13 @@ def model_export(
     ] = None,
     precision: Annotated[str, typer.Option("--precision", help="comma-separated: fp32,fp16,int8")] = "fp32,fp16,int8",
     model_id: Annotated[
-        str | None, typer.Option("--model-id", help="default: the bundled model's id or the dir name")
+        str | None,
+        typer.Option(
+            "--model-id",
+            envvar="PAPERWIRE_MODEL_ID",
+            help="the id the services are given (PAPERWIRE_MODEL_ID); default: the bundled model's, or the "
+            "--model-dir folder's name",
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="export again even when the outputs are up to date")] = False,
 ) -> None:
@@ -42,6 +48,11 @@ def model_export(
         _source_model(model_dir, "config.json")
     if out is not None:
         output_folder(out, "--out")
+    if model_dir is None and model_id not in (None, DEFAULT_MODEL_ID):
+        raise fail(
+            f"the bundled model is {DEFAULT_MODEL_ID}, not {model_id!r} (PAPERWIRE_MODEL_ID or --model-id): give "
+            "--model-dir with that model's sentence-transformers directory"
+        )
     model_id = model_id or (model_dir.name if model_dir else DEFAULT_MODEL_ID)
     started = time.perf_counter()
     try:

@@ -12,6 +12,7 @@ from shared.embedding import (
     Embedder,
     ModelError,
     ModelManifest,
+    check_model_id,
     cuda_loadable,
     load_embedder,
     pick_precision,
@@ -23,11 +24,7 @@ def check_model(settings: EmbedderSettings) -> tuple[ModelManifest, bool]:
     """(manifest, on CUDA); raise ModelError with what to do when the model directory does not fit the settings."""
     model_dir = settings.resolved_model_dir()
     info = ModelManifest.read(model_dir)
-    if info.model_id != settings.model_id:
-        raise ModelError(
-            f"model/manifest mismatch: EMBEDDER_MODEL_ID is {settings.model_id!r} but {model_dir} holds "
-            f"{info.model_id!r}; export that model or point EMBEDDER_MODEL_DIR at its directory"
-        )
+    check_model_id(info, settings.model_id, model_dir)
     if settings.max_tokens and settings.max_tokens > info.max_tokens:
         raise ModelError(f"EMBEDDER_MAX_TOKENS={settings.max_tokens} exceeds the model's {info.max_tokens}")
     on_cuda = settings.device != "cpu" and cuda_loadable()

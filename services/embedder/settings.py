@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.embedding import DEFAULT_MODEL_ID, default_model_dir
-from shared.settings import ServiceSettings
+from shared.settings import ModelServiceSettings
 
 
-class EmbedderSettings(ServiceSettings):
+class EmbedderSettings(ModelServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EMBEDDER_", extra="ignore")
 
-    model_id: str = Field(default=DEFAULT_MODEL_ID, description="must match the model directory's manifest")
-    model_dir: Path | None = Field(default=None, description="default: PAPERWIRE_MODEL_DIR, else data/models/<id>")
     precision: Literal["auto", "fp32", "fp16", "int8"] = Field(
         default="auto", description="auto: fp16 on CUDA, int8 on CPU when the export measured it faithful"
     )
@@ -42,9 +38,6 @@ class EmbedderSettings(ServiceSettings):
         default=None, ge=1, description="CPU: single-threaded ONNX Runtime runs side by side (default: one per core)"
     )
     vector_dtype: Literal["float16", "float32"] = "float16"
-
-    def resolved_model_dir(self) -> Path:
-        return self.model_dir or default_model_dir(self.model_id)
 
     def providers(self) -> list[str]:
         if self.device == "cpu":

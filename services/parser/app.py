@@ -38,7 +38,9 @@ def build_router(settings: ParserSettings) -> RedisRouter:
     trending = router.publisher(stream=Stream.TRENDING)
     redis = service_redis(settings)
     store = PaperStore(redis)
-    tokenizer = open_tokenizer(settings.tokenize, settings.resolved_model_dir(), settings.max_tokens)
+    tokenizer = open_tokenizer(
+        settings.tokenize, settings.resolved_model_dir(), settings.max_tokens, model_id=settings.model_id
+    )
     plan_ttl_s = max(int(settings.retention_hours * 3600), 1)  # as long as the raw event can be redelivered
 
     @subscriber(router, Stream.RAW, service=SERVICE, settings=settings)

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.embedding import ModelError, ModelManifest, compose_text, load_tokenizer, tokenize, verify_file
+from shared.embedding import (
+    DEFAULT_MODEL_ID,
+    ModelError,
+    ModelManifest,
+    check_model_id,
+    compose_text,
+    load_tokenizer,
+    tokenize,
+    verify_file,
+)
 from shared.events import PaperParsed, TokenIds
 
 log = logging.getLogger("paperwire.parser.tokens")
@@ -34,9 +43,13 @@ class PaperTokenizer:
     flash_chunk: int = 32
 
     @classmethod
-    def open(cls, model_dir: Path, max_tokens: int | None = None) -> PaperTokenizer:
-        """Raise ModelError when the directory has no usable manifest or the tokenizer file does not match it."""
+    def open(
+        cls, model_dir: Path, max_tokens: int | None = None, *, model_id: str = DEFAULT_MODEL_ID
+    ) -> PaperTokenizer:
+        """Raise ModelError when the directory has no usable manifest, holds another model than ``model_id``, or
+        its tokenizer file does not match the manifest."""
         info = ModelManifest.read(model_dir)
+        check_model_id(info, model_id, model_dir)
         path = verify_file(model_dir, info.tokenizer)
         limit = min(max_tokens or info.max_tokens, info.max_tokens)
         return cls(load_tokenizer(path, limit), info.tokenizer.sha256, limit)
@@ -59,7 +72,9 @@ class PaperTokenizer:
         return len(todo)
 
 
-def open_tokenizer(enabled: bool | None, model_dir: Path, max_tokens: int | None = None) -> PaperTokenizer | None:
+def open_tokenizer(
+    enabled: bool | None, model_dir: Path, max_tokens: int | None = None, *, model_id: str = DEFAULT_MODEL_ID
+) -> PaperTokenizer | None:
     """``enabled`` None: tokenize when the model directory has a manifest (quietly off when it has none);
     True: a missing or broken model directory is an error; False: never."""
     if enabled is False:
@@ -68,7 +83,7 @@ def open_tokenizer(enabled: bool | None, model_dir: Path, max_tokens: int | None
         log.info("no embedding model at %s: papers.parsed events carry no token ids", model_dir)
         return None
     try:
-        return PaperTokenizer.open(Path(model_dir), max_tokens)
+        return PaperTokenizer.open(Path(model_dir), max_tokens, model_id=model_id)
     except ModelError:
         if enabled:
             raise

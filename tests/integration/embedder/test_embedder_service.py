@@ -156,7 +156,7 @@ async def test_a_vector_the_model_got_wrong_is_dead_lettered_not_stored(
 
 
 async def test_mismatched_model_refuses_to_start(clean_redis: str, model_dir: Path, build_router) -> None:
-    with pytest.raises(ModelError, match="model/manifest mismatch: EMBEDDER_MODEL_ID is 'intfloat/e5-small-v2'"):
+    with pytest.raises(ModelError, match="model/manifest mismatch: PAPERWIRE_MODEL_ID is 'intfloat/e5-small-v2'"):
         build_router(settings(clean_redis, model_dir, model_id="intfloat/e5-small-v2"))
     with pytest.raises(ModelError, match="precision 'fp16' was not exported|no manifest.json"):
         build_router(settings(clean_redis, model_dir / "missing", precision="fp16"))

@@ -210,7 +210,7 @@ async def test_tokenizer_error_leaves_events_for_the_redelivery(
                 raise RuntimeError("simulated tokenizer failure")
             return 0
 
-    monkeypatch.setattr("services.parser.app.open_tokenizer", lambda *args: FlakyTokenizer())
+    monkeypatch.setattr("services.parser.app.open_tokenizer", lambda *args, **kwargs: FlakyTokenizer())
     body = (FIXTURES / "arxiv_rss/distill_rss2_cs.CL_2026-04.xml").read_text()
     parsed, _ = await run_with_one_failure(redis, clean_redis, RawPapers(source="arxiv-rss", url="x", body=body), 3, 0)
     assert FlakyTokenizer.calls == 2

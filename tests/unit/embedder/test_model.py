@@ -144,9 +144,9 @@ def test_a_corrupt_file_refuses_to_start(model_dir: Path, tmp_path: Path, corrup
 
 def test_a_different_model_id_refuses_to_start(model_dir: Path) -> None:
     settings = EmbedderSettings(model_dir=model_dir, model_id="BAAI/bge-small-en-v1.5", device="cpu")
-    with pytest.raises(ModelError, match="EMBEDDER_MODEL_ID is 'BAAI/bge-small-en-v1.5' but .* holds"):
+    with pytest.raises(ModelError, match="PAPERWIRE_MODEL_ID is 'BAAI/bge-small-en-v1.5' but .* holds"):
         check_model(settings)
-    with pytest.raises(ModelError, match="configured model id"):
+    with pytest.raises(ModelError, match="PAPERWIRE_MODEL_ID is 'BAAI"):
         load_embedder(model_dir, providers=["CPUExecutionProvider"], model_id="BAAI/bge-small-en-v1.5")
     assert check_model(settings.model_copy(update={"model_id": "sentence-transformers/all-MiniLM-L6-v2"}))
 

@@ -64,6 +64,14 @@ def test_a_changed_tokenizer_file_is_refused(model_dir: Path, tmp_path: Path) ->
     assert open_tokenizer(None, tmp_path) is None  # default: warn and carry no ids
 
 
+def test_another_models_export_gives_no_ids(model_dir: Path) -> None:
+    """Ids from another model's tokenizer would be ignored by the embedder at best: the parser says so at start."""
+    with pytest.raises(ModelError, match="PAPERWIRE_MODEL_ID is 'BAAI/bge-small-en-v1.5' but"):
+        open_tokenizer(True, model_dir, model_id="BAAI/bge-small-en-v1.5")
+    assert open_tokenizer(None, model_dir, model_id="BAAI/bge-small-en-v1.5") is None
+    assert open_tokenizer(None, model_dir, model_id="sentence-transformers/all-MiniLM-L6-v2") is not None
+
+
 def test_flash_tokenizer_gets_small_batches_and_the_same_ids(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """flash-tokenizer holds the GIL for a whole call (~80 ms for the 387-paper OAI page), so a worker thread
     alone would still stall the event loop: it gets ``flash_chunk`` texts a call. The ids are the same as one
