@@ -504,3 +504,26 @@ async def test_claim_many_counts_its_own_claims_when_a_round_trip_is_sent_twice(
     assert await claim_once(redis, "test-claim:taken")
     monkeypatch.setattr(Pipeline, "execute", sent_twice)
     assert await claim_many(redis, ["test-claim:a", "test-claim:taken", "test-claim:b"]) == [True, False, True]
+
+
+async def test_consumers_gone_for_the_retention_are_forgotten(redis: aioredis.Redis) -> None:
+    """Every process registers a new consumer name; a gone one with nothing pending is deleted, never one that
+    still owns entries or still reads."""
+    from shared.retention import _DELETE_IF_IDLE, forget_gone_consumers
+
+    await ensure_group(redis, STREAM, GROUP)
+    for i in range(3):
+        await redis.xadd(STREAM, {"n": str(i)})
+    await redis.xreadgroup(GROUP, "owner", {STREAM: ">"}, count=1)  # crashed with an entry: the claimer's job
+    for name in ("gone", "live"):
+        if name == "live":
+            await asyncio.sleep(0.3)
+        [[_stream, [(entry_id, _fields)]]] = await redis.xreadgroup(GROUP, name, {STREAM: ">"}, count=1)
+        await redis.xack(STREAM, GROUP, entry_id)
+    assert await forget_gone_consumers(redis, STREAM, idle_s=0.2) == [f"{GROUP}/gone"]
+    names = {c["name"].decode() for c in await redis.xinfo_consumers(STREAM, GROUP)}
+    assert names == {"owner", "live"}
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 1
+    # the delete itself checks again: a consumer that read an entry since XINFO keeps it
+    assert await redis.eval(_DELETE_IF_IDLE, 1, STREAM, GROUP, "owner") == 0
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 1
