@@ -2,8 +2,10 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The exported ONNX model is cached outside the work tree, so fresh clones reuse it.
-export PAPERWIRE_MODEL_DIR ?= $(HOME)/.cache/paperwire/models/all-MiniLM-L6-v2
+# The exported ONNX model is cached outside the work tree, so fresh clones reuse it. Another embedding model:
+# make run PAPERWIRE_MODEL_ID=BAAI/bge-small-en-v1.5 MODEL_SOURCE=<its sentence-transformers directory>
+export PAPERWIRE_MODEL_ID ?= sentence-transformers/all-MiniLM-L6-v2
+export PAPERWIRE_MODEL_DIR ?= $(HOME)/.cache/paperwire/models/$(notdir $(PAPERWIRE_MODEL_ID))
 
 .PHONY: install run demo test lint format up down model browser clean
 
@@ -16,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 model: install
-	$(BIN)/paperwire model export
+	$(BIN)/paperwire model export $(if $(MODEL_SOURCE),--model-dir $(MODEL_SOURCE))
 
 run: install model
 	$(BIN)/paperwire run
