@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
@@ -134,6 +135,16 @@ def message_id(job: DeliveryJob, mail_from: str) -> str:
     """Derived from the job id: a resend of the same delivery carries the same Message-ID."""
     domain = parseaddr(mail_from)[1].rpartition("@")[2] or "paperwire.localhost"
     return f"<{job.id}@{domain}>"
+
+
+# RFC 5322's hard limit instead of the 78-character fold: the List-Unsubscribe URL (no spaces, ~200 characters)
+# was folded into RFC 2047 encoded words, which RFC 2369/8058 readers (Gmail's one-click unsubscribe) cannot read.
+WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
+def wire_bytes(msg: EmailMessage) -> bytes:
+    """The message as sent and as written to the outbox (CRLF, headers unfolded up to 998 characters)."""
+    return msg.as_bytes(policy=WIRE_POLICY)
 
 
 def build_message(job: DeliveryJob, subscription: Subscription, links: Links, mail_from: str) -> EmailMessage:

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import parsedate_to_datetime
+from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +25,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from services.notifier import payload as webhook_payload
-from services.notifier.email_render import Links, build_message
+from services.notifier.email_render import Links, build_message, wire_bytes
 from services.notifier.jobs import DeliveryJob
 from services.notifier.settings import NotifierSettings
 from services.notifier.slack_blocks import build_messages
@@ -97,7 +97,8 @@ class EmailSender:
             return Outcome("delivered", detail={"path": str(path)})
         try:
             await aiosmtplib.send(
-                msg,
+                wire_bytes(msg),  # aiosmtplib's own flattening folds at 78 characters
+                sender=parseaddr(s.mail_from)[1],
                 recipients=[job.target],  # the validated address itself, not a re-parse of the To header
                 hostname=s.smtp_host,
                 port=s.smtp_port,
@@ -135,7 +136,7 @@ def write_eml(outbox: Path, name: str, msg: EmailMessage) -> Path:
     final = outbox / f"{name}.eml"
     fd, tmp = tempfile.mkstemp(dir=outbox, suffix=".tmp")
     with os.fdopen(fd, "wb") as handle:
-        handle.write(msg.as_bytes())
+        handle.write(wire_bytes(msg))
     os.replace(tmp, final)
     return final
 

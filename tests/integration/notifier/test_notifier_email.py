@@ -92,6 +92,8 @@ async def test_smtp_mail_parses_escapes_and_unsubscribes(
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = parsed["List-Unsubscribe"].strip("<>")
     assert url.startswith("http://127.0.0.1:8000/v1/unsubscribe/")
+    # as received, not as a decoding parser shows it: RFC 2369 wants the plain <URL>, not RFC 2047 encoded words
+    assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode() in raw
     link = verify_link("integration-link-secret", url.rsplit("/", 1)[1])
     assert link["action"] == "unsubscribe" and link["subscription_id"] == sub.id
     assert parsed["Message-ID"] == f"<{job.id}@paperwire.localhost>"
