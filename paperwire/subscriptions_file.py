@@ -65,12 +65,17 @@ async def load_subscriptions(redis_url: str, subscriptions: list[Subscription]) 
             for subscription in subscriptions:
                 stored = await store.get(subscription.id)
                 action = "updated" if stored else "created"
+                notes = ""
                 if stored is not None:
                     subscription = kept_from_store(subscription, stored)
+                    if subscription.owner != stored.owner:
+                        notes += f", owner {stored.owner} -> {subscription.owner}"
+                    if not subscription.active:
+                        notes += ", paused"
                 await store.put(subscription)
                 event = SubscriptionChanged(subscription_id=subscription.id, action=action, subscription=subscription)
                 await broker.publish(event, stream=Stream.SUBSCRIPTIONS)
-                actions.append(f"{action} {subscription.id} ({subscription.name})")
+                actions.append(f"{action} {subscription.id} ({subscription.name}{notes})")
     finally:
         await client.aclose()
     return actions
@@ -78,11 +83,12 @@ async def load_subscriptions(redis_url: str, subscriptions: list[Subscription]) 
 
 def kept_from_store(loaded: Subscription, stored: Subscription) -> Subscription:
     """A file loaded again over a running service keeps what its users did meanwhile, unless the file sets it:
-    their ratings, the webhook endpoints they added through the api (a plain export leaves them out, secrets
-    and all), when the subscription was created, and its owner (else an entry without one moves it to "default")."""
+    their ratings, a pause or an unsubscribe (a reload must not mail someone who unsubscribed), the webhook
+    endpoints they added through the api (a plain export leaves them out, secrets and all), when the subscription
+    was created, and its owner (else an entry without one moves it to "default")."""
     keep: dict[str, object] = {
         name: getattr(stored, name)
-        for name in ("owner", "liked", "disliked", "created_at")
+        for name in ("owner", "active", "liked", "disliked", "created_at")
         if name not in loaded.model_fields_set
     }
     if "channels" not in loaded.model_fields_set or "webhooks" not in loaded.channels.model_fields_set:

@@ -49,10 +49,35 @@ async def test_a_new_owner_in_the_file_takes_the_subscription_from_the_old_one(
 ) -> None:
     (loaded,) = [s for s in read_subscriptions(EXAMPLE) if s.id == "llm-agents"]
     await load_subscriptions(clean_redis, [loaded])
-    await load_subscriptions(clean_redis, [loaded.model_copy(update={"owner": "alice"})])
+    moved = loaded.model_copy(update={"owner": "alice"})
+    assert await load_subscriptions(clean_redis, [moved]) == [
+        f"updated llm-agents (LLM agents, reasoning and retrieval, owner {loaded.owner} -> alice)"
+    ]
     store = SubscriptionStore(redis)
     assert [s.id for s in await store.list("alice")] == ["llm-agents"]
     assert await store.list(loaded.owner) == []
+
+
+async def test_a_reload_keeps_an_unsubscribe_unless_the_file_says_active(
+    redis: aioredis.Redis, clean_redis: str, tmp_path: Path
+) -> None:
+    """The user unsubscribed from an email's one-click link (the subscription is paused): loading the operator's
+    file again must not start mailing them."""
+    (loaded,) = [s for s in read_subscriptions(EXAMPLE) if s.id == "llm-agents"]
+    await load_subscriptions(clean_redis, [loaded])
+    store = SubscriptionStore(redis)
+    await store.update("llm-agents", lambda current: current.model_copy(update={"active": False}))
+    assert await load_subscriptions(clean_redis, [loaded]) == [
+        "updated llm-agents (LLM agents, reasoning and retrieval, paused)"
+    ]
+    stored = await store.get("llm-agents")
+    assert stored is not None and not stored.active
+    resumed = tmp_path / "subs.yaml"
+    resumed.write_text(EXAMPLE.read_text().replace("  - id: llm-agents\n", "  - id: llm-agents\n    active: true\n", 1))
+    (again,) = [s for s in read_subscriptions(resumed) if s.id == "llm-agents"]
+    await load_subscriptions(clean_redis, [again])
+    stored = await store.get("llm-agents")
+    assert stored is not None and stored.active
 
 
 def test_a_file_entry_needs_an_id(tmp_path: Path) -> None:
