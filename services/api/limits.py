@@ -54,19 +54,25 @@ class BodySizeLimit:
                     await self._refuse(send, max_bytes)
                     return
         seen = 0
-        started = False
+        started = exceeded = False
 
         async def counting_receive() -> dict[str, Any]:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > max_bytes:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
             nonlocal started
+            if exceeded:  # FastAPI turns the error into its own 400 ("error parsing the body"): ours goes instead
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._refuse(send, max_bytes)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import redis.asyncio as aioredis
@@ -136,6 +137,16 @@ async def test_bad_input_is_refused_with_the_field_named(api: httpx.AsyncClient,
     huge = {**SPEC, "interests": ["x" * 1000] * 100}
     too_large = await api.post("/v1/subscriptions", json=huge, headers=alice)
     assert too_large.status_code == 413 and "body" in too_large.json()["detail"]
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit counts what arrives
+        body = json.dumps(huge).encode()
+        for start in range(0, len(body), 16 * 1024):
+            yield body[start : start + 16 * 1024]
+
+    chunked = await api.post(
+        "/v1/subscriptions", content=chunks(), headers={**alice, "content-type": "application/json"}
+    )
+    assert chunked.status_code == 413 and "body" in chunked.json()["detail"]
     assert (await api.get("/v1/subscriptions/..%2F..", headers=alice)).status_code in (404, 422)
     assert await redis.keys("subscription:*") == []
 
