@@ -49,9 +49,26 @@ class WebhookCreated(BaseModel):
     secret: str
 
 
+class EndpointState(BaseModel):
+    """The notifier's record of an endpoint's deliveries (a Redis hash of strings, ``DeliveryLog``), typed."""
+
+    state: str = "active"
+    consecutive_failures: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    last_attempt_at: str | None = None
+    disabled_reason: str | None = None
+    disabled_at: str | None = None
+
+    @classmethod
+    def stored(cls, raw: dict[str, str]) -> EndpointState:
+        """Empty strings are how the hash says "none"."""
+        return cls.model_validate({k: v for k, v in raw.items() if v != "" and k in cls.model_fields})
+
+
 class WebhookStatus(BaseModel):
     endpoint: WebhookView
-    state: dict[str, str]
+    state: EndpointState
     attempts: list[dict[str, Any]]
 
 
@@ -205,7 +222,11 @@ async def list_webhooks(owner: Owner, ctx: Ctx, subscription_id: SubscriptionId)
     subscription = await ctx.ops.get(owner, subscription_id)
     log = DeliveryLog(ctx.redis)
     return [
-        WebhookStatus(endpoint=webhook_view(w), state=await log.state(w.id), attempts=await log.recent_attempts(w.id))
+        WebhookStatus(
+            endpoint=webhook_view(w),
+            state=EndpointState.stored(await log.state(w.id)),
+            attempts=await log.recent_attempts(w.id),
+        )
         for w in subscription.channels.webhooks
     ]
 

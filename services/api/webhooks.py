@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
 import time
 import uuid
 from typing import Any
@@ -36,6 +37,8 @@ async def check_destination(url: str, allowed_networks: list[str]) -> PinnedURL:
     try:
         return await resolve_safe(url, parse_networks(allowed_networks))
     except UnsafeURL as exc:
+        if isinstance(exc.__cause__, socket.gaierror):  # a name that does not resolve is no blocked address
+            raise httpx.ConnectError(f"DNS: {exc}") from exc
         raise BlockedAddress(str(exc)) from exc
 
 

@@ -88,10 +88,19 @@ async def test_register_test_event_attempts_and_reenable(
     )
     listed = (await api.get(f"/v1/subscriptions/{sid}/webhooks", headers=alice)).json()
     assert listed[0]["endpoint"]["enabled"] is False and listed[0]["endpoint"]["disabled_reason"] == "410 Gone"
+    assert listed[0]["state"] == {
+        "state": "disabled",
+        "consecutive_failures": 7,
+        "last_status": None,
+        "last_error": None,
+        "last_attempt_at": None,
+        "disabled_reason": "410 Gone",
+        "disabled_at": None,
+    }
     enabled = await api.post(f"/v1/subscriptions/{sid}/webhooks/{endpoint['id']}/enable", headers=alice)
     assert enabled.json()["enabled"] is True
     state = (await api.get(f"/v1/subscriptions/{sid}/webhooks", headers=alice)).json()[0]["state"]
-    assert (state["state"], state["disabled_reason"], state["consecutive_failures"]) == ("active", "", "0")
+    assert (state["state"], state["disabled_reason"], state["consecutive_failures"]) == ("active", None, 0)
     stored = await ops.get("alice", sid)
     assert stored.channels.webhooks[0].enabled is True and stored.channels.webhooks[0].secret == secret
 
@@ -216,6 +225,18 @@ async def test_test_event_goes_to_the_address_that_was_checked(monkeypatch: pyte
     assert request.url.host == "93.184.216.34"
     assert request.headers["host"] == "rebind.example"
     assert request.extensions["sni_hostname"] == "rebind.example"
+
+
+async def test_test_event_to_a_name_that_does_not_resolve_says_so() -> None:
+    """Reported as a connection failure, not as "BlockedAddress": nothing about the address was unsafe."""
+    attempt = await webhooks.send_signed(
+        "https://no-such-host.invalid/hook",  # RFC 2606: never resolves
+        "whsec_" + "A" * 32,
+        webhooks.test_payload("s", "e"),
+        timeout_s=1,
+        allowed_networks=[],
+    )
+    assert attempt["ok"] is False and attempt["error"].startswith("ConnectError: DNS: cannot resolve")
 
 
 @pytest.mark.parametrize("proxy", [None, "http://127.0.0.1:9"], ids=["no proxy", "proxy in the environment"])

@@ -12,7 +12,7 @@ import jsonschema_rs
 import pytest
 from slack_sdk.models.blocks import Block
 
-from services.notifier.email_render import Links, build_message, render_html
+from services.notifier.email_render import Links, build_message, render_html, render_text
 from services.notifier.jobs import HEARTBEAT_NOTE, MatchItem, alert_jobs, digest_jobs, job_id
 from services.notifier.payload import build_payload, encode, load_schema
 from services.notifier.slack_blocks import MAX_BLOCKS, build_messages
@@ -167,3 +167,12 @@ def test_code_link_is_only_an_http_url(fixtures_dir: Path) -> None:
     assert f'href="https://arxiv.org/abs/{evil.id}"' in html
     assert "https://github.com/DCI-Agent/DCI-Agent-Lite" not in html
     assert html.count(">Code</a>") == sum(1 for p in papers[1:] if p.links.get("code"))
+
+
+def test_text_mail_shows_categories_and_upvotes_without_a_stray_separator(fixtures_dir: Path) -> None:
+    papers = hf_papers(fixtures_dir)
+    bare = papers[0].model_copy(update={"categories": []})  # Hugging Face alone gives no arXiv category
+    sub = subscription()
+    (job,) = alert_jobs(sub, items([bare])[0])
+    text = render_text(job, sub, LINKS)
+    assert f"\n   {bare.hf.upvotes} upvotes\n" in text and "   | " not in text
