@@ -41,12 +41,13 @@ from services.embedder import app as embedder_app  # noqa: E402
 from services.embedder.settings import EmbedderSettings  # noqa: E402
 from services.parser.tokens import PaperTokenizer  # noqa: E402
 from shared.consumer import ensure_groups  # noqa: E402
-from shared.embedding import compose_text, load_embedder  # noqa: E402
+from shared.embedding import load_embedder  # noqa: E402
 from shared.events import PaperParsed, Stream  # noqa: E402
 from shared.logs import configure_logging  # noqa: E402
 from shared.paper import Paper  # noqa: E402
 from shared.runtime import make_broker  # noqa: E402
 from shared.storage import PaperStore  # noqa: E402
+from shared.text_tokens import compose_text  # noqa: E402
 
 LABELED = Path(__file__).resolve().parents[1] / "tests/fixtures/labeled/daily_arxiv_ai_enhanced"
 

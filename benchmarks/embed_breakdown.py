@@ -26,13 +26,8 @@ except ImportError:
 import numpy as np  # noqa: E402
 
 from services.embedder.export import real_abstracts  # noqa: E402
-from shared.embedding import (  # noqa: E402
-    _worker_init,
-    _worker_tokenize,
-    load_embedder,
-    load_tokenizer,
-    tokenize,
-)
+from shared.embedding import load_embedder  # noqa: E402
+from shared.text_tokens import _worker_init, _worker_tokenize, load_tokenizer, tokenize  # noqa: E402
 
 
 def timed(fn, repeats: int = 2) -> tuple[float, object]:

@@ -21,7 +21,8 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.classifier.dataset import load_dataset  # noqa: E402
-from shared.embedding import default_model_dir, load_embedder  # noqa: E402
+from shared.embedding import load_embedder  # noqa: E402
+from shared.model_files import default_model_dir  # noqa: E402
 
 SHIPPED = {"weight_type": QuantType.QInt8, "per_channel": True, "reduce_range": True}  # services/embedder/export.py
 VARIANTS: dict[str, dict[str, object]] = {

@@ -46,7 +46,8 @@ def pieces(abstract: str) -> list[str]:
 
 
 def embed_view(papers: list[LabeledPaper], view: str) -> np.ndarray:
-    from shared.embedding import default_model_dir, load_embedder
+    from shared.embedding import load_embedder
+    from shared.model_files import default_model_dir
 
     embedder = load_embedder(default_model_dir(), "fp32", max_tokens=128)
     if view == "t128":

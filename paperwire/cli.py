@@ -234,7 +234,7 @@ def main() -> int:
     import redis.exceptions
     from pydantic import ValidationError
 
-    from shared.embedding import ModelError
+    from shared.model_files import ModelError
     from shared.settings import settings_problem
 
     try:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.embedding import DEFAULT_MODEL_ID, default_model_dir
+from shared.model_files import DEFAULT_MODEL_ID, default_model_dir
 
 LINK_SECRET_FILE = "link_secret"
 # Read as PAPERWIRE_<NAME> by every service, and as <SERVICE>_<NAME> for one service (which wins).

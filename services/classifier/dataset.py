@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from shared.embedding import compose_text
 from shared.paper import clean_text
+from shared.text_tokens import compose_text
 
 _DATE_NAME_RE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 _CATEGORY_SEP_RE = re.compile(r"[\s,;|]+")

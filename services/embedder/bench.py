@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from services.embedder.export import bundled_model_dir, default_out_dir, export_model, real_abstracts
-from shared.embedding import PRECISIONS, _worker_init, _worker_time_tokenize, load_embedder
+from shared.embedding import load_embedder
+from shared.model_files import PRECISIONS
+from shared.text_tokens import _worker_init, _worker_time_tokenize
 
 
 def cpu_name() -> str:

@@ -13,7 +13,8 @@ from typing import Annotated
 import typer
 
 from shared.cli_errors import RUNTIME, at_least, existing_folder, fail, file_problem, output_folder
-from shared.embedding import PRECISIONS, TOKENIZER_ENGINES, ModelError
+from shared.model_files import PRECISIONS, ModelError
+from shared.text_tokens import TOKENIZER_ENGINES
 
 
 def model_export(

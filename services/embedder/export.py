@@ -20,18 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.embedding import (
+from shared.embedding import load_embedder
+from shared.model_files import (
     DEFAULT_MODEL_ID,
     MANIFEST_NAME,
     PRECISIONS,
     ModelError,
     ModelFile,
     ModelManifest,
-    compose_text,
     default_model_dir,
-    load_embedder,
     sha256_file,
 )
+from shared.text_tokens import compose_text
 
 log = logging.getLogger("paperwire.embedder.export")
 

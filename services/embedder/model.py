@@ -8,16 +8,8 @@ import asyncio
 import os
 
 from services.embedder.settings import EmbedderSettings
-from shared.embedding import (
-    Embedder,
-    ModelError,
-    ModelManifest,
-    check_model_id,
-    cuda_loadable,
-    load_embedder,
-    pick_precision,
-    verify_file,
-)
+from shared.embedding import Embedder, cuda_loadable, load_embedder
+from shared.model_files import ModelError, ModelManifest, check_model_id, pick_precision, verify_file
 
 
 def check_model(settings: EmbedderSettings) -> tuple[ModelManifest, bool]:

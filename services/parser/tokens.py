@@ -1,7 +1,7 @@
 """Token ids for the embedder, made here: parser replicas scale out, so the embedder host spends its cores
 feeding the GPU instead of tokenizing (DESIGN.md: one host tokenizes at most ~27k texts/s).
 
-Same text policy as the embedder (``shared.embedding.compose_text`` + ``tokenize``); the ids carry the
+Same text policy as the embedder (``shared.text_tokens.compose_text`` + ``tokenize``); the ids carry the
 tokenizer's sha256 and max_tokens so an embedder with another model ignores them and tokenizes itself.
 
 ``attach`` is CPU work (~0.2-0.3 ms a paper, a document holds hundreds): the service runs it in a worker
@@ -15,17 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.embedding import (
-    DEFAULT_MODEL_ID,
-    ModelError,
-    ModelManifest,
-    check_model_id,
-    compose_text,
-    load_tokenizer,
-    tokenize,
-    verify_file,
-)
 from shared.events import PaperParsed, TokenIds
+from shared.model_files import DEFAULT_MODEL_ID, ModelError, ModelManifest, check_model_id, verify_file
+from shared.text_tokens import compose_text, load_tokenizer, tokenize
 
 log = logging.getLogger("paperwire.parser.tokens")
 

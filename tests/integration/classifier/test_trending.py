@@ -23,12 +23,12 @@ from services.classifier.app import SERVICE, build_router
 from services.classifier.embedding import DIMS, MODEL_ID, embed_cached
 from services.classifier.settings import ClassifierSettings
 from services.classifier.state import ClassifierState
-from shared.embedding import compose_text
 from shared.events import EmbeddingManifest, MatchFound, PaperEmbedded, Stream, UpvotesChanged
 from shared.paper import HuggingFaceInfo, Paper
 from shared.runtime import ServiceDef, build_app
 from shared.storage import PaperStore, SubscriptionStore
 from shared.subscription import Subscription
+from shared.text_tokens import compose_text
 from tests.streams import decode, wait_for
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "hf_daily_papers" / "sotawhat_hf_daily_papers_2026-06.json"

@@ -16,10 +16,12 @@ from services.embedder.batch import done_key
 from services.embedder.settings import EmbedderSettings
 from services.parser.tokens import PaperTokenizer
 from shared.consumer import dead_letter, ensure_groups, replay_dead
-from shared.embedding import ModelError, compose_text, load_embedder
+from shared.embedding import load_embedder
 from shared.events import PaperEmbedded, PaperParsed, Stream
+from shared.model_files import ModelError
 from shared.paper import Paper
 from shared.storage import PaperStore
+from shared.text_tokens import compose_text
 from tests.unit.embedder.model_cache import labeled_rows
 
 SPACE = "sentence-transformers/all-MiniLM-L6-v2:384"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.classifier import embedding
-from shared.embedding import ModelError
+from shared.model_files import ModelError
 from tests.unit.embedder.model_cache import exported_model_dir
 
 

@@ -10,9 +10,10 @@ import pytest
 
 from services.embedder.batch import carried_ids
 from services.parser.tokens import PaperTokenizer
-from shared.embedding import load_embedder, tokenize
+from shared.embedding import load_embedder
 from shared.events import PaperParsed, TokenIds
 from shared.paper import Paper
+from shared.text_tokens import tokenize
 from tests.unit.embedder.model_cache import labeled_rows
 
 

@@ -16,7 +16,8 @@ from paperwire.cli import app as paperwire_cli
 from services.embedder.export import bundled_model_dir, export_model, real_abstracts
 from services.embedder.model import check_model
 from services.embedder.settings import EmbedderSettings
-from shared.embedding import ModelError, ModelManifest, load_embedder
+from shared.embedding import load_embedder
+from shared.model_files import ModelError, ModelManifest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -200,7 +201,7 @@ def test_bench_replicas_share_the_texts_and_report_the_aggregate(model_dir: Path
 def test_batch_without_carried_ids_is_tokenized_across_the_tokenizer_processes(model_dir: Path) -> None:
     """A service batch whose events carry no ids: spread over the processes, same ids in the same order."""
     from services.embedder.export import real_abstracts
-    from shared.embedding import tokenize
+    from shared.text_tokens import tokenize
 
     texts = real_abstracts(300)
     embedder = load_embedder(model_dir, "fp32", providers=["CPUExecutionProvider"])

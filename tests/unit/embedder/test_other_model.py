@@ -23,7 +23,8 @@ from services.embedder.model import check_model
 from services.embedder.settings import EmbedderSettings
 from services.parser.settings import ParserSettings
 from services.parser.tokens import open_tokenizer
-from shared.embedding import ModelManifest, load_embedder
+from shared.embedding import load_embedder
+from shared.model_files import ModelManifest
 from tests.unit.embedder.model_cache import exported_model_dir
 
 TINY_ID = "paperwire-tests/tiny-bert"

@@ -10,9 +10,9 @@ import pytest
 from tokenizers import Tokenizer
 
 from services.embedder.export import bundled_model_dir, real_abstracts
-from shared.embedding import (
+from shared.model_files import ModelError
+from shared.text_tokens import (
     _PROBES,
-    ModelError,
     compose_text,
     cut_text,
     load_tokenizer,
@@ -112,10 +112,10 @@ def test_texts_with_added_special_tokens_get_hf_ids() -> None:
 
 def test_the_load_time_probes_catch_special_tokens_sent_to_flash(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without routing the added tokens to HF, the probe texts differ and ``auto`` falls back to HF alone."""
-    import shared.embedding as embedding
+    import shared.text_tokens as text_tokens
 
     assert any("[MASK]" in probe for probe in _PROBES)
-    monkeypatch.setattr(embedding, "_not_fast_pattern", lambda spec: embedding._NOT_FAST)
+    monkeypatch.setattr(text_tokens, "_not_fast_pattern", lambda spec: text_tokens._NOT_FAST)
     assert load_tokenizer(bundled_model_dir() / "tokenizer.json", 256, "auto").engine == "hf"
     with pytest.raises(ModelError, match="differ from HF tokenizers on the probe texts"):
         load_tokenizer(bundled_model_dir() / "tokenizer.json", 256, "flash")

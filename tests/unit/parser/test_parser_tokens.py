@@ -10,8 +10,9 @@ from tokenizers import Tokenizer
 
 from services.parser.parse import parse_document
 from services.parser.tokens import PaperTokenizer, open_tokenizer
-from shared.embedding import ModelError, ModelManifest, compose_text, load_tokenizer, tokenize
 from shared.events import PaperParsed
+from shared.model_files import ModelError, ModelManifest
+from shared.text_tokens import compose_text, load_tokenizer, tokenize
 from tests.unit.embedder.model_cache import exported_model_dir
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
