@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +27,9 @@ SERVICES_WITH_COMMANDS = ("fetcher", "parser", "embedder", "classifier", "notifi
 @app.callback()
 def _setup() -> None:
     """Logs go to stderr, so a command's output (a token, JSON lines) can be captured from stdout."""
-    configure_logging(ServiceSettings().log_level)
+    # the variable itself, not ServiceSettings(): that would validate every setting (and create the link secret)
+    # before `--help` could print
+    configure_logging(os.environ.get("PAPERWIRE_LOG_LEVEL", "INFO"))
 
 
 GROUP_HELP = {
@@ -161,9 +164,13 @@ def status() -> None:
             await client.aclose()
 
     with command_redis() as redis_url:
-        typer.echo(f"{'stream':<16} {'group':<11} {'entries':>7} {'pending':>7} {'caught up':>9} {'dead':>5}")
-        for r in asyncio.run(rows()):
-            typer.echo(f"{r.stream:<16} {r.group:<11} {r.length:>7} {r.pending:>7} {str(r.caught_up):>9} {r.dead:>5}")
+        found = asyncio.run(rows())
+        width = max([len("stream"), *(len(r.stream) for r in found)])
+        typer.echo(f"{'stream':<{width}} {'group':<11} {'entries':>7} {'pending':>7} {'caught up':>9} {'dead':>5}")
+        for r in found:
+            typer.echo(
+                f"{r.stream:<{width}} {r.group:<11} {r.length:>7} {r.pending:>7} {str(r.caught_up):>9} {r.dead:>5}"
+            )
 
 
 def _source_stream(stream: str) -> str:
@@ -233,15 +240,19 @@ def main() -> int:
     environment gets wrong is one line, not a traceback."""
     import redis.exceptions
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from shared.model_files import ModelError
-    from shared.settings import settings_problem
+    from shared.settings import environment_problem, settings_problem
 
     try:
         app()
     except ModelError as exc:  # the model directory does not fit the settings: the message says what to do
         fail(str(exc), RUNTIME)
         return RUNTIME
+    except SettingsError as exc:
+        fail(environment_problem(exc), USAGE)
+        return USAGE
     except ValidationError as exc:
         problem = settings_problem(exc)
         if problem is None:

@@ -26,6 +26,7 @@ from paperwire.replay import ReplayServer, Route, WebhookReceiver
 from paperwire.runner import PIPELINE, pipeline_app
 from paperwire.subscriptions_file import load_subscriptions, read_subscriptions
 from services.notifier.queue import DeliveryQueue
+from shared.model_files import DEFAULT_MODEL_ID, default_model_dir
 from shared.redis_server import EmbeddedRedis
 from shared.status import pipeline_idle, pipeline_status
 
@@ -70,9 +71,13 @@ def demo_environment(data_dir: Path, replay_url: str) -> dict[str, str]:
     }
 
 
-def ensure_model() -> None:
-    """Export the ONNX model once (cached under PAPERWIRE_MODEL_DIR or data/models)."""
-    subprocess.run([sys.executable, "-m", "paperwire.cli", "model", "export"], check=True, cwd=ROOT)
+def ensure_model() -> Path:
+    """Export the ONNX model once, to PAPERWIRE_MODEL_DIR or the repository's data/models/<id> (not the demo's data
+    folder, which each run empties); the demo's services are pointed at it."""
+    model_id = os.environ.get("PAPERWIRE_MODEL_ID", DEFAULT_MODEL_ID)
+    out = default_model_dir(model_id, ROOT / "data")
+    subprocess.run([sys.executable, "-m", "paperwire.cli", "model", "export", "--out", str(out)], check=True, cwd=ROOT)
+    return out
 
 
 async def wait_until_idle(
@@ -99,7 +104,7 @@ async def run_demo(timeout_s: float = 170.0, data_dir: Path | None = None) -> in
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     print(f"paperwire demo: data under {data_dir}", flush=True)
-    ensure_model()
+    model_dir = ensure_model()
     print(f"model ready ({time.monotonic() - started:.1f} s)", flush=True)
 
     server = EmbeddedRedis(data_dir / "redis").start()
@@ -108,6 +113,7 @@ async def run_demo(timeout_s: float = 170.0, data_dir: Path | None = None) -> in
         with ReplayServer(demo_routes()) as replay, WebhookReceiver() as receiver, WebhookReceiver() as slack:
             os.environ.update(demo_environment(data_dir, replay.url))
             os.environ["REDIS_URL"] = server.url
+            os.environ["PAPERWIRE_MODEL_DIR"] = str(model_dir)
             subscriptions = read_subscriptions(EXAMPLE_SUBSCRIPTIONS)
             for subscription in subscriptions:
                 for endpoint in subscription.channels.webhooks:

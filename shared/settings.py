@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shared.model_files import DEFAULT_MODEL_ID, default_model_dir
 
@@ -156,6 +157,27 @@ def settings_problem(exc: ValidationError) -> str | None:
         env = name if name.isupper() else f"{prefix}{name.upper()}"
         problems.append(message if message.startswith(env) else f"{env}: {message}, got {error['input']!r}")
     return "; ".join(problems)
+
+
+def environment_problem(exc: SettingsError) -> str:
+    """One line for a value pydantic-settings could not even decode (a list setting that is not JSON): its error
+    names the field, so the variable set in the environment is looked up by that field across the services."""
+    match = re.search(r'field "([^"]+)"', str(exc))
+    if match is None:
+        return str(exc)
+    field = match.group(1)
+    names = sorted(
+        {
+            f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+            for cls in _subclasses(ServiceSettings)
+            if field in cls.model_fields
+        }
+        & set(os.environ)
+    ) or [field]
+    cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+    return (
+        f'{" / ".join(names)}: not valid JSON{cause}; lists are given as JSON, e.g. {names[0]}=\'["first", "second"]\''
+    )
 
 
 def _subclasses(cls: type) -> list[type]:

@@ -366,8 +366,13 @@ def format_result(result: dict[str, Any]) -> str:
         f"mean {result['mean_tokens']} tokens, max {result['max_tokens']}",
         f"host: {result['cpu']} x{result['cpu_count']}" + (f", GPU {result['gpu']}" if result.get("gpu") else ""),
         f"paperwire: {result['paperwire_texts_per_s']:.1f} texts/s ({result['precision']} on "
-        f"{result['provider']}, {result['tokenizer']} tokenizer x{result['tokenizer_workers']} processes, "
-        "tokenize + infer)",
+        f"{result['provider']}, {result['tokenizer']} tokenizer "
+        + (
+            f"in {result['tokenizer_workers']} processes"
+            if result["tokenizer_workers"]
+            else "in the embedder's threads"
+        )
+        + ", tokenize + infer)",
         f"from ids:  {result['from_ids_texts_per_s']:.1f} texts/s (token ids carried from the parsers; they "
         f"tokenize {result['parser_tokenize_per_core_texts_per_s']:.0f} texts/s per core, so "
         f"{result['parser_cores_to_feed']} parser cores feed this)",

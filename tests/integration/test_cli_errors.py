@@ -189,8 +189,14 @@ def test_a_wrong_redis_url_is_one_line_naming_it(
             '["hooks.internal"]',
             "API_WEBHOOK_ALLOWED_NETWORKS: 'hooks.internal' is not a network: give addresses in CIDR form",
         ),
+        (  # pydantic-settings cannot decode it at all: its error names the field, ours the variable
+            "API_WEBHOOK_ALLOWED_NETWORKS",
+            "10.0.0.0/8",
+            "API_WEBHOOK_ALLOWED_NETWORKS: not valid JSON (Extra data: line 1 column 5 (char 4)); lists are given "
+            """as JSON, e.g. API_WEBHOOK_ALLOWED_NETWORKS='["first", "second"]'""",
+        ),
     ],
-    ids=["port", "networks not JSON", "networks not CIDRs"],
+    ids=["port", "networks not JSON", "networks not CIDRs", "a service's list not JSON"],
 )
 def test_a_bad_api_setting_is_one_error_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str, text: str
@@ -200,3 +206,18 @@ def test_a_bad_api_setting_is_one_error_line(
     assert main() == USAGE
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: {text}"), line
+
+
+def test_help_reads_no_settings_and_writes_nothing(tmp_path: Path) -> None:
+    """``--help`` in an empty folder: it created ./data/link_secret (and refused a bad setting before helping)."""
+    env = {**os.environ, "REDIS_URL": "not a url"}
+    env.pop("PAPERWIRE_DATA_DIR", None)
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "paperwire"), "model", "export", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "--model-dir" in done.stdout
+    assert list(tmp_path.iterdir()) == []
