@@ -337,11 +337,8 @@ class ClassifierState:
         await self.sync()
         vectors = np.stack([event.array() for event in events])
         await self.add_background(*vectors)
-        alive = [i for i, event in enumerate(events) if not event.paper.withdrawn]
-        if not alive:
-            return []
         return await self.score_papers(
-            [events[i].paper for i in alive], vectors[alive], owners=[tuple(ids[events[i].paper.id]) for i in alive]
+            [event.paper for event in events], vectors, owners=[tuple(ids[event.paper.id]) for event in events]
         )
 
     async def record_upvotes(self, event: UpvotesChanged) -> None:
@@ -410,8 +407,15 @@ class ClassifierState:
         ``owners``: the ids of the events that brought each paper (the last first). A match claimed by one of them
         counts as new again, so an event's redelivery (after a crash or a failed publish) publishes it, and the
         notifier sends it once; another event about the paper (a new version, an upvote) finds it claimed. A
-        subscription's own seed paper is never news to it, so it is not matched.
+        subscription's own seed paper is never news to it, so it is not matched, and a withdrawn paper matches no one
+        (whichever path brings it: its embedding, its upvotes, a refreshed profile).
         """
+        alive = [i for i, paper in enumerate(papers) if not paper.withdrawn]
+        if len(alive) < len(papers):
+            papers, vectors = [papers[i] for i in alive], vectors[alive]
+            owners = [owners[i] for i in alive] if owners is not None else None
+        if not papers:
+            return []
         async with self._scoring:
             scorer = self.scorer() if profiles is None else Scorer(profiles)
             if not scorer.profiles:

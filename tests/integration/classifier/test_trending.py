@@ -146,6 +146,17 @@ async def test_a_paper_that_climbs_after_it_was_scored_is_delivered_once(redis, 
     assert await state.upvotes_changed(await climb(store, zero, 5)) == []
 
 
+async def test_a_withdrawn_paper_that_climbs_is_no_trending_match(redis, tmp_path) -> None:
+    """Its upvotes keep coming after the authors withdrew it (the stored paper says so): nobody gets it."""
+    sub = Subscription(id="hot", name="hot", trending={"window": "day", "top": 3})
+    state, store, _vectors = await embedded_day(redis, tmp_path, sub)
+    paper = await store.get("2606.13106")
+    assert paper is not None
+    await store.put(paper.model_copy(update={"withdrawn": True, "comment": "This paper has been withdrawn"}))
+    assert await state.upvotes_changed(await climb(store, "2606.13106", 200)) == []
+    assert (await state.trending_ranks(["2606.13106"]))["day"].tolist() == [1]  # still counted on the board
+
+
 async def test_a_count_that_arrives_before_the_vector_ranks_the_paper_when_it_is_embedded(redis, tmp_path) -> None:
     papers = hf_papers()
     store = PaperStore(redis)
