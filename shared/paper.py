@@ -162,18 +162,27 @@ def merge_change(known: Paper | None, new: Paper) -> tuple[Paper, PaperChange | 
     return merged, "updated" if (merged.version or 0) > (known.version or 1) else "merged"
 
 
+VERSION_FACTS = ("comment", "withdrawn", "updated", "announced", "announce_type")
+"""Facts of one version: a newer version never inherits them (v1's comment, its "new" announcement)."""
+
+
 def merge_papers(known: Paper, new: Paper) -> Paper:
     """One paper seen from several sources: newest version wins the text, sources and HF data add up.
 
     At the same version the known record wins and only gains what it lacked (a second source of the
-    same version must not wipe affiliations or dates the first one had); links add up.
+    same version must not wipe affiliations or dates the first one had), and a withdrawal either source saw
+    stands (arXiv RSS carries no comment, so it cannot know); links add up. A newer version fills its gaps from
+    the older one except for the ``VERSION_FACTS``.
     """
+    same_version = (new.version or 0) == (known.version or 0)
     newer = new if (new.version or 0) > (known.version or 0) else known
     older = known if newer is new else new
     merged = newer.model_dump()
     for field, value in older.model_dump().items():
-        if merged.get(field) in (None, "", [], {}):
+        if merged.get(field) in (None, "", [], {}) and (same_version or field not in VERSION_FACTS):
             merged[field] = value
+    if same_version:
+        merged["withdrawn"] = known.withdrawn or new.withdrawn
     merged["links"] = older.links | newer.links
     if (
         len(older.authors) == len(newer.authors)
