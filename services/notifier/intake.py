@@ -1,5 +1,6 @@
 """From a match to queued deliveries: instant subscriptions queue a message per target at once, digest
 subscriptions collect matches in Redis until their slot (``notifier:digest:<sub>``, one entry per paper).
+A digest lists its papers as the paper store has them at the slot, not as they were when they matched.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from datetime import datetime
 import redis.asyncio as aioredis
 import structlog
 
-from services.notifier.jobs import MatchItem, alert_jobs, digest_jobs, targets
+from services.notifier.jobs import MatchItem, alert_jobs, current_item, digest_jobs, targets
 from services.notifier.queue import DeliveryQueue
 from services.notifier.schedule import digest_due
 from shared.events import MatchFound, SubscriptionChanged
-from shared.storage import SubscriptionStore, claim_once, release_once
+from shared.storage import PaperStore, SubscriptionStore, claim_once, release_once
 from shared.subscription import Subscription
 
 log = structlog.get_logger("paperwire.notifier")
@@ -33,6 +34,7 @@ class Intake:
         self.redis = redis
         self.queue = DeliveryQueue(redis)
         self.subscriptions = SubscriptionStore(redis)
+        self.papers = PaperStore(redis)
 
     async def on_match(self, event: MatchFound) -> int:
         """Queue or buffer one match; returns how many jobs were queued now (0 for buffered or unknown)."""
@@ -104,20 +106,45 @@ class Intake:
         would queue a "no new papers" heartbeat after the digest).
 
         With nowhere to deliver (feed only, every webhook disabled) the slot's matches are dropped: kept, they
-        would pile up for months and flood the first digest after a channel is added."""
+        would pile up for months and flood the first digest after a channel is added.
+
+        The matches are listed as the paper store has them now (:meth:`current`); withdrawn ones leave the buffer
+        whatever was queued."""
+        items, withdrawn = await self.current(subscription, items)
         deliverable = bool(targets(subscription))
         queued = 0
         for job in digest_jobs(subscription, items, slot, heartbeat=heartbeat):  # one per target: none without
             queued += await self.queue.enqueue(job, due)
         if items and not deliverable:
             log.info("digest_dropped", subscription_id=subscription.id, papers=len(items), reason="no channel")
+        done = [i.paper.id for i in items] if items and (queued or not deliverable) else []
         async with self.redis.pipeline(transaction=True) as pipe:
-            if items and (queued or not deliverable):
-                pipe.hdel(_buffer(subscription.id), *[i.paper.id for i in items])
+            if done or withdrawn:
+                pipe.hdel(_buffer(subscription.id), *done, *withdrawn)
             if slot_done:
                 pipe.hset(LAST_DIGEST, subscription.id, slot.isoformat())
             await pipe.execute()
         return queued
+
+    async def current(self, subscription: Subscription, items: list[MatchItem]) -> tuple[list[MatchItem], list[str]]:
+        """The buffered matches with their papers as stored now, and the ids of those withdrawn since they matched.
+
+        The classifier claims a match once per (subscription, paper), so nothing refreshes a buffered snapshot: a
+        paper revised (v2's abstract and links), upvoted or categorised by arXiv after it matched is read again
+        here, in one round trip, and its reasons' facts brought up to date (``jobs.current_reasons``; not scored
+        again). A paper no longer stored (expired) keeps its snapshot."""
+        stored = await self.papers.get_many([i.paper.id for i in items])
+        fresh: list[MatchItem] = []
+        withdrawn: list[str] = []
+        for item in items:
+            paper = stored.get(item.paper.id)
+            if (paper or item.paper).withdrawn:
+                withdrawn.append(item.paper.id)
+            else:
+                fresh.append(current_item(item, paper, subscription) if paper and paper != item.paper else item)
+        if withdrawn:
+            log.info("digest_withdrawn_left_out", subscription_id=subscription.id, papers=withdrawn)
+        return fresh, withdrawn
 
     async def buffered(self, subscription_id: str) -> list[MatchItem]:
         raws = (await self.redis.hgetall(_buffer(subscription_id))).values()

@@ -8,6 +8,7 @@ is also the webhook ``webhook-id`` and the e-mail ``Message-ID``: receivers can 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -16,11 +17,19 @@ from pydantic import BaseModel, Field
 from shared.events import MatchFound
 from shared.paper import Paper
 from shared.subscription import Subscription, is_email
+from shared.taxonomy import category_matches
 
 Channel = Literal["email", "slack", "webhook"]
 JobKind = Literal["alert", "digest", "heartbeat"]
 
 HEARTBEAT_NOTE = "no new papers: arXiv does not announce on Fridays and Saturdays"
+
+# The classifier's reasons (services/classifier/scoring.py) that state facts about the paper, which a digest may
+# list days later: these are brought up to date there, the others (similarity, keywords, score) are kept as scored.
+CATEGORIES_UNKNOWN = "categories not known yet (listed on Hugging Face), so not filtered by category"
+_UPVOTES_RE = re.compile(r"^\d+ upvotes on Hugging Face Daily Papers$")
+_VERSION_RE = re.compile(r"^a new version \(v(\d+)\)( of an earlier paper.*)$")
+_CATEGORY_RE = re.compile(r"^(?:primary category|cross-listed in) \S+$")
 
 
 class MatchItem(BaseModel):
@@ -41,6 +50,45 @@ class MatchItem(BaseModel):
             trending_rank=event.trending_rank,
             match_event_id=event.event_id,
         )
+
+
+def _category_reason(paper: Paper, subscription: Subscription) -> str | None:
+    """The classifier's category reason, for a paper whose categories became known after it matched."""
+    hit = [c for c in paper.categories if any(category_matches(w, c) for w in subscription.categories)]
+    if not hit:
+        return None
+    kind = "primary category" if hit[0] == paper.categories[0] else "cross-listed in"
+    return f"{kind} {hit[0]}"
+
+
+def current_reasons(item: MatchItem, paper: Paper, subscription: Subscription) -> list[str]:
+    """``item``'s reasons, as of ``paper`` (the stored record, newer than the match's snapshot): nothing is scored
+    again, but the facts a reason states are today's. "Categories not known yet" goes once they are known (in its
+    place, the category the subscription asked for, if one is listed); an upvote count is the current one (a
+    trending rank keeps the count it was ranked with); a "new version" reason names the current version."""
+    upvotes = paper.hf.upvotes if paper.hf else 0
+    out: list[str] = []
+    for reason in item.reasons:
+        if reason == CATEGORIES_UNKNOWN and paper.categories:
+            category = _category_reason(paper, subscription)
+            if category and not any(_CATEGORY_RE.match(r) for r in item.reasons):
+                out.append(category)
+            continue
+        if _UPVOTES_RE.match(reason):
+            out.append(f"{upvotes} upvotes on Hugging Face Daily Papers" if upvotes else reason)
+            continue
+        version = _VERSION_RE.match(reason)
+        if version and paper.version and paper.version > int(version.group(1)):
+            out.append(f"a new version (v{paper.version}){version.group(2)}")
+            continue
+        out.append(reason)
+    return out
+
+
+def current_item(item: MatchItem, paper: Paper, subscription: Subscription) -> MatchItem:
+    """The match with the paper as stored now (version, abstract, links, categories, upvotes) instead of its
+    snapshot from when it matched; score and the rest of the match are kept."""
+    return item.model_copy(update={"paper": paper, "reasons": current_reasons(item, paper, subscription)})
 
 
 class DeliveryJob(BaseModel):
