@@ -46,7 +46,7 @@ async def measure(url: str, subscriptions: int, background: int, cache: Path) ->
             await store.put(Paper(id=paper.id, title=paper.title, abstract=paper.abstract))
             await store.set_vector(space, paper.id, vector)
         first = ClassifierState(redis, space, background_size=background, cache=cache)
-        await first.add_background(*vectors[:background])
+        await first.add_background([p.id for p in papers[:background]], vectors[:background])
         rng = np.random.default_rng(0)
         for i in range(subscriptions):
             seeds = [papers[j].id for j in rng.choice(background, 10, replace=False)]
@@ -54,7 +54,8 @@ async def measure(url: str, subscriptions: int, background: int, cache: Path) ->
         started = time.perf_counter()
         await first.load_all()
         fitted = time.perf_counter() - started
-        await first.add_background(*vectors[background:])  # the background moved while the replica was down
+        # the background moved while the replica was down
+        await first.add_background([p.id for p in papers[background:]], vectors[background:])
         restarted = ClassifierState(redis, space, background_size=background, cache=cache)
         started = time.perf_counter()
         await restarted.load_all()

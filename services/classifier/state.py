@@ -1,7 +1,9 @@
 """The classifier's live state: profiles of active subscriptions, the background sample, feedback.
 
 Redis keys it owns (prefix ``classifier:``): ``classifier:background:{space}`` (list of recent
-vectors, float16), ``classifier:feedback:{sub}`` (hash paper id -> like/dislike),
+vectors, float16, newest first, each paper at most once) with ``classifier:background:{space}:ids`` (their paper
+ids, in step with it) and ``classifier:background:{space}:members`` (the same ids as a set),
+``classifier:feedback:{sub}`` (hash paper id -> like/dislike),
 ``classifier:model:{sub}`` (the trained model, JSON) with ``classifier:model:{sub}:inputs`` (the digest of what
 it was trained on, so a restart uses it again instead of fitting), ``classifier:trending:{YYYY-MM-DD}`` (sorted set
 paper id -> Hugging Face upvotes of that Daily Papers day) and ``classifier:trending:day:{paper}`` (the day a
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from datetime import date, timedelta
 
 import numpy as np
@@ -50,6 +53,29 @@ _AWAIT = """
 local new = redis.call('EXISTS', KEYS[1]) == 0
 local added = redis.call('SADD', KEYS[1], ARGV[1])
 if new then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return added
+"""
+# KEYS[1] the background's vectors, KEYS[2] their paper ids (pushed and trimmed with them, so ids[i] is the paper of
+# vectors[i]; a list older than the ids has vectors without one at its tail, which age out), KEYS[3] the ids as a set.
+# ARGV[1] the size kept, then paper id, vector pairs. A paper already in the background keeps its first vector (and
+# place); the ids trimmed off the end leave the set, so a paper that aged out can come back. Returns how many joined.
+_ADD_BACKGROUND = """
+local size = tonumber(ARGV[1])
+if redis.call('LLEN', KEYS[2]) > redis.call('LLEN', KEYS[1])
+    or redis.call('SCARD', KEYS[3]) ~= redis.call('LLEN', KEYS[2]) then
+  redis.call('DEL', KEYS[2], KEYS[3])  -- the background was cleared or edited by hand: its ids start again
+end
+local added = 0
+for i = 2, #ARGV, 2 do
+  if redis.call('SADD', KEYS[3], ARGV[i]) == 1 then
+    redis.call('LPUSH', KEYS[1], ARGV[i + 1])
+    redis.call('LPUSH', KEYS[2], ARGV[i])
+    added = added + 1
+  end
+end
+for _, id in ipairs(redis.call('LRANGE', KEYS[2], size, -1)) do redis.call('SREM', KEYS[3], id) end
+redis.call('LTRIM', KEYS[1], 0, size - 1)
+redis.call('LTRIM', KEYS[2], 0, size - 1)
 return added
 """
 # KEYS[1] the subscription, the rest what the classifier keeps for it: deleted only while the subscription is.
@@ -130,11 +156,24 @@ class ClassifierState:
             return np.zeros((0, self.dims), np.float32)
         return np.stack([np.frombuffer(r, dtype="<f2").astype(np.float32) for r in raws])
 
-    async def add_background(self, *vectors: np.ndarray) -> None:
-        """Newest first, capped at ``background_size``: one push for a whole batch."""
+    async def add_background(self, paper_ids: Sequence[str], vectors: Sequence[np.ndarray] | np.ndarray) -> int:
+        """Newest first, capped at ``background_size``, each paper at most once: one script for a whole batch.
+
+        A paper arrives several times (new from one source, merged from the next ones, updated for a new
+        version): only its first vector joins, so the sample the models are calibrated on does not over-weight
+        papers listed by several sources. The first is kept rather than the latest because its place in the list
+        is its age (replacing would mean finding it in the list, a scan per event) and a new version's vector is
+        nearly the same point. The check is in Redis, atomic with the push, so replicas and restarts share it.
+        Returns how many papers joined."""
+        if len(paper_ids) != len(vectors):
+            raise ValueError(f"{len(paper_ids)} paper ids for {len(vectors)} vectors")
+        if not len(paper_ids):
+            return 0
         key = f"classifier:background:{self.space}"
-        await self.redis.lpush(key, *(np.asarray(v, dtype="<f2").tobytes() for v in vectors))
-        await self.redis.ltrim(key, 0, self.background_size - 1)
+        args: list[str | bytes | int] = [self.background_size]
+        for paper_id, vector in zip(paper_ids, vectors, strict=True):
+            args += [paper_id, np.asarray(vector, dtype="<f2").tobytes()]
+        return int(await self.redis.eval(_ADD_BACKGROUND, 3, key, f"{key}:ids", f"{key}:members", *args))
 
     async def refresh(self, subscription: Subscription, reuse: bool = False) -> Profile | None:
         """Rebuild one subscription's profile (interests embedded, seeds and ratings from stored vectors).
@@ -336,7 +375,7 @@ class ClassifierState:
             return []
         await self.sync()
         vectors = np.stack([event.array() for event in events])
-        await self.add_background(*vectors)
+        await self.add_background([event.paper.id for event in events], vectors)
         return await self.score_papers(
             [event.paper for event in events], vectors, owners=[tuple(ids[event.paper.id]) for event in events]
         )

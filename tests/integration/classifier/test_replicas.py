@@ -36,7 +36,7 @@ async def stored_papers(redis, tmp_path, n: int = 40):  # noqa: ANN001, ANN201
     for p, v in zip(papers, vectors, strict=True):
         await store.put(Paper(id=p.id, title=p.title, abstract=p.abstract, categories=list(p.categories)))
         await store.set_vector(SPACE, p.id, v)
-    await ClassifierState(redis, SPACE).add_background(*vectors)
+    await ClassifierState(redis, SPACE).add_background([p.id for p in papers], vectors)
     return papers, vectors
 
 

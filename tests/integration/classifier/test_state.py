@@ -17,7 +17,7 @@ from services.classifier.dataset import load_dataset
 from services.classifier.embedding import DIMS, MODEL_ID, embed_cached
 from services.classifier.state import ClassifierState
 from shared.events import EmbeddingManifest, FeedbackGiven, PaperEmbedded, Stream, SubscriptionChanged
-from shared.paper import Paper
+from shared.paper import HuggingFaceInfo, Paper
 from shared.storage import PaperStore, SubscriptionStore
 from shared.subscription import Subscription
 from tests.unit.classifier.conftest import DATASET
@@ -35,8 +35,8 @@ async def stored_papers(redis, cache: Path, n: int, background: int = 40):
         await store.put(Paper(id=p.id, title=p.title, abstract=p.abstract, categories=list(p.categories)))
         await store.set_vector(SPACE, p.id, v)
     state = ClassifierState(redis, SPACE, cache=cache)
-    for v in vectors[:background]:
-        await state.add_background(v)
+    for p, v in zip(papers[:background], vectors[:background], strict=True):
+        await state.add_background([p.id], [v])
     return papers, vectors, state
 
 
@@ -106,8 +106,8 @@ async def test_restart_uses_stored_models_and_refits_what_changed(redis, tmp_pat
     await subs.delete("gone")  # while no replica runs: no sync sees it
     await redis.hset("classifier:feedback:never-fitted", papers[47].id, "like")  # ratings of a deleted one, no model
 
-    for v in vectors[40:]:  # the background moves while the replica is down: a fit now gives another model
-        await first.add_background(v)
+    for p, v in zip(papers[40:], vectors[40:], strict=True):  # the background moves while the replica is down
+        await first.add_background([p.id], [v])  # a fit now gives another model
     await first.record_feedback(FeedbackGiven(subscription_id="cv", paper_id=papers[45].id, label="dislike"))
     restarted = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
     await restarted.load_all()
@@ -326,3 +326,63 @@ async def test_a_redis_error_while_applying_a_change_keeps_the_profile_and_reads
     assert state.profiles["s"].subscription.keywords == ["transformer"]  # still scored as it was
     assert await state.sync() == ["s"]  # the change is read again, and applied
     assert state.profiles["s"].subscription.keywords == ["diffusion"]
+
+
+def _announced(paper: Paper, vector: np.ndarray, event_id: str) -> PaperEmbedded:
+    manifest = EmbeddingManifest(model_id=MODEL_ID, dims=DIMS, max_tokens=256, precision="fp32", sha256="x")
+    return PaperEmbedded(event_id=event_id, paper=paper, vector=PaperEmbedded.pack(vector), manifest=manifest)
+
+
+def _rows_of(background: np.ndarray, vector: np.ndarray) -> int:
+    """How many rows of the background are this vector (as stored: float16)."""
+    stored = np.asarray(vector, dtype="<f2").astype(np.float32)
+    return int((background == stored).all(axis=1).sum())
+
+
+async def test_a_paper_from_several_sources_and_versions_joins_the_background_once(redis, tmp_path) -> None:
+    """One real paper seen by the arXiv API (new), Hugging Face Daily Papers and arXiv RSS (merged, merged), then
+    its v2 (updated), scored by two replicas and one restarted: the background holds it once, with its first
+    vector, beside every other paper of the day (the duplicates over-weighted papers listed by several sources)."""
+    cache = tmp_path / "c.sqlite"
+    papers, vectors, state = await stored_papers(redis, cache, 4, background=0)
+    p, v = papers[0], vectors[0]
+    v1 = Paper(id=p.id, version=1, title=p.title, abstract=p.abstract, categories=list(p.categories))
+    hf = v1.model_copy(update={"hf": HuggingFaceInfo(upvotes=12), "sources": ["arxiv-api", "hf-daily"]})
+    rss = hf.model_copy(update={"sources": ["arxiv-api", "hf-daily", "arxiv-rss"]})
+    v2 = rss.model_copy(update={"version": 2, "abstract": f"{p.abstract} We add experiments on two more languages."})
+    [v2_vector] = embed_cached([f"{v2.title}\n{v2.abstract}"], cache)
+    others = [Paper(id=q.id, title=q.title, abstract=q.abstract, categories=list(q.categories)) for q in papers[1:]]
+    replica = ClassifierState(redis, SPACE, cache=cache)
+    await state.score_events([_announced(v1, v, "new")])
+    await state.score_events([_announced(hf, v, "merged-hf"), _announced(others[0], vectors[1], "b")])
+    await replica.score_events([_announced(rss, v, "merged-rss"), _announced(others[1], vectors[2], "c")])
+    restarted = ClassifierState(redis, SPACE, cache=cache)
+    await restarted.score_events([_announced(v2, v2_vector, "updated"), _announced(others[2], vectors[3], "d")])
+    await restarted.score_events([_announced(rss, v, "merged-rss")])  # a redelivery, too
+
+    background = await restarted.background()
+    assert len(background) == 4  # the paper and the three others, each once
+    assert _rows_of(background, v) == 1 and _rows_of(background, v2_vector) == 0  # its first vector is kept
+    assert all(_rows_of(background, u) == 1 for u in vectors[1:])
+    assert np.array_equal(background, np.asarray(vectors[::-1], dtype="<f2").astype(np.float32))  # newest first
+
+
+async def test_the_background_stays_trimmed_and_a_paper_that_aged_out_can_join_again(redis, tmp_path) -> None:
+    """Trimmed to ``background_size``; the ids of the vectors trimmed off leave with them, so a paper that aged
+    out is a new member when it comes back (a new version months later) and the id set stays the size of the
+    list. A list written before the background had ids is still read, and its unnamed vectors age out."""
+    papers, vectors, _state = await stored_papers(redis, tmp_path / "c.sqlite", 6, background=0)
+    key = f"classifier:background:{SPACE}"
+    await redis.lpush(key, *(np.asarray(u, dtype="<f2").tobytes() for u in (vectors[5], vectors[5])))  # old format
+    state = ClassifierState(redis, SPACE, background_size=4)
+    assert await state.add_background([papers[0].id, papers[1].id], vectors[:2]) == 2
+    assert len(await state.background()) == 4  # the two old vectors still count
+    assert await state.add_background([papers[1].id, papers[2].id, papers[2].id], vectors[1:4]) == 1
+    assert await state.add_background([papers[3].id, papers[4].id], vectors[3:5]) == 2
+    background = await state.background()
+    assert np.array_equal(background, np.asarray(vectors[4::-1][:4], dtype="<f2").astype(np.float32))
+    assert await redis.llen(key) == 4 and await redis.scard(f"{key}:members") == 4
+    assert await state.add_background([papers[0].id], vectors[:1]) == 1  # it had aged out
+    assert await state.add_background([papers[4].id], vectors[4:5]) == 0
+    assert _rows_of(await state.background(), vectors[0]) == 1
+    assert await redis.llen(key) == await redis.llen(f"{key}:ids") == await redis.scard(f"{key}:members") == 4

@@ -67,8 +67,8 @@ async def climb(store: PaperStore, paper_id: str, upvotes: int) -> UpvotesChange
 async def _run(redis, tmp_path: Path, sub: Subscription, order: list[Paper]) -> list:  # noqa: ANN001
     vectors = embed_cached([compose_text(p.title, p.abstract) for p in order], tmp_path / "c.sqlite")
     state = ClassifierState(redis, SPACE, cache=tmp_path / "c.sqlite")
-    for v in vectors:
-        await state.add_background(v)
+    for paper, v in zip(order, vectors, strict=True):
+        await state.add_background([paper.id], [v])
     for paper in order:
         await state.record_upvotes(first_count(paper))
     await SubscriptionStore(redis).put(sub)
@@ -88,7 +88,7 @@ async def embedded_day(redis, tmp_path: Path, sub: Subscription) -> tuple[Classi
     for paper, vector in zip(papers, vectors, strict=True):
         await store.put(paper)
         await store.set_vector(SPACE, paper.id, vector)
-        await state.add_background(vector)
+        await state.add_background([paper.id], [vector])
         await state.record_upvotes(first_count(paper))
     await SubscriptionStore(redis).put(sub)
     await state.load_all()
