@@ -53,7 +53,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from shared.events import CONSUMER_GROUPS, dead_letter_stream, entry_body
 from shared.settings import ServiceSettings
-from shared.storage import PIPELINE_CHUNK, claim_once
+from shared.storage import PIPELINE_CHUNK, claim_once, reply_text
 from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger("paperwire.consumer")
@@ -105,10 +105,6 @@ async def ensure_groups(redis: aioredis.Redis) -> None:
             await ensure_group(redis, stream, group)
 
 
-def _decode(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 Event = TypeVar("Event", bound=BaseModel)
 
 
@@ -155,7 +151,7 @@ async def bury_rejected(
     """Dead-letter the entries of a batch (or a lone entry, index 0) that no retry can handle, each once (a
     redelivery after a crash does not bury them again); the handler goes on with the rest of the batch, whose ack
     then covers these entries too."""
-    ids = [_decode(i) for i in message.raw_message["message_ids"]]
+    ids = [reply_text(i) for i in message.raw_message["message_ids"]]
     entries = message.raw_message["data"]
     entries = entries if isinstance(entries, list) else [entries]
     for index, reason in rejected:
@@ -173,7 +169,7 @@ async def dead_letter(
     attempts: int,
 ) -> str:
     """Copy an entry to ``<stream>.dead`` with why it failed; ``paperwire dead replay`` puts it back."""
-    entry = {_decode(k): v for k, v in fields.items()}
+    entry = {reply_text(k): v for k, v in fields.items()}
     entry.update(
         {
             "dead.stream": stream,
@@ -187,7 +183,7 @@ async def dead_letter(
     dead_id = await redis.xadd(dead_letter_stream(stream), entry)
     # ERROR: an event that will not be handled until an operator replays it (alerts key on this level)
     log.error("dead_lettered", stream=stream, group=group, id=message_id, attempts=attempts, error=error[:500])
-    return _decode(dead_id)
+    return reply_text(dead_id)
 
 
 class PublishError(RuntimeError):
@@ -232,7 +228,7 @@ def _event_id(msg: StreamMessage[Any]) -> str | None:
 async def _delivery_counts(redis: aioredis.Redis, stream: str, group: str, ids: list[str]) -> dict[str, int]:
     """XPENDING's times_delivered per entry (1 for an entry not pending any more)."""
     pending = await redis.xpending_range(stream, group, min=ids[0], max=ids[-1], count=max(len(ids), 1) * 2)
-    counts = {_decode(p["message_id"]): int(p["times_delivered"]) for p in pending}
+    counts = {reply_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
     return {i: counts.get(i, 1) for i in ids}
 
 
@@ -279,7 +275,7 @@ def _field(fields: dict[Any, Any], name: str) -> str | None:
     """One field of a raw stream entry (keys and values bytes or str), decoded; bytes that are no UTF-8 (anyone
     can XADD them) decode replaced instead of failing the consumer."""
     for key, value in fields.items():
-        if _decode(key) == name:
+        if reply_text(key) == name:
             return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
     return None
 
@@ -307,7 +303,7 @@ def order_id(entry_id: Any, fields: dict[Any, Any]) -> str:
     ``replay.of`` is internal (written by ``replay_dead``) but anyone can XADD a field, so it is used only when it
     is a valid stream id older than the entry's own: a forged one can only make its own entry look older (lose its
     own write), never newer than the events that came after it."""
-    own = _decode(entry_id)
+    own = reply_text(entry_id)
     own_id = parse_stream_id(own)
     original = parse_stream_id(_field(fields, REPLAY_OF))
     if own_id is None or original is None or original >= own_id:
@@ -346,7 +342,7 @@ def reliability_middleware(settings: ServiceSettings, consumer: str) -> Callable
                 return await call_next(msg)
             redis: aioredis.Redis = msg.consumer  # type: ignore[attr-defined]
             stream = raw["channel"]
-            ids = [_decode(i) for i in raw["message_ids"]]
+            ids = [reply_text(i) for i in raw["message_ids"]]
             entries = raw["data"] if raw["type"] == "bstream" else [raw["data"]]
             foreign = [i for i, fields in enumerate(entries) if _replayed_for(fields) not in (None, group)]
             if foreign:
@@ -371,7 +367,7 @@ def reliability_middleware(settings: ServiceSettings, consumer: str) -> Callable
                     # The handler never returned nor raised that often: the process died holding them.
                     for message_id, fields in zip(ids, entries, strict=True):
                         last = await redis.hget(_errors_key(stream, group), message_id)
-                        error = _decode(last) if last else "consumer died while handling it"
+                        error = reply_text(last) if last else "consumer died while handling it"
                         await _bury(redis, stream, group, message_id, fields, error, attempts[message_id] - 1)
                     return None
                 try:
@@ -500,7 +496,7 @@ def subscriber(
 def replay_copy(fields: dict[Any, Any]) -> dict[str, Any]:
     """What a dead letter puts back on its stream: the original entry without the ``dead.*`` fields, marked
     ``replay.for=<dead.group>`` and ``replay.of=<original id>`` (see ``replay_dead``)."""
-    decoded = {_decode(k): v for k, v in fields.items()}
+    decoded = {reply_text(k): v for k, v in fields.items()}
     original = {k: v for k, v in decoded.items() if not k.startswith("dead.") and k not in (REPLAY_FOR, REPLAY_OF)}
     if "dead.group" in decoded:
         original[REPLAY_FOR] = decoded["dead.group"]
@@ -526,7 +522,7 @@ async def replay_dead(
     the original was; a copy dead-lettered and replayed again keeps the first original's id."""
     replayed = []
     for entry_id, fields in await redis.xrange(dead_letter_stream(stream), count=limit):
-        eid = _decode(entry_id)
+        eid = reply_text(entry_id)
         if entry_ids and eid not in entry_ids:
             continue
         if only is not None and not only(entry_body(fields) or {}):

@@ -9,6 +9,8 @@ import time
 import redis.asyncio as aioredis
 import structlog
 
+from shared.storage import reply_text
+
 log = structlog.get_logger("paperwire.retention")
 
 
@@ -24,12 +26,12 @@ async def safe_trim_id(redis: aioredis.Redis, stream: str) -> str | None:
         return None
     needed: list[tuple[int, int]] = []
     for group in groups:
-        name = _text(group["name"])
-        ms, seq = _id_tuple(_text(group["last-delivered-id"]))
+        name = reply_text(group["name"])
+        ms, seq = _id_tuple(reply_text(group["last-delivered-id"]))
         needed.append((ms, seq + 1))
         if group["pending"]:
             summary = await redis.xpending(stream, name)
-            needed.append(_id_tuple(_text(summary["min"])))
+            needed.append(_id_tuple(reply_text(summary["min"])))
     ms, seq = min(needed)
     return f"{ms}-{seq}"
 
@@ -69,19 +71,15 @@ async def forget_gone_consumers(redis: aioredis.Redis, stream: str, idle_s: floa
         return []
     gone = []
     for group in await redis.xinfo_groups(stream):
-        group_name = _text(group["name"])
+        group_name = reply_text(group["name"])
         for consumer in await redis.xinfo_consumers(stream, group_name):
-            name = _text(consumer["name"])
+            name = reply_text(consumer["name"])
             if consumer["pending"] == 0 and consumer["idle"] >= idle_s * 1000:
                 if await redis.eval(_DELETE_IF_IDLE, 1, stream, group_name, name):
                     gone.append(f"{group_name}/{name}")
     if gone:
         log.info("gone_consumers_forgotten", stream=stream, consumers=gone)
     return gone
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def trim_forever(redis_url: str, streams: list[str], retention_hours: float, every_s: float = 600) -> None:

@@ -21,6 +21,10 @@ class UnsafeURL(ValueError):
     """A URL that resolves to a loopback, private, link-local or otherwise special address."""
 
 
+class Unresolvable(UnsafeURL):
+    """The host name did not resolve (often for a moment): nothing unsafe is known about it, it cannot be reached."""
+
+
 def parse_networks(cidrs: list[str]) -> list[Network]:
     return [ipaddress.ip_network(c, strict=False) for c in cidrs]
 
@@ -75,7 +79,7 @@ async def resolve_safe(url: str, allowed: list[Network]) -> PinnedURL:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
-            raise UnsafeURL(f"cannot resolve {host!r}: {exc}") from exc
+            raise Unresolvable(f"cannot resolve {host!r}: {exc}") from exc
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
     if not addresses:
         raise UnsafeURL(f"{host!r} has no address")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from shared.events import CONSUMER_GROUPS, dead_letter_stream
+from shared.storage import reply_text
 
 FETCHER_METRICS_KEY = "fetcher:metrics"
 """Hash of the fetcher's counters (HINCRBY per attempt outcome: ``ok``, ``status_429``, ``retries``, ...)."""
@@ -40,10 +41,6 @@ class StreamStatus:
     groups: list[GroupStatus] = field(default_factory=list)
 
 
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def streams_status(redis: aioredis.Redis) -> list[StreamStatus]:
     """Every stream of the contract that has consumer groups, present or not, with its groups and dead letters."""
     out = []
@@ -55,10 +52,10 @@ async def streams_status(redis: aioredis.Redis) -> list[StreamStatus]:
         # XLEN + XINFO GROUPS (whose "lag" says whether a group is caught up, Redis >= 7) avoid XINFO STREAM,
         # which returns the first and last entries: on papers.raw those are whole feed responses.
         length = int(await redis.xlen(stream))
-        known = {_text(g["name"]): g for g in await redis.xinfo_groups(stream)}
+        known = {reply_text(g["name"]): g for g in await redis.xinfo_groups(stream)}
         last: str | None = None
         if any(known.get(group, {}).get("lag") is None for group in groups if group in known):
-            last = _text((await redis.xinfo_stream(stream))["last-generated-id"])
+            last = reply_text((await redis.xinfo_stream(stream))["last-generated-id"])
         rows = []
         for group in groups:
             g = known.get(group)
@@ -72,7 +69,7 @@ async def streams_status(redis: aioredis.Redis) -> list[StreamStatus]:
                     length=length,
                     pending=int(g["pending"]),
                     caught_up=length == 0
-                    or (int(lag) == 0 if lag is not None else _text(g["last-delivered-id"]) == last),
+                    or (int(lag) == 0 if lag is not None else reply_text(g["last-delivered-id"]) == last),
                     dead=dead,
                     lag=None if lag is None else int(lag),
                     consumers=int(g.get("consumers") or 0),
@@ -98,7 +95,7 @@ async def fetcher_counters(redis: aioredis.Redis) -> dict[str, int]:
     counters = {}
     for name, value in (await redis.hgetall(FETCHER_METRICS_KEY)).items():
         try:
-            counters[_text(name)] = int(value)
+            counters[reply_text(name)] = int(value)
         except (TypeError, ValueError):
             continue
     return counters

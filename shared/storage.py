@@ -77,9 +77,9 @@ async def _watched(
     raise RuntimeError(f"{what}: kept changing during {UPSERT_TRIES} attempts")
 
 
-def reply_text(value: bytes | str) -> str:
+def reply_text(value: object) -> str:
     """A Redis reply as text: the clients return bytes (vectors are binary), keys and ids are UTF-8 text."""
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def paper_key(paper_id: str) -> str:

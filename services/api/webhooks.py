@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import socket
 import time
 import uuid
 from typing import Any
 
 import httpx
 
-from shared.ssrf import PinnedURL, UnsafeURL, parse_networks, resolve_safe
+from shared.ssrf import PinnedURL, Unresolvable, UnsafeURL, parse_networks, resolve_safe
 from shared.webhook_signing import PREFIX, webhook_headers
 
 
@@ -37,7 +36,7 @@ async def check_destination(url: str, allowed_networks: list[str]) -> PinnedURL:
     try:
         return await resolve_safe(url, parse_networks(allowed_networks))
     except UnsafeURL as exc:
-        if isinstance(exc.__cause__, socket.gaierror):  # a name that does not resolve is no blocked address
+        if isinstance(exc, Unresolvable):  # a name that does not resolve is no blocked address
             raise httpx.ConnectError(f"DNS: {exc}") from exc
         raise BlockedAddress(str(exc)) from exc
 

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import math
 import os
-import socket
 import ssl
 import tempfile
 import time
@@ -29,7 +28,7 @@ from services.notifier.email_render import Links, build_message, wire_bytes
 from services.notifier.jobs import DeliveryJob
 from services.notifier.settings import NotifierSettings
 from services.notifier.slack_blocks import build_messages
-from shared.ssrf import UnsafeURL, parse_networks, resolve_safe
+from shared.ssrf import Unresolvable, UnsafeURL, parse_networks, resolve_safe
 from shared.subscription import Subscription, WebhookEndpoint
 from shared.webhook_signing import BadSecret, webhook_headers
 
@@ -292,7 +291,7 @@ class PinnedPoster:
         try:
             pinned = await resolve_safe(url, self.allowed)
         except UnsafeURL as exc:
-            if isinstance(exc.__cause__, socket.gaierror):  # DNS failed, often for a moment: not an unsafe address
+            if isinstance(exc, Unresolvable):
                 return Outcome("retry", error=f"DNS: {exc}", throttle=True)
             return Outcome("refused", error=f"unsafe URL: {exc}")
         target = httpx.URL(url)
